@@ -1,0 +1,245 @@
+"""The `pixclass` command. Each verb parses options, calls one library function, and prints."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from pixclass.cli.output import console, emit_json, progress_bar, simple
+from pixclass.errors import PixclassError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="pixclass: image classification from a folder of images to a served model.")
+
+WorkspaceOpt = Annotated[Optional[Path], typer.Option("--workspace", "-w", envvar="PIXCLASS_WORKSPACE",
+                                                      help="Workspace directory (default ./pixclass-workspace).")]
+DbOpt = Annotated[Optional[str], typer.Option("--db-url", envvar="PIXCLASS_DB_URL",
+                                              help="Database URL, e.g. postgresql+psycopg://u:p@host/db.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+
+
+def handle_errors(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except PixclassError as e:
+            console.print(f"[bold red]error:[/] {e}", highlight=False)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def open_ws(workspace: Path | None, db_url: str | None):
+    from pixclass.store import Workspace
+
+    return Workspace.open(workspace, url=db_url)
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log details.")] = False) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(name)s: %(message)s")
+
+
+@app.command("import")
+@handle_errors
+def import_cmd(
+    src: Annotated[Path, typer.Argument(help="Folder tree (root/<class>/img or root/<split>/<class>/img) or CSV.")],
+    name: Annotated[str, typer.Option("--name", "-n", help="Dataset name.")],
+    task: Annotated[Optional[str], typer.Option(help="binary|multiclass|multilabel|hierarchical (inferred).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the 80/10/10 split for images without one.")] = 0,
+    workspace: WorkspaceOpt = None, db_url: DbOpt = None, json_out: JsonOpt = False, quiet: QuietOpt = False,
+) -> None:
+    """Import images; unreadable files are reported by path and reason, the rest goes on."""
+    from pixclass.io.importer import import_dataset
+
+    ws = open_ws(workspace, db_url)
+    with progress_bar(quiet or json_out) as bar:
+        res = import_dataset(ws, src, name, task=task, seed=seed, progress=simple(bar, "import"))
+    if json_out:
+        return emit_json(res.to_dict())
+    console.print(f"Imported [bold]{res.imported}[/] images into [bold]{res.dataset}[/] ({res.task}, "
+                  f"{len(res.classes)} classes); {res.skipped_existing} already there; {len(res.broken)} broken.")
+    for b in res.broken:
+        console.print(f"  [red]broken[/] {b['path']}: {b['reason']}", highlight=False)
+
+
+@app.command()
+@handle_errors
+def stats(name: Annotated[str, typer.Argument(help="Dataset name.")], workspace: WorkspaceOpt = None,
+          db_url: DbOpt = None, json_out: JsonOpt = False) -> None:
+    """Counts per class and split, image sizes, formats and broken files."""
+    from rich.table import Table
+
+    from pixclass.store import records
+
+    ws = open_ws(workspace, db_url)
+    with ws.session() as s:
+        st = records.dataset_stats(s, records.get_dataset(s, name))
+    if json_out:
+        return emit_json(st)
+    console.print(f"[bold]{st['dataset']}[/]: {st['images']} images ({st['labeled']} labeled), task {st['task']}, "
+                  f"splits {st['splits']}, width {st['width']}, height {st['height']}, formats {st['formats']}")
+    table = Table("class", "images")
+    for c, n in st["classes"].items():
+        table.add_row(c, str(n))
+    console.print(table)
+    for b in st["broken"]:
+        console.print(f"  [red]broken[/] {b['path']}: {b['reason']}", highlight=False)
+
+
+@app.command()
+@handle_errors
+def train(
+    name: Annotated[str, typer.Argument(help="Dataset name.")],
+    model: Annotated[str, typer.Option(help="Model name (see `pixclass models`).")] = "mobilenetv2_100",
+    mode: Annotated[str, typer.Option(help="linear (frozen embeddings + logistic regression) or finetune.")] = "finetune",
+    pretrained: Annotated[bool, typer.Option("--pretrained/--no-pretrained", help="Start from ImageNet weights.")] = True,
+    weights: Annotated[Optional[Path], typer.Option(help="Backbone weights file (.pth/.pt/.safetensors).")] = None,
+    epochs: Annotated[int, typer.Option(help="Maximum epochs (finetune).")] = 10,
+    img_size: Annotated[int, typer.Option(help="Square input size in pixels.")] = 224,
+    batch_size: Annotated[int, typer.Option(help="Images per step.")] = 48,
+    lr: Annotated[float, typer.Option(help="Peak learning rate of the head (AdamW).")] = 1e-3,
+    time_budget: Annotated[Optional[float], typer.Option(help="Stop cleanly after this many seconds.")] = None,
+    balance: Annotated[str, typer.Option(help="Class imbalance: weights|sampler|none.")] = "none",
+    patience: Annotated[int, typer.Option(help="Early stopping patience in epochs.")] = 3,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out.")] = False,
+    out: Annotated[Optional[Path], typer.Option(help="Run directory (default WORKSPACE/runs/NAME-TIME).")] = None,
+    workspace: WorkspaceOpt = None, db_url: DbOpt = None, json_out: JsonOpt = False, quiet: QuietOpt = False,
+) -> None:
+    """Train a classifier on a dataset; writes a run directory with model, manifest and metrics."""
+    from pixclass.config import TrainConfig
+    from pixclass.train.run import train as train_fn
+
+    cfg = TrainConfig(model=model, mode=mode, pretrained=pretrained, weights=str(weights) if weights else None,
+                      epochs=epochs, img_size=img_size, batch_size=batch_size, lr=lr, time_budget=time_budget,
+                      balance=balance, patience=patience, seed=seed, resume=resume)  # type: ignore[arg-type]
+    ws = open_ws(workspace, db_url)
+    with progress_bar(quiet or json_out) as bar:
+        res = train_fn(ws, name, cfg, out=out, progress=bar)
+    if json_out:
+        return emit_json(res.to_dict())
+    console.print(f"Run [bold]{res.run}[/] in {res.seconds:.1f}s: " +
+                  ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in res.metrics.items()))
+
+
+@app.command()
+@handle_errors
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="Run directory or exported artifact.")],
+    split: Annotated[str, typer.Option(help="train|val|test")] = "test",
+    dataset: Annotated[Optional[str], typer.Option(help="Dataset (default: the run's).")] = None,
+    workspace: WorkspaceOpt = None, db_url: DbOpt = None, json_out: JsonOpt = False, quiet: QuietOpt = False,
+) -> None:
+    """Accuracy, per-class precision/recall/F1, macro/weighted F1, ROC-AUC, top-k, confusion matrix."""
+    from pixclass.evaluate.run_eval import evaluate_run
+
+    ws = open_ws(workspace, db_url)
+    with progress_bar(quiet or json_out) as bar:
+        m = evaluate_run(ws, run, split=split, dataset=dataset, progress=bar)
+    if json_out:
+        return emit_json(m)
+    from rich.table import Table
+
+    console.print(f"{m['dataset']}/{split}: accuracy [bold]{m['accuracy']:.4f}[/], macro F1 {m['macro_f1']:.4f}, "
+                  f"weighted F1 {m['weighted_f1']:.4f}, ROC-AUC {m.get('roc_auc', float('nan')):.4f}, "
+                  f"{m['top_k']} (n={m['n']})")
+    table = Table("class", "precision", "recall", "f1", "support")
+    for c, v in m["per_class"].items():
+        table.add_row(c, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}", str(v["support"]))
+    console.print(table)
+    console.print(f"Report with confusion matrix: {m['report']}")
+
+
+@app.command()
+@handle_errors
+def predict(
+    run: Annotated[Path, typer.Argument(help="Run directory or exported artifact.")],
+    paths: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
+    out: Annotated[Optional[Path], typer.Option(help="Write predictions to FILE.csv or FILE.json.")] = None,
+    top_k: Annotated[int, typer.Option("--top-k", help="How many labels per image.")] = 3,
+    json_out: JsonOpt = False, quiet: QuietOpt = False,
+) -> None:
+    """Predict labels for images; undecodable files are listed with the reason."""
+    from pixclass.inference.batch import predict_paths, write_predictions
+
+    with progress_bar(quiet or json_out) as bar:
+        preds = predict_paths(run, paths, k=top_k, progress=simple(bar, "predict"))
+    if out:
+        write_predictions(preds, out, k=top_k)
+    if json_out:
+        return emit_json({"predictions": [p.to_dict() for p in preds], "out": str(out) if out else None})
+    for p in preds[: 20 if out else len(preds)]:
+        console.print(f"{p.path}: " + (f"[red]{p.error}[/]" if p.error else f"{p.label} ({p.score:.3f})"),
+                      highlight=False)
+    if out:
+        console.print(f"{len(preds)} predictions written to [bold]{out}[/]")
+
+
+@app.command()
+@handle_errors
+def export(
+    run: Annotated[Path, typer.Argument(help="Run directory.")],
+    format: Annotated[str, typer.Option("--format", help="Export format.")] = "onnx",
+    out: Annotated[Optional[Path], typer.Option(help="Artifact directory (default RUN/export).")] = None,
+    workspace: WorkspaceOpt = None, db_url: DbOpt = None, json_out: JsonOpt = False,
+) -> None:
+    """Export model.onnx + manifest.json and check parity with PyTorch on real test images."""
+    from pixclass.export.onnx import export_run
+
+    res = export_run(run, out, fmt=format, parity_images=_parity_images(run, workspace, db_url))
+    if json_out:
+        return emit_json(res.to_dict())
+    console.print(f"Artifact [bold]{res.artifact}[/] ({res.size_bytes / 1e6:.1f} MB). Parity on "
+                  f"{res.parity_images} images: top-1 agreement {res.top1_agreement:.4f}, "
+                  f"max abs diff {res.max_abs_diff:.2e}")
+
+
+def _parity_images(run: Path, workspace: Path | None, db_url: str | None):
+    """Up to 128 test images of the run's dataset from the cache, or None (random inputs) if unavailable."""
+    from pixclass.artifact import Manifest
+    from pixclass.data.splits import load_splits
+
+    try:
+        m = Manifest.load(run)
+        _, data = load_splits(open_ws(workspace, db_url), m.dataset, m.preprocess.img_size, splits=("test",))
+        return data["test"].images[:128]
+    except PixclassError:
+        return None
+
+
+@app.command()
+@handle_errors
+def models(all_names: Annotated[bool, typer.Option("--all", help="Every timm and torchvision name.")] = False,
+           json_out: JsonOpt = False) -> None:
+    """List model names and whether ImageNet weights are available offline."""
+    from rich.table import Table
+
+    from pixclass.models import list_models
+
+    infos = list_models(all_names)
+    if json_out:
+        return emit_json([i.__dict__ for i in infos])
+    table = Table("model", "family", "offline weights", "weights from")
+    for i in infos:
+        table.add_row(i.name, i.family, "yes" if i.offline_weights else "no", i.source)
+    console.print(table)
+
+
+@app.command()
+@handle_errors
+def demo(workspace: WorkspaceOpt = None, quiet: QuietOpt = False) -> None:
+    """The whole loop on a bundled real-photo dataset: import, train, evaluate, export, predict."""
+    from pixclass.cli.demo import run_demo
+
+    run_demo(workspace or Path("pixclass-demo"), quiet=quiet)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,55 @@
+"""Labeled images of a dataset as arrays per split, decoded through the image cache."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from pixclass.data.cache import ImageCache
+from pixclass.errors import DataError
+from pixclass.schema import LabelSchema
+from pixclass.store import Workspace, records
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class SplitData:
+    items: list[records.Item]
+    images: np.ndarray  # (N, S, S, 3) uint8
+    labels: np.ndarray  # (N,) int class indices
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+def single_label_indices(items: list[records.Item], schema: LabelSchema) -> np.ndarray:
+    out = np.empty(len(items), dtype=np.int64)
+    for i, it in enumerate(items):
+        if len(it.labels) != 1:
+            raise DataError(f"{it.path}: has {len(it.labels)} labels; a {schema.task} task needs exactly one.")
+        out[i] = schema.index(it.labels[0])
+    return out
+
+
+def load_splits(ws: Workspace, dataset: str, size: int, *, splits: tuple[str, ...] = ("train", "val", "test"),
+                workers: int = 2, progress: Progress | None = None) -> tuple[LabelSchema, dict[str, SplitData]]:
+    """Schema and {split: SplitData} of the labeled, non-excluded images. Decodes only what is not cached."""
+    with ws.session() as s:
+        ds = records.get_dataset(s, dataset)
+        schema = records.load_schema(s, ds)
+        chosen = {sp: records.items(s, ds, split=sp, labeled=True) for sp in splits}
+    if not schema.classes:
+        raise DataError(f"Dataset {dataset!r} has no classes. Import labeled images first.")
+    everything = [it for sp in splits for it in chosen[sp]]
+    cache = ImageCache(ws.cache_dir, size)
+    arrays = cache.get([it.path for it in everything], [it.sha256 for it in everything], workers=workers,
+                       progress=progress)
+    out, start = {}, 0
+    for sp in splits:
+        its = chosen[sp]
+        out[sp] = SplitData(its, arrays[start : start + len(its)], single_label_indices(its, schema))
+        start += len(its)
+    return schema, out

@@ -1,0 +1,3 @@
+from pixclass.inference.predictor import Prediction, Predictor
+
+__all__ = ["Prediction", "Predictor"]

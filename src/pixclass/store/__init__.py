@@ -1,0 +1,3 @@
+from pixclass.store.db import Workspace
+
+__all__ = ["Workspace"]

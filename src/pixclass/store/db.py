@@ -1,0 +1,111 @@
+"""The workspace: a directory with a SQLite database (or a PostgreSQL URL) and run directories."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from pixclass.config import resolve_workspace
+from pixclass.errors import ConfigError
+from pixclass.store.tables import SCHEMA_VERSION, Base, Meta
+
+log = logging.getLogger(__name__)
+
+DB_FILE = "pixclass.db"
+
+# Schema migrations: version -> function(engine) that brings version-1 up to version. Empty while at version 1.
+MIGRATIONS: dict[int, Callable[[Engine], None]] = {}
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.close()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for a SQLAlchemy URL; SQLite gets WAL mode and foreign keys."""
+    try:
+        engine = create_engine(url, future=True)
+    except Exception as e:  # noqa: BLE001 - SQLAlchemy raises several types for a bad URL or missing driver
+        raise ConfigError(f"Cannot use database URL {url!r}: {e}. Use sqlite:///FILE or postgresql+psycopg://...") from e
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def migrate(engine: Engine) -> int:
+    """Create missing tables and apply pending migrations. Returns the schema version now in force."""
+    Base.metadata.create_all(engine)
+    with Session(engine) as s:
+        row = s.get(Meta, "schema_version")
+        current = int(row.value) if row else SCHEMA_VERSION
+        for version in range(current + 1, SCHEMA_VERSION + 1):
+            log.info("migrating workspace schema to version %d", version)
+            MIGRATIONS[version](engine)
+        if row is None:
+            s.add(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
+        else:
+            row.value = str(SCHEMA_VERSION)
+        s.commit()
+    return SCHEMA_VERSION
+
+
+@dataclass
+class Workspace:
+    """A workspace directory and its database. Use ``Workspace.open``; sessions come from ``session()``."""
+
+    root: Path
+    url: str
+    engine: Engine = field(repr=False)
+    _factory: sessionmaker = field(repr=False)
+
+    @classmethod
+    def open(cls, root: str | Path | None = None, *, url: str | None = None) -> "Workspace":
+        root = resolve_workspace(root)
+        root.mkdir(parents=True, exist_ok=True)
+        url = url or f"sqlite:///{(root / DB_FILE).resolve()}"
+        engine = make_engine(url)
+        try:
+            migrate(engine)
+        except OperationalError as e:
+            raise ConfigError(f"Cannot open the workspace database at {url}: {e.orig}") from e
+        return cls(root=root, url=url, engine=engine, _factory=sessionmaker(engine, expire_on_commit=False))
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session that commits on success and rolls back on error, so a failure stores nothing half-done."""
+        s = self._factory()
+        try:
+            yield s
+            s.commit()
+        except BaseException:
+            s.rollback()
+            raise
+        finally:
+            s.close()
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.root / "cache"
+
+    def schema_version(self) -> int:
+        with self.session() as s:
+            return int(s.scalar(select(Meta.value).where(Meta.key == "schema_version")))
+
+    def close(self) -> None:
+        self.engine.dispose()

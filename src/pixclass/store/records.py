@@ -1,0 +1,158 @@
+"""Functions that read and write workspace records. Callers pass a Session from ``Workspace.session()``."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from pixclass.errors import DataError
+from pixclass.schema import LabelSchema
+from pixclass.store.tables import Annotation, BrokenFile, Dataset, Image, LabelClass, Run
+
+
+@dataclass(frozen=True)
+class Item:
+    """A labeled-or-not image as the data layer sees it."""
+
+    image_id: int
+    path: str
+    sha256: str
+    labels: tuple[str, ...]
+    split: str | None
+
+
+def get_dataset(s: Session, name: str) -> Dataset:
+    ds = s.scalar(select(Dataset).where(Dataset.name == name))
+    if ds is None:
+        names = list(s.scalars(select(Dataset.name)))
+        close = difflib.get_close_matches(name, names, n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else f" Known datasets: {', '.join(names) or 'none'}."
+        raise DataError(f"No dataset named {name!r}.{hint} Create one with `pixclass import SRC --name {name}`.")
+    return ds
+
+
+def get_or_create_dataset(s: Session, name: str, *, task: str | None = None, source: str = "") -> Dataset:
+    ds = s.scalar(select(Dataset).where(Dataset.name == name))
+    if ds is None:
+        ds = Dataset(name=name, task=task or "multiclass", source=source)
+        s.add(ds)
+        s.flush()
+    return ds
+
+
+def load_schema(s: Session, ds: Dataset) -> LabelSchema:
+    classes = s.scalars(select(LabelClass.name).where(LabelClass.dataset_id == ds.id).order_by(LabelClass.position))
+    return LabelSchema(task=ds.task, classes=tuple(classes), positive=ds.positive)  # type: ignore[arg-type]
+
+
+def save_schema(s: Session, ds: Dataset, schema: LabelSchema) -> None:
+    """Store the schema: new classes are appended, existing ones keep their position."""
+    have = {c.name: c for c in s.scalars(select(LabelClass).where(LabelClass.dataset_id == ds.id))}
+    for pos, name in enumerate(schema.classes):
+        if name in have:
+            have[name].position = pos
+        else:
+            s.add(LabelClass(dataset_id=ds.id, name=name, position=pos))
+    ds.task, ds.positive = schema.task, schema.positive
+
+
+def known_paths_and_hashes(s: Session, ds: Dataset) -> tuple[set[str], set[str]]:
+    rows = s.execute(select(Image.path, Image.sha256).where(Image.dataset_id == ds.id)).all()
+    return {r[0] for r in rows}, {r[1] for r in rows}
+
+
+def items(s: Session, ds: Dataset, *, split: str | None = None, labeled: bool | None = None,
+          include_excluded: bool = False) -> list[Item]:
+    """Images of a dataset with their current labels (the newest import or human annotation)."""
+    q = select(Image).where(Image.dataset_id == ds.id)
+    if split:
+        q = q.where(Image.split == split)
+    if not include_excluded:
+        q = q.where(Image.excluded.is_(False))
+    images = list(s.scalars(q.order_by(Image.id)))
+    latest = current_labels(s, [im.id for im in images])
+    out = []
+    for im in images:
+        labels = tuple(latest.get(im.id, ()))
+        if labeled is None or bool(labels) == labeled:
+            out.append(Item(im.id, im.path, im.sha256, labels, im.split))
+    return out
+
+
+def current_labels(s: Session, image_ids: list[int]) -> dict[int, list[str]]:
+    """image id -> labels of its newest non-model annotation."""
+    if not image_ids:
+        return {}
+    newest = (
+        select(Annotation.image_id, func.max(Annotation.id).label("aid"))
+        .where(Annotation.source != "model")
+        .group_by(Annotation.image_id)
+        .subquery()
+    )
+    rows = s.execute(select(Annotation.image_id, Annotation.labels).join(newest, Annotation.id == newest.c.aid)).all()
+    wanted = set(image_ids)
+    return {r[0]: r[1] for r in rows if r[0] in wanted}
+
+
+def record_broken(s: Session, ds: Dataset, path: str, reason: str) -> None:
+    row = s.scalar(select(BrokenFile).where(BrokenFile.dataset_id == ds.id, BrokenFile.path == path))
+    if row is None:
+        s.add(BrokenFile(dataset_id=ds.id, path=path, reason=reason))
+    else:
+        row.reason = reason
+
+
+def broken_files(s: Session, ds: Dataset) -> list[dict]:
+    rows = s.scalars(select(BrokenFile).where(BrokenFile.dataset_id == ds.id).order_by(BrokenFile.path))
+    return [{"path": b.path, "reason": b.reason} for b in rows]
+
+
+def add_run(s: Session, ds: Dataset, *, path: str, model: str, mode: str) -> Run:
+    run = Run(dataset_id=ds.id, path=path, model=model, mode=mode)
+    s.add(run)
+    s.flush()
+    return run
+
+
+def latest_run(s: Session, ds: Dataset | None = None) -> Run | None:
+    q = select(Run).where(Run.status == "done")
+    if ds is not None:
+        q = q.where(Run.dataset_id == ds.id)
+    return s.scalar(q.order_by(Run.id.desc()).limit(1))
+
+
+def dataset_stats(s: Session, ds: Dataset) -> dict:
+    """Counts per class and split, image sizes and formats, broken files."""
+    its = items(s, ds, include_excluded=True)
+    classes: dict[str, int] = {c: 0 for c in load_schema(s, ds).classes}
+    splits: dict[str, int] = {}
+    for it in its:
+        for lab in it.labels:
+            classes[lab] = classes.get(lab, 0) + 1
+        splits[it.split or "none"] = splits.get(it.split or "none", 0) + 1
+    sizes = s.execute(select(Image.width, Image.height, Image.format).where(Image.dataset_id == ds.id)).all()
+    ws, hs = [r[0] for r in sizes], [r[1] for r in sizes]
+    formats: dict[str, int] = {}
+    for r in sizes:
+        formats[r[2]] = formats.get(r[2], 0) + 1
+
+    def summary(v: list[int]) -> dict:
+        v = sorted(v)
+        return {"min": v[0], "median": v[len(v) // 2], "max": v[-1]} if v else {}
+
+    return {
+        "dataset": ds.name,
+        "task": ds.task,
+        "images": len(its),
+        "labeled": sum(1 for it in its if it.labels),
+        "excluded": s.scalar(select(func.count()).where(Image.dataset_id == ds.id, Image.excluded.is_(True))),
+        "classes": classes,
+        "splits": splits,
+        "width": summary(ws),
+        "height": summary(hs),
+        "formats": formats,
+        "broken": broken_files(s, ds),
+    }

@@ -1,0 +1,132 @@
+"""`train`: dataset -> run directory with model.pt, manifest.json, metrics.json and history.
+
+Both modes end with the same thing: a Classifier checkpoint, so evaluate/predict/export never care which mode made it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pixclass.artifact import Manifest, Preprocess, runtime_versions
+from pixclass.config import TrainConfig
+from pixclass.data.splits import SplitData, load_splits
+from pixclass.errors import ConfigError, DataError
+from pixclass.evaluate.metrics import classification_metrics
+from pixclass.models import create_model
+from pixclass.models.embed import predict_probs, run_batches
+from pixclass.models.net import Classifier
+from pixclass.store import Workspace, records
+from pixclass.store.tables import Run
+from pixclass.train.linear import fit_linear
+from pixclass.train.loop import finetune
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run: Path
+    metrics: dict
+    history: list[dict]
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return {"run": str(self.run), "metrics": self.metrics, "history": self.history, "seconds": self.seconds}
+
+
+def _stage(progress: Progress | None, name: str):
+    return (lambda d, t: progress(name, d, t)) if progress else None
+
+
+def _ensure_val(data: dict[str, SplitData], seed: int) -> None:
+    """Without a validation split, hold out 10% of train (stratified by label) for it."""
+    if len(data["val"]) or len(data["train"]) < 10:
+        return
+    from pixclass.io.importer import stratified_split
+
+    tr = data["train"]
+    parts = np.array(stratified_split([str(y) for y in tr.labels], (0.9, 0.1, 0.0), seed=seed))
+    keep, hold = np.where(parts == "train")[0], np.where(parts != "train")[0]
+    data["val"] = SplitData([tr.items[i] for i in hold], tr.images[hold], tr.labels[hold])
+    data["train"] = SplitData([tr.items[i] for i in keep], tr.images[keep], tr.labels[keep])
+
+
+def linear_head(model: Classifier, train: SplitData, val: SplitData, cfg: TrainConfig,
+                progress: Progress | None) -> float:
+    """Fit the head by logistic regression on frozen embeddings. Returns the chosen C."""
+    emb_tr = run_batches(model.backbone, train.images, model.mean, model.std, progress=_stage(progress, "embed train"))
+    emb_va = run_batches(model.backbone, val.images, model.mean, model.std, progress=_stage(progress, "embed val"))
+    weight, bias, c = fit_linear(emb_tr, train.labels, model.head.out_features, val_x=emb_va if len(val) else None,
+                                 val_y=val.labels, C=cfg.linear_c,
+                                 class_weight="balanced" if cfg.balance != "none" else None)
+    with torch.no_grad():
+        model.head.weight.copy_(torch.from_numpy(weight))
+        model.head.bias.copy_(torch.from_numpy(bias))
+    return c
+
+
+def train(ws: Workspace, dataset: str, cfg: TrainConfig, *, out: str | Path | None = None,
+          progress: Progress | None = None) -> RunResult:
+    t0 = time.time()
+    deadline = t0 + cfg.time_budget if cfg.time_budget else None
+    run_dir = Path(out) if out else ws.runs_dir / f"{dataset}-{datetime.now():%Y%m%d-%H%M%S}"
+    if run_dir.exists() and (run_dir / "model.pt").exists() and not cfg.resume:
+        raise ConfigError(f"{run_dir} already holds a trained run. Choose another --out or pass --resume.")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not cfg.resume:
+        (run_dir / "history.jsonl").unlink(missing_ok=True)
+
+    schema, data = load_splits(ws, dataset, cfg.img_size, workers=cfg.workers, progress=_stage(progress, "decode"))
+    if schema.task not in ("binary", "multiclass"):
+        raise ConfigError(f"Dataset {dataset!r} is {schema.task}; this trainer handles binary and multiclass tasks.")
+    if len(data["train"]) == 0:
+        raise DataError(f"Dataset {dataset!r} has no labeled training images.")
+    _ensure_val(data, cfg.seed)
+    model = create_model(cfg.model, pretrained=cfg.pretrained, num_classes=schema.num_classes, weights=cfg.weights)
+    with ws.session() as s:
+        run_row = records.add_run(s, records.get_dataset(s, dataset), path=str(run_dir.resolve()), model=cfg.model,
+                                  mode=cfg.mode)
+        run_id = run_row.id
+
+    history: list[dict] = []
+    extra: dict = {}
+    if cfg.mode == "linear":
+        extra["linear_c"] = linear_head(model, data["train"], data["val"], cfg, progress)
+    else:
+        if cfg.lp_init and (cfg.pretrained or cfg.weights) and not cfg.resume:  # LP-FT: start from a fitted linear head
+            extra["linear_c"] = linear_head(model, data["train"], data["val"], cfg, progress)
+        hist = finetune(model, data["train"].images, data["train"].labels, data["val"].images, data["val"].labels,
+                        cfg, run_dir, deadline=deadline, progress=progress)
+        history = hist.epochs
+        extra.update(best_epoch=hist.best_epoch, stopped=hist.stopped)
+        if hist.stopped != "time_budget":  # a budget-stopped run keeps last.pt so that --resume can go on
+            (run_dir / "last.pt").unlink(missing_ok=True)
+
+    metrics: dict = {"train_seconds": round(time.time() - t0, 2), **extra}
+    if len(data["val"]):
+        probs = predict_probs(model, data["val"].images, bf16=cfg.bf16)
+        val = classification_metrics(data["val"].labels, probs, schema.classes)
+        metrics.update(val_accuracy=val["accuracy"], val_macro_f1=val["macro_f1"])
+    torch.save({"model_name": cfg.model, "num_classes": schema.num_classes, "state_dict": model.state_dict(),
+                "img_size": cfg.img_size}, run_dir / "model.pt")
+    manifest = Manifest(
+        schema=schema, preprocess=Preprocess(cfg.img_size, model.mean, model.std), model=cfg.model, mode=cfg.mode,
+        dataset=dataset, metrics=metrics, config=cfg.to_dict(), files={"torch": "model.pt"},
+        versions=runtime_versions("torch", "timm", "numpy", "sklearn"),
+    )
+    manifest.save(run_dir)
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    with ws.session() as s:
+        row = s.get(Run, run_id)
+        row.status, row.metrics = "done", metrics
+    return RunResult(run_dir, metrics, history, round(time.time() - t0, 2))

@@ -1,0 +1,37 @@
+import numpy as np
+import torch
+
+from pixclass.data.augment import augment, train_batch
+from pixclass.data.cache import ImageCache
+from pixclass.io.images import load_rgb
+
+
+def test_cache_decodes_once_and_reuses(tmp_path, photos4):
+    files = sorted((photos4 / "hat").glob("*.jpg"))[:5]
+    copies = []
+    for f in files:  # copies we can delete to prove the second read never touches the files
+        c = tmp_path / f.name
+        c.write_bytes(f.read_bytes())
+        copies.append(str(c))
+    cache = ImageCache(tmp_path / "cache", 48)
+    hashes = [f"h{i}" for i in range(5)]
+    first = cache.get(copies, hashes)
+    assert first.shape == (5, 48, 48, 3) and first.dtype == np.uint8
+    np.testing.assert_array_equal(first[2], load_rgb(copies[2], 48))
+    for c in copies:
+        (tmp_path / c).unlink()
+    again = ImageCache(tmp_path / "cache", 48).get(copies[::-1], hashes[::-1])
+    np.testing.assert_array_equal(again, first[::-1])
+
+
+def test_augment_changes_images_but_keeps_shape_and_range(photos4):
+    files = sorted((photos4 / "shoes").glob("*.jpg"))[:8]
+    batch = torch.from_numpy(np.stack([load_rgb(f, 64) for f in files]))
+    x = batch.permute(0, 3, 1, 2).float() / 255
+    g = torch.Generator().manual_seed(0)
+    y = augment(x.clone(), generator=g, grayscale_p=1.0)
+    assert y.shape == x.shape and 0 <= float(y.min()) and float(y.max()) <= 1
+    assert torch.allclose(y[:, 0], y[:, 1])  # grayscale_p=1 makes every image grey
+    assert float((y - x).abs().mean()) > 0.01
+    z = train_batch(batch, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), generator=g)
+    assert z.shape == (8, 3, 64, 64) and z.is_contiguous(memory_format=torch.channels_last)
