@@ -30,7 +30,7 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 48  # fits 2 cores well; larger batches do not speed up CPU training
     lr: float = 1e-3  # AdamW peak learning rate for the head; the backbone gets lr * backbone_lr_mult
-    backbone_lr_mult: float = 0.5
+    backbone_lr_mult: float = 1.0  # measured on clothing-small: lower (0.25, 0.5) ended 3-4 points worse
     weight_decay: float = 0.05
     warmup_epochs: float = 0.3  # linear warm-up, then cosine decay to zero
     label_smoothing: float = 0.1
@@ -43,7 +43,6 @@ class TrainConfig:
     bf16: bool = True  # bf16 autocast on CPU roughly doubles speed on AVX-512-bf16 machines
     channels_last: bool = True
     freeze_stages: int = -1  # finetune: leading backbone blocks left frozen; -1 picks a per-model default
-    lp_init: bool = True  # finetune starts from the linear-probe head (LP-FT) when weights are pretrained
     linear_c: float | None = None  # logistic regression C for --mode linear; None tunes it on validation
     seed: int = 0
     resume: bool = False

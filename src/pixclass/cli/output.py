@@ -11,7 +11,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-console = Console(stderr=True)  # human output on stderr, so stdout stays clean for --json
+console = Console(stderr=True, soft_wrap=True)  # human output on stderr, so stdout stays clean for --json
 
 
 @contextmanager

@@ -130,7 +130,8 @@ def create_model(name: str, *, pretrained: bool = False, num_classes: int = 2,
         import timm
 
         backbone = timm.create_model(name, pretrained=False, num_classes=0)
-        num_features, stages = backbone.num_features, _expand_stages(backbone)
+        num_features = getattr(backbone, "head_hidden_size", None) or backbone.num_features
+        stages = _expand_stages(backbone)
     else:
         import torchvision
 

@@ -137,7 +137,7 @@ def finetune(model: Classifier, train_x: np.ndarray, train_y: np.ndarray, val_x:
             opt.step()
             step += 1
             seen += len(idx)
-            loss_sum += float(loss) * len(idx)
+            loss_sum += loss.item() * len(idx)
             correct += int((logits.argmax(1) == y).sum())
             if progress:
                 progress(f"epoch {epoch + 1}/{cfg.epochs}", b + 1, steps_per_epoch)

@@ -103,8 +103,6 @@ def train(ws: Workspace, dataset: str, cfg: TrainConfig, *, out: str | Path | No
     if cfg.mode == "linear":
         extra["linear_c"] = linear_head(model, data["train"], data["val"], cfg, progress)
     else:
-        if cfg.lp_init and (cfg.pretrained or cfg.weights) and not cfg.resume:  # LP-FT: start from a fitted linear head
-            extra["linear_c"] = linear_head(model, data["train"], data["val"], cfg, progress)
         hist = finetune(model, data["train"].images, data["train"].labels, data["val"].images, data["val"].labels,
                         cfg, run_dir, deadline=deadline, progress=progress)
         history = hist.epochs

@@ -25,5 +25,5 @@ def test_top_k():
 
 
 def test_binary_auc():
-    m = classification_metrics(np.array([0, 1, 1, 0]), np.array([[.9, .1], [.2, .8], [.4, .6], [.3, .7]]), ["n", "p"])
+    m = classification_metrics(np.array([0, 1, 1, 0]), np.array([[.9, .1], [.2, .8], [.25, .75], [.3, .7]]), ["n", "p"])
     assert m["roc_auc"] == 1.0 and m["accuracy"] == 0.75
