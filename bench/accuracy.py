@@ -24,7 +24,7 @@ if __name__ == "__main__":
     a = ap.parse_args()
     ws = Path(tempfile.mkdtemp(prefix="pixclass-acc-"))
     env = {**os.environ, "PIXCLASS_WORKSPACE": str(ws)}
-    exe = [sys.executable, "-m", "pixclass.cli.main"]
+    exe = [sys.executable, "-m", "pixclass"]
 
     def run(*args: str) -> dict:
         out = subprocess.run([*exe, *args, "--json"], env=env, capture_output=True, text=True, check=True)

@@ -44,9 +44,15 @@ class TrainConfig:
     channels_last: bool = True
     freeze_stages: int = -1  # finetune: leading backbone blocks left frozen; -1 picks a per-model default
     linear_c: float | None = None  # logistic regression C for --mode linear; None tunes it on validation
+    features: str = "embed"  # classical models (logreg, svm, ...): embed[:<model>], colorhist, hog or pixels
+    loss: Literal["auto", "bce", "asl"] = "auto"  # multi-label: BCE (auto) or asymmetric loss
+    hierarchy: Literal["flat", "cascade"] = "flat"  # hierarchical: one network, or per-node classifiers
+    node_threshold: float = 0.5  # hierarchical: predict the deepest node at least this probable
+    threshold_target: str = "f1"  # binary: f1, precision>=X or recall>=X, tuned on validation
     seed: int = 0
     resume: bool = False
     workers: int = 2  # decoding threads
+    adversarial_eps: float = 0.0  # finetune on FGSM images within this L-inf radius ([0, 1] pixels); 0 turns it off
 
     def __post_init__(self) -> None:
         checks = {
@@ -63,11 +69,28 @@ class TrainConfig:
             raise ConfigError(f"The 'mode' option must be 'linear' or 'finetune'. Got {self.mode!r}.")
         if self.balance not in ("weights", "sampler", "none"):
             raise ConfigError(f"The 'balance' option must be weights, sampler or none. Got {self.balance!r}.")
+        if not 0 <= self.adversarial_eps <= 0.25:
+            raise ConfigError(f"The 'adversarial_eps' option must be in [0, 0.25]. Got {self.adversarial_eps!r}.")
+        if self.adversarial_eps > 0 and self.mode != "finetune":
+            raise ConfigError("Adversarial training changes the backbone; use it with --mode finetune.")
+        if self.hierarchy not in ("flat", "cascade"):
+            raise ConfigError(f"The 'hierarchy' option must be flat or cascade. Got {self.hierarchy!r}.")
+        target = self.threshold_target
+        if target != "f1" and not (target.startswith(("precision>=", "recall>=")) and _is_fraction(target.split(">=")[1])):
+            raise ConfigError(f"The 'threshold_target' option must be f1, precision>=X or recall>=X with X in (0, 1]. "
+                              f"Got {target!r}.")
         if self.time_budget is not None and self.time_budget <= 0:
             raise ConfigError(f"The 'time_budget' option must be positive seconds. Got {self.time_budget!r}.")
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def _is_fraction(text: str) -> bool:
+    try:
+        return 0 < float(text) <= 1
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,7 @@ def import_cmd(
     name: Annotated[str, typer.Option("--name", "-n", help="Dataset name.")],
     task: Annotated[Optional[str], typer.Option(help="binary|multiclass|multilabel|hierarchical (inferred).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the 80/10/10 split for images without one.")] = 0,
+    taxonomy: Annotated[Optional[Path], typer.Option(help="Taxonomy file: one class path (a/b/c) per line.")] = None,
     workspace: WorkspaceOpt = None, db_url: DbOpt = None, json_out: JsonOpt = False, quiet: QuietOpt = False,
 ) -> None:
     """Import images; unreadable files are reported by path and reason, the rest goes on."""
@@ -60,7 +61,7 @@ def import_cmd(
 
     ws = open_ws(workspace, db_url)
     with progress_bar(quiet or json_out) as bar:
-        res = import_dataset(ws, src, name, task=task, seed=seed, progress=simple(bar, "import"))
+        res = import_dataset(ws, src, name, task=task, seed=seed, taxonomy=taxonomy, progress=simple(bar, "import"))
     if json_out:
         return emit_json(res.to_dict())
     console.print(f"Imported [bold]{res.imported}[/] images into [bold]{res.dataset}[/] ({res.task}, "
@@ -110,16 +111,26 @@ def train(
     patience: Annotated[int, typer.Option(help="Early stopping patience in epochs.")] = 3,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out.")] = False,
+    adversarial: Annotated[bool, typer.Option("--adversarial", help="Adversarial fine-tuning (FGSM).")] = False,
+    adv_eps: Annotated[float, typer.Option(help="L-inf radius of --adversarial in [0, 1] pixel units.")] = 2 / 255,
+    features: Annotated[str, typer.Option(help="Classical models (--model logreg|svm|knn|tree|forest): "
+                                               "embed[:MODEL]|colorhist|hog|pixels.")] = "embed",
+    loss: Annotated[str, typer.Option(help="Multi-label loss: auto (BCE) or asl (asymmetric).")] = "auto",
+    hierarchy: Annotated[str, typer.Option(help="Hierarchical: flat (one network) or cascade (per node).")] = "flat",
+    node_threshold: Annotated[float, typer.Option(help="Hierarchical: deepest node at least this probable.")] = 0.5,
+    threshold_target: Annotated[str, typer.Option(help="Binary: f1, precision>=X or recall>=X.")] = "f1",
     out: Annotated[Optional[Path], typer.Option(help="Run directory (default WORKSPACE/runs/NAME-TIME).")] = None,
     workspace: WorkspaceOpt = None, db_url: DbOpt = None, json_out: JsonOpt = False, quiet: QuietOpt = False,
 ) -> None:
-    """Train a classifier on a dataset; writes a run directory with model, manifest and metrics."""
+    """Train a classifier on a dataset (task kind from the dataset); writes a run directory."""
     from pixclass.config import TrainConfig
     from pixclass.train.run import train as train_fn
 
     cfg = TrainConfig(model=model, mode=mode, pretrained=pretrained, weights=str(weights) if weights else None,
                       epochs=epochs, img_size=img_size, batch_size=batch_size, lr=lr, time_budget=time_budget,
-                      balance=balance, patience=patience, seed=seed, resume=resume)  # type: ignore[arg-type]
+                      balance=balance, patience=patience, seed=seed, resume=resume, features=features, loss=loss,
+                      hierarchy=hierarchy, node_threshold=node_threshold, threshold_target=threshold_target,
+                      adversarial_eps=adv_eps if adversarial else 0.0)  # type: ignore[arg-type]
     ws = open_ws(workspace, db_url)
     with progress_bar(quiet or json_out) as bar:
         res = train_fn(ws, name, cfg, out=out, progress=bar)
@@ -135,6 +146,8 @@ def evaluate(
     run: Annotated[Path, typer.Argument(help="Run directory or exported artifact.")],
     split: Annotated[str, typer.Option(help="train|val|test")] = "test",
     dataset: Annotated[Optional[str], typer.Option(help="Dataset (default: the run's).")] = None,
+    cv: Annotated[Optional[int], typer.Option(help="K-fold cross-validation on train+val (linear runs).")] = None,
+    report: Annotated[bool, typer.Option("--report", help="Write the full HTML report (Grad-CAM etc.).")] = False,
     workspace: WorkspaceOpt = None, db_url: DbOpt = None, json_out: JsonOpt = False, quiet: QuietOpt = False,
 ) -> None:
     """Accuracy, per-class precision/recall/F1, macro/weighted F1, ROC-AUC, top-k, confusion matrix."""
@@ -143,10 +156,26 @@ def evaluate(
     ws = open_ws(workspace, db_url)
     with progress_bar(quiet or json_out) as bar:
         m = evaluate_run(ws, run, split=split, dataset=dataset, progress=bar)
+        if cv:
+            from pixclass.evaluate.cv import cross_validate
+
+            m["cv"] = cross_validate(ws, run, k=cv, progress=bar)
+        if report:
+            from pixclass.explain.report import build_run_report
+
+            m["report"] = str(build_run_report(ws, run, Path(m["report"]), split=split, dataset=dataset, progress=bar))
     if json_out:
         return emit_json(m)
     from rich.table import Table
 
+    if m.get("task") == "multilabel":
+        console.print(f"{m['dataset']}/{split}: mAP [bold]{m['mAP']:.4f}[/], micro F1 {m['micro_f1']:.4f}, macro F1 "
+                      f"{m['macro_f1']:.4f}, Hamming loss {m['hamming_loss']:.4f}, subset accuracy "
+                      f"{m['subset_accuracy']:.4f} (n={m['n']})")
+        return
+    if m.get("task") == "hierarchical":
+        console.print(f"accuracy by level {[round(a, 4) for a in m['accuracy_by_level']]}, hierarchical F1 "
+                      f"{m['hierarchical_f1']:.4f}")
     console.print(f"{m['dataset']}/{split}: accuracy [bold]{m['accuracy']:.4f}[/], macro F1 {m['macro_f1']:.4f}, "
                   f"weighted F1 {m['weighted_f1']:.4f}, ROC-AUC {m.get('roc_auc', float('nan')):.4f}, "
                   f"{m['top_k']} (n={m['n']})")
@@ -154,7 +183,13 @@ def evaluate(
     for c, v in m["per_class"].items():
         table.add_row(c, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}", str(v["support"]))
     console.print(table)
-    console.print(f"Report with confusion matrix: {m['report']}")
+    console.print(f"ECE {m['ece']:.4f}; 95% CI accuracy {m['accuracy_ci'][0]:.4f} to {m['accuracy_ci'][1]:.4f}, "
+                  f"macro F1 {m['macro_f1_ci'][0]:.4f} to {m['macro_f1_ci'][1]:.4f}")
+    if cv:
+        console.print(f"{cv}-fold CV on train+val: accuracy {m['cv']['accuracy_mean']:.4f} "
+                      f"+/- {m['cv']['accuracy_std']:.4f}, macro F1 {m['cv']['macro_f1_mean']:.4f} "
+                      f"+/- {m['cv']['macro_f1_std']:.4f} (per fold in {Path(run) / 'cv.json'})")
+    console.print(f"Report: {m['report']}")
 
 
 @app.command()
@@ -241,5 +276,15 @@ def demo(workspace: WorkspaceOpt = None, quiet: QuietOpt = False) -> None:
     run_demo(workspace or Path("pixclass-demo"), quiet=quiet)
 
 
-if __name__ == "__main__":
-    app()
+import pixclass.cli.server_cmds  # noqa: E402,F401 - serve, user
+import pixclass.cli.curate_cmds  # noqa: E402,F401 - curate, issues-list, curate-fix
+import pixclass.cli.report_cmds  # noqa: E402,F401 - report, explain, robustness
+
+from pixclass.cli import al_cmds  # noqa: E402,F401  - `al` and `export-labels`
+
+import pixclass.cli.tasks_cmds  # noqa: E402,F401 - cluster, cluster-label, pretrain, compare
+
+if __name__ == "__main__":  # `python -m pixclass.cli.main`: run the module copy the commands registered on
+    from pixclass.cli.main import app as registered_app
+
+    registered_app()

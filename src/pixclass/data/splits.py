@@ -19,10 +19,21 @@ Progress = Callable[[int, int], None]
 class SplitData:
     items: list[records.Item]
     images: np.ndarray  # (N, S, S, 3) uint8
-    labels: np.ndarray  # (N,) int class indices
+    labels: np.ndarray  # (N,) int class indices; (N, K) float 0/1 for multi-label tasks
 
     def __len__(self) -> int:
         return len(self.items)
+
+
+def encode_labels(items: list[records.Item], schema: LabelSchema) -> np.ndarray:
+    """Class indices (N,), or a multi-hot (N, K) float32 matrix for multi-label schemas."""
+    if schema.task == "multilabel":
+        out = np.zeros((len(items), schema.num_classes), np.float32)
+        for i, it in enumerate(items):
+            for lab in it.labels:
+                out[i, schema.index(lab)] = 1
+        return out
+    return single_label_indices(items, schema)
 
 
 def single_label_indices(items: list[records.Item], schema: LabelSchema) -> np.ndarray:
@@ -50,6 +61,6 @@ def load_splits(ws: Workspace, dataset: str, size: int, *, splits: tuple[str, ..
     out, start = {}, 0
     for sp in splits:
         its = chosen[sp]
-        out[sp] = SplitData(its, arrays[start : start + len(its)], single_label_indices(its, schema))
+        out[sp] = SplitData(its, arrays[start : start + len(its)], encode_labels(its, schema))
         start += len(its)
     return schema, out

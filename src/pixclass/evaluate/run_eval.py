@@ -12,8 +12,10 @@ import numpy as np
 from pixclass.artifact import Manifest
 from pixclass.data.splits import load_splits
 from pixclass.errors import DataError
-from pixclass.evaluate.metrics import classification_metrics
-from pixclass.evaluate.plots import confusion_matrix_png, history_png
+from pixclass.evaluate.bootstrap import bootstrap_cis
+from pixclass.evaluate.calibration import expected_calibration_error
+from pixclass.evaluate.task_metrics import metrics_for
+from pixclass.evaluate.plots import binary_curves_png, confusion_matrix_png, history_png
 from pixclass.io.images import normalize
 from pixclass.store import Workspace
 
@@ -46,7 +48,10 @@ def evaluate_run(ws: Workspace, run_dir: str | Path, *, split: str = "test", dat
     part = data[split]
     if len(part) == 0:
         raise DataError(f"Dataset {dataset!r} has no labeled images in split {split!r}.")
-    if list(schema.classes) != list(manifest.classes):
+    if schema.task == "multilabel" and list(schema.classes) != list(manifest.classes):
+        raise DataError(f"Dataset {dataset!r} now has classes {list(schema.classes)}; the model knows "
+                        f"{list(manifest.classes)}. Retrain it.")
+    if schema.task != "multilabel" and list(schema.classes) != list(manifest.classes):
         # Map dataset class indices onto the model's classes; images of classes the model lacks cannot be scored.
         lookup = {c: i for i, c in enumerate(manifest.classes)}
         missing = sorted({schema.classes[y] for y in part.labels} - set(lookup))
@@ -56,10 +61,20 @@ def evaluate_run(ws: Workspace, run_dir: str | Path, *, split: str = "test", dat
     else:
         labels = part.labels
     probs = probs_for(run_dir, manifest, part.images)
-    metrics = classification_metrics(labels, probs, manifest.classes)
-    metrics.update(split=split, dataset=dataset, run=str(run_dir))
+    metrics = metrics_for(manifest.schema, labels, probs, manifest.thresholds)
+    metrics.update(split=split, dataset=dataset, run=str(run_dir), task=manifest.schema.task)
     out = run_dir / f"eval-{split}"
     out.mkdir(exist_ok=True)
+    if manifest.schema.task == "multilabel":
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        np.save(out / "probs.npy", probs.astype(np.float32))
+        return metrics
+    metrics["ece"] = expected_calibration_error(labels, probs)
+    metrics.update(bootstrap_cis(labels, probs))  # accuracy_ci, macro_f1_ci: 95% percentile bootstrap
+    if manifest.schema.task == "binary":
+        pos = manifest.schema.index(manifest.schema.positive or manifest.classes[-1])
+        binary_curves_png(labels == pos, probs[:, pos], manifest.thresholds.get(manifest.classes[pos]),
+                          out / "binary_roc_pr.png")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     np.save(out / "probs.npy", probs.astype(np.float32))
     confusion_matrix_png(metrics["confusion_matrix"], metrics["classes"], out / "confusion_matrix.png")

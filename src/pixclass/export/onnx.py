@@ -31,13 +31,15 @@ class ExportResult:
                 "max_abs_diff": self.max_abs_diff, "parity_images": self.parity_images, "size_bytes": self.size_bytes}
 
 
-class WithSoftmax(nn.Module):
+class WithProbs(nn.Module):
+    """The classifier with its output activation (softmax, or sigmoid for multi-label) inside the graph."""
+
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.model(x), dim=1)
+        return self.model.probs(self.model(x))
 
 
 def export_run(run_dir: str | Path, out_dir: str | Path | None = None, *, fmt: str = "onnx",
@@ -54,7 +56,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path | None = None, *, fmt: s
     out = Path(out_dir) if out_dir else run_dir / "export"
     out.mkdir(parents=True, exist_ok=True)
     size = manifest.preprocess.img_size
-    wrapped = WithSoftmax(model).eval()
+    wrapped = WithProbs(model).eval()
     onnx_path = out / "model.onnx"
     export_onnx(wrapped, onnx_path, size)
 

@@ -27,7 +27,7 @@ def predict_paths(source: str | Path, paths: Sequence[str | Path], *, k: int = 5
 
     model, _ = load_checkpoint(source)
     return predict_files(paths, manifest.preprocess.img_size, lambda x: predict_probs(model, x), manifest.classes,
-                         k=k, progress=progress)
+                         k=k, progress=progress, schema=manifest.schema, thresholds=manifest.thresholds)
 
 
 def write_predictions(preds: list[Prediction], path: str | Path, k: int = 5) -> Path:

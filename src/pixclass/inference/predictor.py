@@ -10,6 +10,8 @@ import numpy as np
 
 from pixclass.artifact import Manifest
 from pixclass.errors import ConfigError, DataError
+from pixclass.schema import LabelSchema
+from pixclass.decision import decide
 from pixclass.io.images import IMAGE_EXTENSIONS, decode_bytes, load_rgb, normalize
 
 Progress = Callable[[int, int], None]
@@ -18,17 +20,19 @@ Progress = Callable[[int, int], None]
 @dataclass(frozen=True)
 class Prediction:
     path: str
-    label: str  # top-1 class name
+    label: str  # the decision: top-1 class, the binary class at the stored threshold, the deepest confident
+    #            taxonomy node, or for multi-label every label above its threshold joined with '|'
     score: float  # its probability
     top: tuple[tuple[str, float], ...]  # top-k (label, probability), best first
     error: str | None = None  # set when the image could not be decoded
+    labels: tuple[str, ...] = ()  # the decision as a tuple (several for multi-label, none if nothing passes)
 
     @property
     def top1(self) -> str:
-        return self.label
+        return self.top[0][0] if self.top else ""
 
     def to_dict(self) -> dict:
-        return {"path": self.path, "label": self.label, "score": self.score,
+        return {"path": self.path, "label": self.label, "labels": list(self.labels), "score": self.score,
                 "top": [{"label": lab, "score": sc} for lab, sc in self.top], "error": self.error}
 
 
@@ -45,13 +49,17 @@ def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
     return out
 
 
-def to_predictions(paths: Sequence[str], probs: np.ndarray, classes: Sequence[str], k: int = 5) -> list[Prediction]:
+def to_predictions(paths: Sequence[str], probs: np.ndarray, classes: Sequence[str], k: int = 5, *,
+                   schema: LabelSchema | None = None, thresholds: dict[str, float] | None = None) -> list[Prediction]:
+    """Predictions from probabilities (N, K); with a schema, decisions follow its task (see pixclass.decision)."""
     out = []
     k = min(k, len(classes))
-    for path, row in zip(paths, probs):
+    decisions = decide(probs, schema, thresholds or {}) if schema is not None else None
+    for i, (path, row) in enumerate(zip(paths, probs)):
         order = np.argsort(-row)[:k]
-        top = tuple((classes[i], float(row[i])) for i in order)
-        out.append(Prediction(str(path), top[0][0], top[0][1], top))
+        top = tuple((classes[j], float(row[j])) for j in order)
+        labels, score = decisions[i] if decisions is not None else ((top[0][0],), top[0][1])
+        out.append(Prediction(str(path), "|".join(labels), float(score), top, labels=labels))
     return out
 
 
@@ -91,18 +99,20 @@ class Predictor:
 
     def predict_bytes(self, data: bytes, k: int = 5, name: str = "<upload>") -> Prediction:
         arr = decode_bytes(data, self.manifest.preprocess.img_size, name)
-        return to_predictions([name], self.predict_arrays(arr[None]), self.classes, k)[0]
+        return to_predictions([name], self.predict_arrays(arr[None]), self.classes, k, schema=self.manifest.schema,
+                              thresholds=self.manifest.thresholds)[0]
 
     def predict(self, paths: Sequence[str | Path], *, k: int = 5, batch_size: int = 64,
                 progress: Progress | None = None) -> list[Prediction]:
         """Predictions for files and folders; an undecodable file gets a Prediction with ``error`` set."""
         return predict_files(paths, self.manifest.preprocess.img_size, self.predict_arrays, self.classes, k=k,
-                             batch_size=batch_size, progress=progress)
+                             batch_size=batch_size, progress=progress, schema=self.manifest.schema,
+                             thresholds=self.manifest.thresholds)
 
 
 def predict_files(paths: Sequence[str | Path], size: int, probs_fn: Callable[[np.ndarray], np.ndarray],
-                  classes: Sequence[str], *, k: int = 5, batch_size: int = 64,
-                  progress: Progress | None = None) -> list[Prediction]:
+                  classes: Sequence[str], *, k: int = 5, batch_size: int = 64, progress: Progress | None = None,
+                  schema: LabelSchema | None = None, thresholds: dict[str, float] | None = None) -> list[Prediction]:
     """Decode files in batches, call ``probs_fn`` on uint8 (N, size, size, 3), keep per-file decode errors."""
     files = expand_paths(paths)
     out: list[Prediction] = []
@@ -116,7 +126,8 @@ def predict_files(paths: Sequence[str | Path], size: int, probs_fn: Callable[[np
             except DataError as e:
                 errors[i] = str(e)
         probs = probs_fn(np.stack(arrays)) if arrays else np.zeros((0, len(classes)), np.float32)
-        preds = iter(to_predictions([str(chunk[i]) for i in good], probs, classes, k))
+        preds = iter(to_predictions([str(chunk[i]) for i in good], probs, classes, k, schema=schema,
+                                    thresholds=thresholds))
         out += [Prediction(str(f), "", 0.0, (), errors[i]) if i in errors else next(preds)
                 for i, f in enumerate(chunk)]
         if progress:

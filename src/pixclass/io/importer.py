@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -29,15 +30,18 @@ class ImportResult:
     imported: int = 0
     skipped_existing: int = 0
     broken: list[dict] = field(default_factory=list)
+    conflicts: list[dict] = field(default_factory=list)  # single-label images found under several classes
     classes: list[str] = field(default_factory=list)
     task: str = ""
 
     def to_dict(self) -> dict:
         return {"dataset": self.dataset, "imported": self.imported, "skipped_existing": self.skipped_existing,
-                "broken": self.broken, "classes": self.classes, "task": self.task}
+                "broken": self.broken, "conflicts": self.conflicts, "classes": self.classes, "task": self.task}
 
 
 def _probe(entry: Entry) -> ImageInfo | str:
+    if getattr(entry, "reason", ""):  # a source that could not resolve the image (Label Studio URL) says why
+        return entry.reason  # type: ignore[attr-defined]
     try:
         return probe(entry.path)
     except DataError as e:
@@ -66,8 +70,28 @@ def stratified_split(labels: list[str], fractions: tuple[float, float, float] = 
     return out
 
 
+def taxonomy_classes(path: str | Path | None) -> list[str]:
+    """Class paths from a taxonomy file: one '/'-separated path per line; blank lines and '#' comments skipped."""
+    if path is None:
+        return []
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: cannot read the taxonomy file ({e}).") from None
+    out = []
+    for n, line in enumerate(lines, start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if any(not part.strip() for part in line.split("/")):
+            raise DataError(f"{path}, line {n}: {line!r} has an empty level. Write paths like fruit/apple/gala.")
+        out.append(line)
+    return out
+
+
 def import_dataset(ws: Workspace, src: str | Path, name: str, *, task: str | None = None, seed: int = 0,
-                   workers: int = 4, progress: Progress | None = None) -> ImportResult:
+                   taxonomy: str | Path | None = None, workers: int = 4,
+                   progress: Progress | None = None) -> ImportResult:
     """Add the images of ``src`` to dataset ``name``. Files already stored (same path or sha256) are skipped."""
     entries = read_source(src)
     result = ImportResult(dataset=name)
@@ -79,21 +103,33 @@ def import_dataset(ws: Workspace, src: str | Path, name: str, *, task: str | Non
     result.skipped_existing = len(entries) - len(todo)
 
     infos: list[tuple[Entry, ImageInfo]] = []
+    new_at: dict[str, int] = {}  # sha256 -> index in infos, to merge an image found under several class folders
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for n, (entry, info) in enumerate(zip(todo, pool.map(_probe, todo)), start=1):
             if isinstance(info, str):
                 result.broken.append({"path": str(entry.path), "reason": info})
+            elif info.sha256 in new_at:
+                first, _ = infos[new_at[info.sha256]]
+                merged = first.labels + tuple(lab for lab in entry.labels if lab not in first.labels)
+                infos[new_at[info.sha256]] = (dataclasses.replace(first, labels=merged), _)
             elif info.sha256 in known_hashes:
                 result.skipped_existing += 1
             else:
-                known_hashes.add(info.sha256)
+                new_at[info.sha256] = len(infos)
                 infos.append((entry, info))
             if progress:
                 progress(n, len(todo))
 
-    names = set(old_schema.classes) | {lab for e, _ in infos for lab in e.labels}
-    if task == "multilabel" or any(len(e.labels) > 1 for e, _ in infos):
+    multi = sum(len(e.labels) > 1 for e, _ in infos)
+    if task is None and multi >= max(2, 0.02 * len(infos)):  # many images under several classes: multi-label
         task = "multilabel"
+    if task != "multilabel" and (task or old_schema.task) != "multilabel" and multi:
+        # A single-label dataset keeps the first label of an image that also appears under other classes.
+        for i, (e, info) in enumerate(infos):
+            if len(e.labels) > 1:
+                result.conflicts.append({"path": info.path, "labels": list(e.labels)})
+                infos[i] = (dataclasses.replace(e, labels=e.labels[:1]), info)
+    names = set(old_schema.classes) | {lab for e, _ in infos for lab in e.labels} | set(taxonomy_classes(taxonomy))
     schema = LabelSchema.infer(names, task or (old_schema.task if old_schema.classes else None))  # type: ignore[arg-type]
     # Images without a given split get a seeded stratified 80/10/10 split.
     need = [i for i, (e, _) in enumerate(infos) if e.split is None]

@@ -20,13 +20,19 @@ class Entry:
 
 
 def read_source(src: str | Path, *, label_sep: str = "|") -> list[Entry]:
-    """A folder tree (``root/<class>/img``, ``root/<split>/<class>/img``, nested classes for taxonomies) or a CSV."""
+    """A folder tree (``root/<class>/img``, ``root/<split>/<class>/img``, nested classes for taxonomies), a CSV, or a
+    Label Studio JSON export."""
     src = Path(src).expanduser()
     if not src.exists():
         raise DataError(f"{src}: no such file or folder. Give a folder of images or a CSV file.")
     if src.is_file():
+        if src.suffix.lower() == ".json":  # a Label Studio JSON export
+            from pixclass.io.labelstudio import read_labelstudio
+
+            return read_labelstudio(src)
         if src.suffix.lower() != ".csv":
-            raise DataError(f"{src}: a file source must be a .csv with columns path,label[,split].")
+            raise DataError(f"{src}: a file source must be a .csv with columns path,label[,split] "
+                            f"or a Label Studio .json export.")
         return read_csv(src, label_sep=label_sep)
     return read_folder(src)
 

@@ -78,12 +78,12 @@ def run_batches(module: nn.Module, images: np.ndarray, mean: tuple[float, ...], 
 
 @torch.inference_mode()
 def predict_probs(model: Classifier, images: np.ndarray, batch_size: int = 128, bf16: bool = True) -> np.ndarray:
-    """Softmax probabilities (N, K) for uint8 images (N, H, W, 3) with torch."""
+    """Probabilities (N, K) for uint8 images (N, H, W, 3) with torch (softmax, or sigmoid if multi-label)."""
     model.eval()
     out = []
     for start in range(0, len(images), batch_size):
         x = torch.from_numpy(normalize(images[start : start + batch_size], model.mean, model.std))
         x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            out.append(torch.softmax(model(x).float(), dim=1).numpy())
+            out.append(model.probs(model(x).float()).numpy())
     return np.concatenate(out) if out else np.zeros((0, model.head.out_features), np.float32)

@@ -20,6 +20,10 @@ class Classifier(nn.Module):
         self.num_features = num_features
         self.mean, self.std = tuple(mean), tuple(std)
         self.stages = stages or []  # backbone parts in input order, for freezing the early ones
+        self.multilabel = False  # True: independent sigmoid per class instead of a softmax
+
+    def probs(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(logits) if self.multilabel else torch.softmax(logits, dim=1)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x)
@@ -48,3 +52,51 @@ class SmallCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
+
+
+class CascadeHead(nn.Module):
+    """Per-node classifiers over a taxonomy: one linear layer per inner node, choosing among its children.
+
+    Returns log-probabilities of the classes (N, K): log p(class) = sum of log p(child | parent) along its path,
+    so a softmax of the output gives the class probabilities and the loss can be plain cross-entropy.
+    """
+
+    def __init__(self, num_features: int, classes: list[str] | tuple[str, ...]) -> None:
+        super().__init__()
+        self.classes = list(classes)
+        self.out_features = len(self.classes)
+        kids: dict[str, list[str]] = {}
+        for c in self.classes:
+            parts = c.split("/")
+            for d in range(len(parts)):
+                parent, node = "/".join(parts[:d]), "/".join(parts[: d + 1])
+                if node not in kids.setdefault(parent, []):
+                    kids[parent].append(node)
+        self.parents = [p for p in sorted(kids) if len(kids[p]) > 1]  # a single child needs no classifier
+        self.children_of = {p: kids[p] for p in self.parents}
+        self.heads = nn.ModuleList(nn.Linear(num_features, len(kids[p])) for p in self.parents)
+        # (class, step) -> (head index, child index) along the class path, padded with -1
+        steps = []
+        for c in self.classes:
+            parts = c.split("/")
+            path = []
+            for d in range(len(parts)):
+                parent, node = "/".join(parts[:d]), "/".join(parts[: d + 1])
+                if parent in self.children_of:
+                    path.append((self.parents.index(parent), self.children_of[parent].index(node)))
+            steps.append(path)
+        width = max((len(s) for s in steps), default=0)
+        offsets = [0]
+        for p in self.parents:
+            offsets.append(offsets[-1] + len(self.children_of[p]))
+        gather = torch.full((len(self.classes), max(width, 1)), -1, dtype=torch.long)
+        for k, path in enumerate(steps):
+            for j, (h, child) in enumerate(path):
+                gather[k, j] = offsets[h] + child
+        self.register_buffer("gather", gather, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logp = torch.cat([torch.log_softmax(h(x), dim=1) for h in self.heads], dim=1)
+        logp = torch.cat([logp, torch.zeros_like(logp[:, :1])], dim=1)  # index -1 -> the appended zero column
+        idx = torch.where(self.gather < 0, torch.full_like(self.gather, logp.shape[1] - 1), self.gather)
+        return logp[:, idx].sum(dim=2)

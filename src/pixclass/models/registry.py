@@ -12,7 +12,7 @@ from torch import nn
 
 from pixclass.errors import ConfigError, OfflineError
 from pixclass.models import weights as W
-from pixclass.models.net import Classifier, SmallCNN
+from pixclass.models.net import CascadeHead, Classifier, SmallCNN
 
 log = logging.getLogger(__name__)
 
@@ -186,6 +186,13 @@ def load_checkpoint(path: str | Path) -> tuple[Classifier, dict]:
     if not path.is_file():
         raise ConfigError(f"No checkpoint at {path}. Train a run first (`pixclass train`).")
     ckpt = torch.load(str(path), map_location="cpu", weights_only=False)
+    if ckpt.get("kind") == "classical":  # features + scikit-learn estimator (models.classical)
+        from pixclass.models.classical import load_classical
+
+        return load_classical(path, ckpt)
     model = create_model(ckpt["model_name"], pretrained=False, num_classes=ckpt["num_classes"])
+    if ckpt.get("cascade"):
+        model.head = CascadeHead(model.num_features, ckpt["cascade"])
+    model.multilabel = bool(ckpt.get("multilabel", False))
     model.load_state_dict(ckpt["state_dict"])
     return model.eval(), ckpt

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy import Engine, create_engine, event, inspect, select, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -20,8 +20,20 @@ log = logging.getLogger(__name__)
 
 DB_FILE = "pixclass.db"
 
-# Schema migrations: version -> function(engine) that brings version-1 up to version. Empty while at version 1.
-MIGRATIONS: dict[int, Callable[[Engine], None]] = {}
+
+def _add_review_columns(engine: Engine) -> None:
+    """Version 2: review status and accepted-suggestion provenance on annotations."""
+    have = {c["name"] for c in inspect(engine).get_columns("annotations")}
+    ts = "TIMESTAMP" if engine.dialect.name == "postgresql" else "DATETIME"
+    wanted = {"review": "VARCHAR(16)", "reviewer": "VARCHAR(200)", "reviewed_at": ts, "from_run": "INTEGER"}
+    with engine.begin() as conn:
+        for name, kind in wanted.items():
+            if name not in have:
+                conn.execute(text(f"ALTER TABLE annotations ADD COLUMN {name} {kind}"))
+
+
+# Schema migrations: version -> function(engine) that brings version-1 up to version.
+MIGRATIONS: dict[int, Callable[[Engine], None]] = {2: _add_review_columns}
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:

@@ -83,12 +83,13 @@ def items(s: Session, ds: Dataset, *, split: str | None = None, labeled: bool | 
 
 
 def current_labels(s: Session, image_ids: list[int]) -> dict[int, list[str]]:
-    """image id -> labels of its newest non-model annotation."""
+    """image id -> labels of its newest annotation that is neither a model's nor rejected in review."""
     if not image_ids:
         return {}
     newest = (
         select(Annotation.image_id, func.max(Annotation.id).label("aid"))
         .where(Annotation.source != "model")
+        .where(Annotation.review.is_(None) | (Annotation.review != "rejected"))  # a rejected label no longer counts
         .group_by(Annotation.image_id)
         .subquery()
     )

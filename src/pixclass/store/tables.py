@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: annotations.review, reviewer, reviewed_at, from_run (labeling server)
 
 
 def utcnow() -> datetime:
@@ -83,6 +83,10 @@ class Annotation(Base):
     author: Mapped[str] = mapped_column(String(200), default="")
     time_spent: Mapped[float | None] = mapped_column(Float, nullable=True)  # seconds, for human labels
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    review: Mapped[str | None] = mapped_column(String(16), nullable=True)  # None | accepted | rejected
+    reviewer: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    reviewed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    from_run: Mapped[int | None] = mapped_column(Integer, nullable=True)  # a human accepted this run's suggestion
 
 
 class Run(Base):

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from pixclass.config import TrainConfig
 from pixclass.data.augment import to_tensor, train_batch
 from pixclass.models.embed import predict_probs
 from pixclass.models.net import Classifier
+from pixclass.train.losses import task_loss
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
@@ -61,7 +61,8 @@ def finetune(model: Classifier, train_x: np.ndarray, train_y: np.ndarray, val_x:
     gen = torch.Generator().manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     k = model.head.out_features
-    counts = np.bincount(train_y, minlength=k).astype(np.float64)
+    multilabel = model.multilabel
+    counts = train_y.sum(0).astype(np.float64) if multilabel else np.bincount(train_y, minlength=k).astype(np.float64)
     n_freeze = default_freeze(model) if cfg.freeze_stages < 0 else cfg.freeze_stages
     frozen = set_frozen(model, n_freeze)
     if cfg.channels_last:
@@ -74,10 +75,11 @@ def finetune(model: Classifier, train_x: np.ndarray, train_y: np.ndarray, val_x:
     )
     base_lrs = [g["lr"] for g in opt.param_groups]
     class_w = None
-    if cfg.balance == "weights":
-        class_w = torch.tensor(len(train_y) / (k * np.maximum(counts, 1)), dtype=torch.float32)
+    if cfg.balance == "weights":  # multi-label: BCE pos_weight = negatives / positives per class
+        w = (len(train_y) - counts) / np.maximum(counts, 1) if multilabel else len(train_y) / (k * np.maximum(counts, 1))
+        class_w = torch.tensor(w, dtype=torch.float32)
     sample_p = None
-    if cfg.balance == "sampler":
+    if cfg.balance == "sampler" and not multilabel:
         w = 1.0 / np.maximum(counts[train_y], 1)
         sample_p = w / w.sum()
     train_size = max(16, int(round(cfg.img_size * cfg.train_scale / 8)) * 8)
@@ -127,24 +129,30 @@ def finetune(model: Classifier, train_x: np.ndarray, train_y: np.ndarray, val_x:
                              channels_last=cfg.channels_last, out_size=train_size) if cfg.augment
                  else to_tensor(xb, model.mean, model.std, cfg.channels_last))
             y = torch.from_numpy(train_y[idx])
+            if cfg.adversarial_eps > 0:  # adversarial training: learn on FGSM (random start) images instead
+                from pixclass.train.robustness import adversarial_batch
+
+                x = adversarial_batch(model, x, y, eps=cfg.adversarial_eps, bf16=cfg.bf16, generator=gen)
             for g, base in zip(opt.param_groups, base_lrs):
                 g["lr"] = base * lr_factor()
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
                 logits = model(x)
-            loss = F.cross_entropy(logits.float(), y, weight=class_w, label_smoothing=cfg.label_smoothing)
+            loss = task_loss(logits.float(), y, multilabel=multilabel, loss=cfg.loss, class_weight=class_w,
+                             label_smoothing=cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             step += 1
             seen += len(idx)
             loss_sum += loss.item() * len(idx)
-            correct += int((logits.argmax(1) == y).sum())
+            correct += (float(((logits > 0) == (y > 0.5)).float().mean()) * len(idx) if multilabel
+                        else int((logits.argmax(1) == y).sum()))
             if progress:
                 progress(f"epoch {epoch + 1}/{cfg.epochs}", b + 1, steps_per_epoch)
         train_seconds = time.time() - e0
         # ---- validate and checkpoint ---------------------------------------------------------------------
         v0 = time.time()
-        val_acc = float(np.mean(predict_probs(model, val_x, bf16=cfg.bf16).argmax(1) == val_y)) if len(val_y) else 0.0
+        val_acc = val_score(predict_probs(model, val_x, bf16=cfg.bf16), val_y, multilabel) if len(val_y) else 0.0
         row = {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
                "val_acc": val_acc, "images_per_s": seen / max(train_seconds, 1e-9), "images": seen,
                "seconds": time.time() - e0, "lr": base_lrs[0] * lr_factor()}
@@ -168,6 +176,16 @@ def finetune(model: Classifier, train_x: np.ndarray, train_y: np.ndarray, val_x:
     for p in model.parameters():
         p.requires_grad_(True)
     return history
+
+
+def val_score(probs: np.ndarray, labels: np.ndarray, multilabel: bool) -> float:
+    """Model selection score: mean average precision for multi-label, accuracy otherwise."""
+    if multilabel:
+        from sklearn.metrics import average_precision_score
+
+        aps = [average_precision_score(labels[:, j], probs[:, j]) for j in range(labels.shape[1]) if labels[:, j].any()]
+        return float(np.mean(aps)) if aps else 0.0
+    return float(np.mean(probs.argmax(1) == labels))
 
 
 def _eval_seconds(n_val: int, epoch_time: dict | None) -> float:

@@ -20,17 +20,18 @@ from pixclass.artifact import Manifest, Preprocess, runtime_versions
 from pixclass.config import TrainConfig
 from pixclass.data.splits import SplitData, load_splits
 from pixclass.errors import ConfigError, DataError
-from pixclass.evaluate.metrics import classification_metrics
+from pixclass.evaluate.task_metrics import metrics_for, tune_thresholds
 from pixclass.models import create_model
 from pixclass.models.embed import predict_probs, run_batches
-from pixclass.models.net import Classifier
+from pixclass.models.net import CascadeHead, Classifier
 from pixclass.store import Workspace, records
 from pixclass.store.tables import Run
-from pixclass.train.linear import fit_linear
+from pixclass.train.linear import fit_cascade, fit_linear, fit_multilabel
 from pixclass.train.loop import finetune
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
+VAL_KEYS = ("accuracy", "macro_f1", "mAP", "micro_f1", "hierarchical_f1", "accuracy_by_level")
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ def _ensure_val(data: dict[str, SplitData], seed: int) -> None:
     from pixclass.io.importer import stratified_split
 
     tr = data["train"]
-    parts = np.array(stratified_split([str(y) for y in tr.labels], (0.9, 0.1, 0.0), seed=seed))
+    parts = np.array(stratified_split(["|".join(it.labels) for it in tr.items], (0.9, 0.1, 0.0), seed=seed))
     keep, hold = np.where(parts == "train")[0], np.where(parts != "train")[0]
     data["val"] = SplitData([tr.items[i] for i in hold], tr.images[hold], tr.labels[hold])
     data["train"] = SplitData([tr.items[i] for i in keep], tr.images[keep], tr.labels[keep])
@@ -63,13 +64,26 @@ def _ensure_val(data: dict[str, SplitData], seed: int) -> None:
 
 def linear_head(model: Classifier, train: SplitData, val: SplitData, cfg: TrainConfig,
                 progress: Progress | None) -> float:
-    """Fit the head by logistic regression on frozen embeddings. Returns the chosen C."""
+    """Fit the head on frozen embeddings: softmax, one-vs-rest (multi-label) or per-node (cascade) regression."""
     emb_tr = run_batches(model.backbone, train.images, model.mean, model.std, progress=_stage(progress, "embed train"))
     emb_va = run_batches(model.backbone, val.images, model.mean, model.std, progress=_stage(progress, "embed val"))
-    weight, bias, c = fit_linear(emb_tr, train.labels, model.head.out_features, val_x=emb_va if len(val) else None,
-                                 val_y=val.labels, C=cfg.linear_c,
-                                 class_weight="balanced" if cfg.balance != "none" else None)
+    has_val = len(val) > 0
     with torch.no_grad():
+        if isinstance(model.head, CascadeHead):
+            c = cfg.linear_c or 0.1
+            fitted = fit_cascade(emb_tr, train.labels, model.head.classes, model.head.parents,
+                                 model.head.children_of, C=c)
+            for layer, (weight, bias) in zip(model.head.heads, fitted):
+                layer.weight.copy_(torch.from_numpy(weight))
+                layer.bias.copy_(torch.from_numpy(bias))
+            return c
+        if model.multilabel:
+            weight, bias, c = fit_multilabel(emb_tr, train.labels, val_x=emb_va if has_val else None,
+                                             val_y=val.labels, C=cfg.linear_c)
+        else:
+            weight, bias, c = fit_linear(emb_tr, train.labels, model.head.out_features,
+                                         val_x=emb_va if has_val else None, val_y=val.labels, C=cfg.linear_c,
+                                         class_weight="balanced" if cfg.balance != "none" else None)
         model.head.weight.copy_(torch.from_numpy(weight))
         model.head.bias.copy_(torch.from_numpy(bias))
     return c
@@ -87,12 +101,14 @@ def train(ws: Workspace, dataset: str, cfg: TrainConfig, *, out: str | Path | No
         (run_dir / "history.jsonl").unlink(missing_ok=True)
 
     schema, data = load_splits(ws, dataset, cfg.img_size, workers=cfg.workers, progress=_stage(progress, "decode"))
-    if schema.task not in ("binary", "multiclass"):
-        raise ConfigError(f"Dataset {dataset!r} is {schema.task}; this trainer handles binary and multiclass tasks.")
     if len(data["train"]) == 0:
         raise DataError(f"Dataset {dataset!r} has no labeled training images.")
     _ensure_val(data, cfg.seed)
     model = create_model(cfg.model, pretrained=cfg.pretrained, num_classes=schema.num_classes, weights=cfg.weights)
+    model.multilabel = schema.task == "multilabel"
+    cascade = schema.task == "hierarchical" and cfg.hierarchy == "cascade"
+    if cascade:
+        model.head = CascadeHead(model.num_features, schema.classes)
     with ws.session() as s:
         run_row = records.add_run(s, records.get_dataset(s, dataset), path=str(run_dir.resolve()), model=cfg.model,
                                   mode=cfg.mode)
@@ -110,16 +126,21 @@ def train(ws: Workspace, dataset: str, cfg: TrainConfig, *, out: str | Path | No
         if hist.stopped != "time_budget":  # a budget-stopped run keeps last.pt so that --resume can go on
             (run_dir / "last.pt").unlink(missing_ok=True)
 
-    metrics: dict = {"train_seconds": round(time.time() - t0, 2), **extra}
+    metrics: dict = {"train_seconds": round(time.time() - t0, 2), "task": schema.task, **extra}
+    thresholds: dict[str, float] = {}
     if len(data["val"]):
-        probs = predict_probs(model, data["val"].images, bf16=cfg.bf16)
-        val = classification_metrics(data["val"].labels, probs, schema.classes)
-        metrics.update(val_accuracy=val["accuracy"], val_macro_f1=val["macro_f1"])
+        val = data["val"]
+        probs = predict_probs(model, val.images, bf16=cfg.bf16)
+        thresholds = tune_thresholds(schema, val.labels, probs, threshold_target=cfg.threshold_target,
+                                     node_threshold=cfg.node_threshold)
+        vm = metrics_for(schema, val.labels, probs, thresholds)
+        metrics.update({f"val_{k}": vm[k] for k in VAL_KEYS if k in vm})
     torch.save({"model_name": cfg.model, "num_classes": schema.num_classes, "state_dict": model.state_dict(),
-                "img_size": cfg.img_size}, run_dir / "model.pt")
+                "img_size": cfg.img_size, "multilabel": model.multilabel,
+                "cascade": list(schema.classes) if cascade else None}, run_dir / "model.pt")
     manifest = Manifest(
         schema=schema, preprocess=Preprocess(cfg.img_size, model.mean, model.std), model=cfg.model, mode=cfg.mode,
-        dataset=dataset, metrics=metrics, config=cfg.to_dict(), files={"torch": "model.pt"},
+        dataset=dataset, thresholds=thresholds, metrics=metrics, config=cfg.to_dict(), files={"torch": "model.pt"},
         versions=runtime_versions("torch", "timm", "numpy", "sklearn"),
     )
     manifest.save(run_dir)

@@ -1,0 +1,93 @@
+"""`pixclass serve` and `pixclass user add|token|list`: the labeling server and its accounts."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from pixclass.cli.main import DbOpt, JsonOpt, WorkspaceOpt, app, handle_errors, open_ws
+from pixclass.cli.output import console, emit_json
+
+user_app = typer.Typer(no_args_is_help=True, help="Accounts of the labeling server.")
+app.add_typer(user_app, name="user")
+
+
+@app.command()
+@handle_errors
+def serve(
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    host: Annotated[str, typer.Option(help="Address to bind; 127.0.0.1 keeps the server local.")] = "127.0.0.1",
+    workspace: WorkspaceOpt = None, db_url: DbOpt = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve the labeling UI, the REST API (/api, /openapi.json) and the Label Studio ML backend (/predict...)."""
+    import uvicorn
+
+    from pixclass.server import create_app
+
+    ws = open_ws(workspace, db_url)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        console.print(f"[yellow]warning:[/] listening on {host}: anyone who can reach it may try to log in.")
+    console.print(f"pixclass on [bold]http://{host}:{port}[/] (workspace {ws.root}). "
+                  "Create an account with `pixclass user add NAME --role admin --password PW`.")
+    uvicorn.run(create_app(ws), host=host, port=port, log_level=log_level)
+
+
+@user_app.command("add")
+@handle_errors
+def user_add(
+    name: Annotated[str, typer.Argument(help="User name.")],
+    role: Annotated[str, typer.Option(help="admin, annotator or viewer.")] = "annotator",
+    password: Annotated[Optional[str], typer.Option(help="Password (prompted when left out).")] = None,
+    workspace: WorkspaceOpt = None, db_url: DbOpt = None, json_out: JsonOpt = False,
+) -> None:
+    """Create an account (or reset its role and password)."""
+    from pixclass.store import users
+
+    if password is None:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    ws = open_ws(workspace, db_url)
+    with ws.session() as s:
+        u = users.create_user(s, name, role, password)
+        out = {"id": u.id, "name": u.name, "role": u.role}
+    if json_out:
+        return emit_json(out)
+    console.print(f"User [bold]{out['name']}[/] ({out['role']}) saved.")
+
+
+@user_app.command("token")
+@handle_errors
+def user_token(name: Annotated[str, typer.Argument(help="User name.")], workspace: WorkspaceOpt = None,
+               db_url: DbOpt = None, json_out: JsonOpt = False) -> None:
+    """Print a new API token for NAME (send it as `Authorization: Bearer TOKEN`)."""
+    from sqlalchemy import select
+
+    from pixclass.errors import ConfigError
+    from pixclass.store import users
+
+    ws = open_ws(workspace, db_url)
+    with ws.session() as s:
+        u = s.scalar(select(users.User).where(users.User.name == name))
+        if u is None:
+            raise ConfigError(f"No user {name!r}. Create it with `pixclass user add {name} --role annotator`.")
+        token = users.create_token(s, u)
+    if json_out:
+        return emit_json({"user": name, "token": token})
+    typer.echo(token)
+
+
+@user_app.command("list")
+@handle_errors
+def user_list(workspace: WorkspaceOpt = None, db_url: DbOpt = None, json_out: JsonOpt = False) -> None:
+    """List accounts and roles."""
+    from pixclass.store import users
+
+    ws = open_ws(workspace, db_url)
+    with ws.session() as s:
+        rows = [{"id": u.id, "name": u.name, "role": u.role} for u in users.list_users(s)]
+    if json_out:
+        return emit_json(rows)
+    for r in rows:
+        console.print(f"{r['name']}\t{r['role']}", highlight=False)
+

@@ -1,0 +1,1 @@
+"""Explanations (Grad-CAM, Grad-CAM++, gradient x input, LIME), robustness checks and the full HTML report."""

@@ -1,0 +1,312 @@
+"""Label Studio interop: read its JSON exports, write our labels and predictions as Label Studio tasks.
+
+Shapes (Label Studio "JSON" export and pre-annotation import format)::
+
+    [{"data": {"image": "/data/local-files/?d=shoes/1.jpg"},
+      "annotations": [{"result": [{"from_name": "choice", "to_name": "image", "type": "choices",
+                                   "value": {"choices": ["shoes"]}}], "was_cancelled": false}],
+      "predictions": [{"model_version": "...", "score": 0.93,
+                       "result": [{"from_name": ..., "to_name": ..., "type": "choices",
+                                   "value": {"choices": ["shoes"]}, "score": 0.93}]}]}]
+
+Choices give one label (single) or several (multiple: a multilabel dataset); Taxonomy gives paths
+(``{"taxonomy": [["clothes", "shoes"]]}``), stored as '/'-joined hierarchical class names.
+Images are local files: ``/data/local-files/?d=REL`` is resolved against the document root (Label Studio's
+LOCAL_FILES_DOCUMENT_ROOT), ``/data/upload/...`` against the root's ``media/upload``; remote URLs are reported as
+broken, never downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from sqlalchemy import select
+
+from pixclass.errors import DataError
+from pixclass.io.sources import SPLIT_NAMES, Entry
+from pixclass.store import Workspace, records
+from pixclass.store.tables import Annotation, Image
+
+log = logging.getLogger(__name__)
+
+CLASSIFICATION_TYPES = ("choices", "taxonomy")
+IMAGE_KEYS = ("image", "img", "image_url", "url", "path", "file", "filename")
+REMOTE_SCHEMES = ("http", "https", "s3", "gs", "azure-blob", "ftp")
+
+
+@dataclass(frozen=True)
+class LSEntry(Entry):
+    """An Entry whose image could not be resolved carries the reason; the importer records it as broken."""
+
+    reason: str = ""
+    ref: str = ""  # the image reference as written in the export
+
+
+# ---------------------------------------------------------------- reading exports
+
+def _load(path: Path) -> list:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}). "
+                        f"Export the project from Label Studio as 'JSON'.") from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text ({e.reason}). "
+                        f"Export the project from Label Studio as 'JSON'.") from None
+    if isinstance(data, dict) and isinstance(data.get("tasks"), list):
+        data = data["tasks"]
+    elif isinstance(data, dict) and "data" in data:
+        data = [data]
+    if not isinstance(data, list):
+        raise DataError(f"{path}: expected a list of Label Studio tasks (the project's JSON export), "
+                        f"found a JSON {type(data).__name__}.")
+    return data
+
+
+def _where(path: Path, i: int, task: dict) -> str:
+    tid = task.get("id") if isinstance(task, dict) else None
+    return f"{path}, task {i}" + (f" (id {tid})" if tid is not None else "")
+
+
+def _result_labels(item: dict, where: str) -> list[str]:
+    kind = item.get("type")
+    value = item.get("value")
+    if not isinstance(value, dict) or not isinstance(value.get(kind), list):
+        raise DataError(f"{where}: field 'value.{kind}' must be a list (got {value!r:.80}).")
+    if kind == "choices":
+        bad = [c for c in value["choices"] if not isinstance(c, str) or not c.strip()]
+        if bad:
+            raise DataError(f"{where}: field 'value.choices' holds a non-text or empty choice {bad[0]!r}.")
+        return [c.strip() for c in value["choices"]]
+    out = []
+    for p in value["taxonomy"]:
+        if not isinstance(p, list) or not p or not all(isinstance(s, str) and s.strip() for s in p):
+            raise DataError(f"{where}: field 'value.taxonomy' must be a list of paths (lists of names); got {p!r}.")
+        out.append("/".join(s.strip().replace("/", "-") for s in p))
+    return out
+
+
+def _annotation_labels(ann: dict, where: str, from_name: str | None) -> list[str] | None:
+    """Labels of one annotation (None: it has no classification result for ``from_name``)."""
+    result = ann.get("result")
+    if not isinstance(result, list):
+        raise DataError(f"{where}: field 'result' must be a list of regions.")
+    labels: list[str] | None = None
+    for j, item in enumerate(result):
+        if not isinstance(item, dict):
+            raise DataError(f"{where}, result {j}: each result must be an object with from_name, type and value.")
+        if item.get("type") not in CLASSIFICATION_TYPES or (from_name and item.get("from_name") != from_name):
+            continue
+        labels = (labels or []) + [x for x in _result_labels(item, f"{where}, result {j}") if x not in (labels or [])]
+    return labels
+
+
+def _controls(tasks: list) -> set[str]:
+    names = set()
+    for task in tasks:
+        if not isinstance(task, dict):
+            continue
+        for ann in (task.get("annotations") or task.get("completions") or []):
+            for item in (ann.get("result") or []) if isinstance(ann, dict) else []:
+                if isinstance(item, dict) and item.get("type") in CLASSIFICATION_TYPES:
+                    names.add(str(item.get("from_name")))
+    return names
+
+
+def _image_ref(task: dict, where: str, data_key: str | None) -> str:
+    data = task.get("data")
+    if not isinstance(data, dict):
+        raise DataError(f"{where}: field 'data' is missing or not an object; each task needs data with an image.")
+    if data_key:
+        keys = [data_key]
+    else:
+        keys = [k for k in IMAGE_KEYS if isinstance(data.get(k), str)]
+        keys += [k for k, v in data.items() if isinstance(v, str) and k not in keys and not k.startswith("pixclass")]
+    for k in keys:
+        if isinstance(data.get(k), str) and data[k].strip():
+            return data[k].strip()
+    raise DataError(f"{where}: no image reference in field 'data' (keys: {', '.join(map(str, data)) or 'none'}). "
+                    f"Name the key holding the image.")
+
+
+def resolve_image(ref: str, *, base: Path, document_root: str | Path | None = None) -> tuple[Path | None, str]:
+    """A Label Studio image reference -> (local path, "") or (None, why it cannot be resolved)."""
+    roots = [Path(r).expanduser() for r in (document_root, os.environ.get("LOCAL_FILES_DOCUMENT_ROOT")) if r]
+    parts = urlsplit(ref)
+    if parts.path.endswith("/data/local-files/") or parts.path.endswith("/data/local-files"):
+        rel = unquote(parse_qs(parts.query).get("d", [""])[0])
+        if not rel:
+            return None, f"Label Studio local-files URL without a 'd' parameter: {ref}"
+        for root in [*roots, base, Path("/")]:
+            cand = root / rel.lstrip("/") if root != Path("/") else Path("/") / rel.lstrip("/")
+            if cand.is_file():
+                return cand, ""
+        where = ", ".join(map(str, roots)) or f"{base} (no document root given)"
+        return None, (f"Label Studio local file {rel!r} not found under {where}. Give the folder Label Studio's "
+                      f"LOCAL_FILES_DOCUMENT_ROOT points to as the document root.")
+    if "/data/upload/" in parts.path:
+        rel = unquote(parts.path.split("/data/upload/", 1)[1])
+        for root in [*roots, base]:
+            for cand in (root / "media" / "upload" / rel, root / "upload" / rel, root / rel, root / Path(rel).name):
+                if cand.is_file():
+                    return cand, ""
+        return None, (f"{ref}: a file uploaded into Label Studio. Copy Label Studio's media/upload folder here "
+                      f"and give its parent as the document root, or use local-files storage.")
+    if parts.scheme.lower() in REMOTE_SCHEMES:
+        return None, f"{ref}: a remote URL; pixclass imports local files only. Download the images, then import them."
+    local = Path(unquote(parts.path) if parts.scheme == "file" else ref).expanduser()
+    local = local if local.is_absolute() else base / local
+    if local.is_file():
+        return local, ""
+    return None, f"{ref}: file not found (looked at {local})."
+
+
+def read_labelstudio(path: str | Path, *, document_root: str | Path | None = None, from_name: str | None = None,
+                     data_key: str | None = None) -> list[Entry]:
+    """Entries (path, labels, split) of a Label Studio JSON export. The newest non-cancelled annotation of a task
+    gives its labels; tasks without one are unlabeled. Unresolvable images come back with a ``reason``."""
+    path = Path(path).expanduser()
+    tasks = _load(path)
+    controls = _controls(tasks)
+    if from_name is None and len(controls) > 1:
+        raise DataError(f"{path}: annotations use several classification controls ({', '.join(sorted(controls))}). "
+                        f"Choose one with from_name (the Choices/Taxonomy name in the labeling config).")
+    out: list[Entry] = []
+    for i, task in enumerate(tasks):
+        where = _where(path, i, task)
+        if not isinstance(task, dict):
+            raise DataError(f"{where}: each task must be an object with 'data' and 'annotations'.")
+        ref = _image_ref(task, where, data_key)
+        anns = task.get("annotations", task.get("completions")) or []
+        if not isinstance(anns, list):
+            raise DataError(f"{where}: field 'annotations' must be a list.")
+        labels: list[str] = []
+        live = [(str(a.get("updated_at") or a.get("created_at") or ""), k, a) for k, a in enumerate(anns)
+                if isinstance(a, dict) and not a.get("was_cancelled")]
+        for stamp, k, ann in sorted(live, key=lambda t: (t[0], t[1]), reverse=True):
+            got = _annotation_labels(ann, f"{where}, annotation {k}", from_name)
+            if got is not None:
+                labels = got
+                break
+        raw_split = str(task["data"].get("split") or "").strip().lower()
+        split = SPLIT_NAMES.get(raw_split)
+        local, reason = resolve_image(ref, base=path.parent, document_root=document_root)
+        out.append(LSEntry(local or Path(ref), tuple(labels), split, reason, ref))
+    log.info("%s: %d tasks, %d labeled, %d unresolvable", path, len(out), sum(bool(e.labels) for e in out),
+             sum(bool(getattr(e, "reason", "")) for e in out))
+    return out
+
+
+# ---------------------------------------------------------------- writing tasks
+
+@dataclass(frozen=True)
+class TaskPrediction:
+    """One model suggestion for an image, as Label Studio shows it."""
+
+    labels: tuple[str, ...]
+    score: float
+
+
+def image_url(path: str | Path, document_root: str | Path | None = None) -> str:
+    """``/data/local-files/?d=REL`` for a local image; REL is relative to the document root ('/' when none)."""
+    p = Path(path).resolve()
+    root = Path(document_root).expanduser().resolve() if document_root else Path("/")
+    try:
+        rel = p.relative_to(root)
+    except ValueError:
+        raise DataError(f"{p} is not under the document root {root}. Give a root folder that holds every image "
+                        f"(and set Label Studio's LOCAL_FILES_DOCUMENT_ROOT to it).") from None
+    return f"/data/local-files/?d={rel.as_posix()}"
+
+
+def _result(labels: Sequence[str], task: str, from_name: str, to_name: str, score: float | None = None) -> dict:
+    if task == "hierarchical":
+        item = {"from_name": from_name, "to_name": to_name, "type": "taxonomy",
+                "value": {"taxonomy": [lab.split("/") for lab in labels]}}
+    else:
+        item = {"from_name": from_name, "to_name": to_name, "type": "choices", "value": {"choices": list(labels)}}
+    if score is not None:
+        item["score"] = round(float(score), 6)
+    return item
+
+
+def export_tasks(ws: Workspace, dataset: str, *, predictions: Mapping[int, TaskPrediction] | None = None,
+                 model_version: str = "", document_root: str | Path | None = None, from_name: str | None = None,
+                 to_name: str = "image", data_key: str = "image") -> list[dict]:
+    """Label Studio tasks for every non-excluded image of ``dataset``: one annotation per annotator (their newest
+    human or imported labels, oldest first) and, when given, the model's prediction with its score."""
+    predictions = predictions or {}
+    with ws.session() as s:
+        ds = records.get_dataset(s, dataset)
+        task_kind = ds.task
+        images = list(s.scalars(select(Image).where(Image.dataset_id == ds.id, Image.excluded.is_(False))
+                                .order_by(Image.id)))
+        rows = s.execute(select(Annotation.image_id, Annotation.id, Annotation.labels, Annotation.author,
+                                Annotation.time_spent, Annotation.created_at)
+                         .join(Image, Image.id == Annotation.image_id)
+                         .where(Image.dataset_id == ds.id, Annotation.source != "model")
+                         .order_by(Annotation.id)).all()
+    from_name = from_name or ("taxonomy" if task_kind == "hierarchical" else "choice")
+    newest: dict[int, dict[str, tuple]] = {}
+    for r in rows:
+        newest.setdefault(r.image_id, {})[r.author or ""] = r  # later rows replace earlier ones per author
+    tasks = []
+    for im in images:
+        data = {data_key: image_url(im.path, document_root), "pixclass_image_id": im.id}
+        if im.split:
+            data["split"] = im.split
+        anns = []
+        for r in sorted(newest.get(im.id, {}).values(), key=lambda r: r.id):
+            if not r.labels:
+                continue
+            anns.append({"result": [_result(r.labels, task_kind, from_name, to_name)], "was_cancelled": False,
+                         "ground_truth": False, "created_at": r.created_at.isoformat() + "Z",
+                         "lead_time": float(r.time_spent or 0.0)})
+        task: dict = {"data": data, "annotations": anns}
+        pred = predictions.get(im.id)
+        if pred is not None and pred.labels:
+            task["predictions"] = [{"model_version": model_version, "score": round(float(pred.score), 6),
+                                    "result": [_result(pred.labels, task_kind, from_name, to_name, pred.score)]}]
+        tasks.append(task)
+    return tasks
+
+
+def write_tasks(tasks: list[dict], path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(tasks, indent=1, ensure_ascii=False))
+    os.replace(tmp, path)
+    return path
+
+
+def label_config(classes: Sequence[str], task: str, *, from_name: str | None = None, to_name: str = "image",
+                 data_key: str = "image") -> str:
+    """A Label Studio labeling config (XML) matching the exported tasks."""
+    from xml.sax.saxutils import quoteattr
+
+    if task == "hierarchical":
+        tree: dict = {}
+        for c in classes:
+            node = tree
+            for part in c.split("/"):
+                node = node.setdefault(part, {})
+
+        def choices(node: dict, depth: int) -> str:
+            pad = "  " * depth
+            return "".join(f"{pad}<Choice value={quoteattr(k)}>\n{choices(v, depth + 1)}{pad}</Choice>\n" if v
+                           else f"{pad}<Choice value={quoteattr(k)}/>\n" for k, v in node.items())
+
+        body = (f'  <Taxonomy name="{from_name or "taxonomy"}" toName="{to_name}">\n{choices(tree, 2)}'
+                f"  </Taxonomy>\n")
+    else:
+        mode = "multiple" if task == "multilabel" else "single-radio"
+        body = (f'  <Choices name="{from_name or "choice"}" toName="{to_name}" choice="{mode}" showInLine="true">\n'
+                + "".join(f"    <Choice value={quoteattr(c)}/>\n" for c in classes) + "  </Choices>\n")
+    return f'<View>\n  <Image name="{to_name}" value="${data_key}"/>\n{body}</View>\n'

@@ -1,0 +1,65 @@
+"""Active learning in the server: the "next to label" queue and automatic retraining after every N new labels."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field
+
+from pixclass.server.auth import Principal, require
+from pixclass.server.labeling import ws_of
+from pixclass.train import active
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/api", tags=["active learning"])
+
+
+class AutoTrainBody(BaseModel):
+    every: int | None = Field(None, ge=1, description="Retrain (linear mode) after this many new human labels; "
+                                                       "null turns automatic retraining off.")
+    img_size: int = Field(224, ge=16)
+
+
+@router.get("/datasets/{name}/queue")
+def queue(name: str, request: Request, strategy: str = "margin", n: int = 50,
+          _: Principal = Depends(require("viewer"))) -> dict:
+    """Unlabeled images to label next, most useful first: least_confidence, margin, entropy, kcenter or random.
+
+    Scored with the latest run, so the order refreshes after every retraining."""
+    return active.label_queue(ws_of(request), name, strategy, n).to_dict()
+
+
+@router.put("/datasets/{name}/autotrain")
+def set_autotrain(name: str, body: AutoTrainBody, request: Request, _: Principal = Depends(require("admin"))) -> dict:
+    settings = request.app.state.autotrain
+    if body.every is None:
+        settings.pop(name, None)
+    else:
+        settings[name] = body.model_dump()
+    return {"dataset": name, **(settings.get(name) or {"every": None})}
+
+
+@router.get("/datasets/{name}/autotrain")
+def get_autotrain(name: str, request: Request, _: Principal = Depends(require("viewer"))) -> dict:
+    return {"dataset": name, "new_labels": active.labels_since_last_run(ws_of(request), name),
+            **(request.app.state.autotrain.get(name) or {"every": None})}
+
+
+def maybe_retrain(request: Request, dataset: str, user: str) -> str | None:
+    """After a human label: start a train-and-prelabel job when the dataset's N new labels are reached."""
+    from pixclass.server import tasks
+
+    conf = request.app.state.autotrain.get(dataset)
+    jobs = request.app.state.jobs
+    if not conf or jobs.busy("train"):
+        return None
+    ws = ws_of(request)
+    if active.labels_since_last_run(ws, dataset) < conf["every"]:
+        return None
+    params = {"mode": "linear", "img_size": conf["img_size"]}
+    log.info("%s: %d new labels reached; retraining", dataset, conf["every"])
+    job = jobs.submit("train", user, {"dataset": dataset, "auto": True, **params},
+                      lambda progress: tasks.train_and_prelabel(ws, request.app.state.models, dataset, params,
+                                                                progress))
+    return job.id

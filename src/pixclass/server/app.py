@@ -1,0 +1,100 @@
+"""``create_app(workspace)``: the FastAPI application with every router, the UI and shared state."""
+
+from __future__ import annotations
+
+import logging
+import os
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from pixclass import __version__
+from pixclass.errors import ConfigError, DataError, NotFittedError, PixclassError
+from pixclass.store import Workspace
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).parent / "static"
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    max_upload_bytes: int = 20 * 1024 * 1024  # per file; larger uploads get 413
+    max_upload_files: int = 200  # per request; more get 400
+    label_studio_url: str = ""  # base URL that /data/... task image links are fetched from
+    label_studio_api_key: str = ""  # sent as `Authorization: Token KEY`
+    ls_dataset: str = ""  # dataset that Label Studio webhooks write to and train (default: the newest)
+    secure_cookies: bool = False  # set when served over HTTPS
+
+    @classmethod
+    def from_env(cls) -> "ServerSettings":
+        env = os.environ
+        return cls(
+            max_upload_bytes=int(env.get("PIXCLASS_MAX_UPLOAD_MB", "20")) * 1024 * 1024,
+            max_upload_files=int(env.get("PIXCLASS_MAX_UPLOAD_FILES", "200")),
+            label_studio_url=env.get("LABEL_STUDIO_URL", "").rstrip("/"),
+            label_studio_api_key=env.get("LABEL_STUDIO_API_KEY", ""),
+            ls_dataset=env.get("PIXCLASS_LS_DATASET", ""),
+            secure_cookies=env.get("PIXCLASS_SECURE_COOKIES", "") == "1",
+        )
+
+
+def create_app(workspace: str | Path | Workspace | None = None, *, db_url: str | None = None,
+               settings: ServerSettings | None = None) -> FastAPI:
+    """The server for one workspace. Reads LABEL_STUDIO_* and PIXCLASS_* settings from the environment
+    unless ``settings`` is given."""
+    from pixclass.server import active, auth, classes, jobs, labeling, mlbackend, models, predict_api, review
+
+    ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace, url=db_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        app.state.jobs.shutdown()
+
+    app = FastAPI(lifespan=lifespan, title="pixclass", version=__version__,
+                  description="Image classification: labeling, model-assisted labeling, training jobs, prediction "
+                              "and a Label Studio ML backend. Auth: session cookie, `Authorization: Bearer TOKEN` "
+                              "or HTTP basic.")
+    app.state.ws = ws
+    app.state.settings = settings or ServerSettings.from_env()
+    app.state.jobs = jobs.JobManager()
+    app.state.models = models.ModelCache(ws)
+    app.state.autotrain = {}  # dataset -> {every, img_size}: retrain after every N new human labels
+    app.state.auth_cache = auth.BasicCache()
+
+    @app.exception_handler(DataError)
+    async def _data_error(_req: Request, e: DataError):
+        return JSONResponse({"detail": str(e)}, status_code=400)
+
+    @app.exception_handler(NotFittedError)
+    async def _not_fitted(_req: Request, e: NotFittedError):
+        return JSONResponse({"detail": str(e)}, status_code=409)
+
+    @app.exception_handler(ConfigError)
+    async def _config_error(_req: Request, e: ConfigError):
+        return JSONResponse({"detail": str(e)}, status_code=400)
+
+    @app.exception_handler(PixclassError)
+    async def _pixclass_error(_req: Request, e: PixclassError):
+        return JSONResponse({"detail": str(e)}, status_code=400)
+
+    app.include_router(mlbackend.router)
+    app.include_router(auth.router)
+    app.include_router(jobs.router)
+    app.include_router(labeling.router)
+    app.include_router(classes.router)
+    app.include_router(review.router)
+    app.include_router(predict_api.router)
+    app.include_router(active.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        """The labeling UI (a static page; it asks for a login before showing any data)."""
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    return app

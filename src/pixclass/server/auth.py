@@ -1,0 +1,192 @@
+"""Who is asking: session cookie (UI), `Authorization: Bearer|Token TOKEN` (scripts), HTTP basic (Label Studio).
+
+Roles are ordered viewer < annotator < admin; ``require(role)`` is the dependency every route uses.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import threading
+import time
+from dataclasses import dataclass
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from pydantic import BaseModel, Field
+
+from pixclass.store import users
+
+COOKIE = "pixclass_session"
+CSRF_HEADER = "x-requested-with"  # cookie-authenticated writes must carry it; cross-site forms cannot
+BASIC_TTL = 60.0  # seconds a verified basic-auth pair is remembered, so Label Studio's calls skip argon2
+
+router = APIRouter(prefix="/api", tags=["auth"])
+
+
+@dataclass(frozen=True)
+class Principal:
+    id: int
+    name: str
+    role: str
+
+    def can(self, role: str) -> bool:
+        return users.RANK[self.role] >= users.RANK[role]
+
+
+class BasicCache:
+    """sha256(name, password) -> (Principal, expiry). Lets repeated basic-auth requests skip argon2."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._d: dict[str, tuple[Principal, float]] = {}
+
+    def get(self, key: str) -> Principal | None:
+        with self._lock:
+            hit = self._d.get(key)
+            return hit[0] if hit and hit[1] > time.monotonic() else None
+
+    def put(self, key: str, p: Principal) -> None:
+        with self._lock:
+            self._d[key] = (p, time.monotonic() + BASIC_TTL)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._d.clear()
+
+
+def _principal(u: users.User) -> Principal:
+    return Principal(u.id, u.name, u.role)
+
+
+def _unauthorized(msg: str, request: Request | None = None) -> HTTPException:
+    """401 with a basic-auth challenge, except for the UI's own requests (a challenge makes browsers pop up a
+    password dialog and stall the request)."""
+    if request is not None and request.headers.get(CSRF_HEADER):
+        return HTTPException(401, msg)
+    return HTTPException(401, msg, headers={"WWW-Authenticate": 'Basic realm="pixclass"'})
+
+
+def _basic(request: Request, value: str) -> Principal:
+    try:
+        name, _, password = base64.b64decode(value, validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        raise _unauthorized("Malformed basic auth header.", request) from None
+    key = hashlib.sha256(f"{name}\0{password}".encode()).hexdigest()
+    cache: BasicCache = request.app.state.auth_cache
+    if (p := cache.get(key)) is not None:
+        return p
+    with request.app.state.ws.session() as s:
+        u = users.authenticate(s, name, password)
+        if u is None:
+            raise _unauthorized("Wrong user name or password.", request)
+        p = _principal(u)
+    cache.put(key, p)
+    return p
+
+
+def current_user(request: Request) -> Principal:
+    """The authenticated caller, or 401."""
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    scheme, value = scheme.lower(), value.strip()
+    ws = request.app.state.ws
+    if scheme == "basic" and value:
+        return _basic(request, value)
+    if scheme in ("bearer", "token") and value:
+        with ws.session() as s:
+            u = users.user_for_token(s, value)
+            if u is None:
+                raise _unauthorized("Unknown or expired token. Create one with `pixclass user token NAME`.", request)
+            return _principal(u)
+    cookie = request.cookies.get(COOKIE)
+    if cookie:
+        if request.method not in ("GET", "HEAD", "OPTIONS") and not request.headers.get(CSRF_HEADER):
+            raise HTTPException(403, f"Cookie-authenticated writes need the {CSRF_HEADER} header.")
+        with ws.session() as s:
+            u = users.user_for_token(s, cookie)
+            if u is not None:
+                return _principal(u)
+        raise _unauthorized("Session expired. Log in again.", request)
+    raise _unauthorized("Log in, or send `Authorization: Bearer TOKEN` or HTTP basic auth.", request)
+
+
+def require(role: str = "viewer"):
+    """Dependency: the caller, who must have at least ``role``."""
+
+    def dep(user: Principal = Depends(current_user)) -> Principal:
+        if not user.can(role):
+            raise HTTPException(403, f"This needs the {role} role; {user.name} is {user.role}.")
+        return user
+
+    return dep
+
+
+class LoginBody(BaseModel):
+    name: str = Field(max_length=200)
+    password: str = Field(max_length=1000)
+
+
+class UserOut(BaseModel):
+    id: int
+    name: str
+    role: str
+
+
+class NewUser(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    role: str
+    password: str = Field(min_length=4, max_length=1000)
+
+
+@router.post("/auth/login", response_model=UserOut)
+def login(body: LoginBody, request: Request, response: Response) -> UserOut:
+    """Check name and password; sets the session cookie used by the UI."""
+    settings = request.app.state.settings
+    with request.app.state.ws.session() as s:
+        u = users.authenticate(s, body.name, body.password)
+        if u is None:
+            raise HTTPException(401, "Wrong user name or password.")
+        token = users.create_token(s, u, kind="session", days=users.SESSION_DAYS)
+        out = UserOut(id=u.id, name=u.name, role=u.role)
+    response.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=settings.secure_cookies,
+                        max_age=users.SESSION_DAYS * 86400)
+    return out
+
+
+@router.post("/auth/logout")
+def logout(request: Request, response: Response) -> dict:
+    token = request.cookies.get(COOKIE)
+    if token:
+        with request.app.state.ws.session() as s:
+            users.revoke_token(s, token)
+    response.delete_cookie(COOKIE)
+    return {"ok": True}
+
+
+@router.get("/auth/me", response_model=UserOut)
+def me(user: Principal = Depends(current_user)) -> UserOut:
+    return UserOut(id=user.id, name=user.name, role=user.role)
+
+
+@router.post("/tokens")
+def new_token(request: Request, user: Principal = Depends(current_user)) -> dict:
+    """A new API token for the caller (shown once)."""
+    with request.app.state.ws.session() as s:
+        token = users.create_token(s, s.get(users.User, user.id), kind="api")
+    return {"token": token, "user": user.name}
+
+
+@router.get("/users", response_model=list[UserOut])
+def list_users(request: Request, _: Principal = Depends(require("admin"))) -> list[UserOut]:
+    with request.app.state.ws.session() as s:
+        return [UserOut(id=u.id, name=u.name, role=u.role) for u in users.list_users(s)]
+
+
+@router.post("/users", response_model=UserOut)
+def add_user(body: NewUser, request: Request, _: Principal = Depends(require("admin"))) -> UserOut:
+    with request.app.state.ws.session() as s:
+        u = users.create_user(s, body.name, body.role, body.password)
+        out = UserOut(id=u.id, name=u.name, role=u.role)
+    request.app.state.auth_cache.clear()
+    return out

@@ -1,0 +1,94 @@
+"""The class list of a dataset, editable by admins: create in bulk, rename, merge (labels are rewritten)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from pydantic import BaseModel, Field
+from sqlalchemy import delete, select
+
+from pixclass.errors import DataError
+from pixclass.schema import LabelSchema
+from pixclass.server.auth import Principal, require
+from pixclass.server.labeling import dataset_info, ws_of
+from pixclass.store import records
+from pixclass.store.tables import Annotation, Dataset, Image, LabelClass, Prediction
+
+router = APIRouter(prefix="/api", tags=["classes"])
+
+
+class NewClasses(BaseModel):
+    names: list[str] = Field(min_length=1, max_length=5000)
+
+
+class Rename(BaseModel):
+    old: str
+    new: str = Field(min_length=1, max_length=300)
+
+
+class Merge(BaseModel):
+    sources: list[str] = Field(min_length=1)
+    target: str = Field(min_length=1, max_length=300)
+
+
+def _relabel(s, ds: Dataset, mapping: dict[str, str]) -> int:
+    """Rewrite class names in every annotation and prediction of the dataset; returns rows changed."""
+    changed = 0
+    ids = select(Image.id).where(Image.dataset_id == ds.id)
+    for model in (Annotation, Prediction):
+        for row in s.scalars(select(model).where(model.image_id.in_(ids))):
+            new = list(dict.fromkeys(mapping.get(x, x) for x in row.labels))
+            if new != row.labels:
+                row.labels, changed = new, changed + 1
+    return changed
+
+
+@router.post("/datasets/{name}/classes")
+def add_classes(name: str, body: NewClasses, request: Request, _: Principal = Depends(require("admin"))) -> dict:
+    """Create classes in bulk (appended in the given order; existing names are left as they are)."""
+    names = [n.strip() for n in body.names if n.strip()]
+    if any(len(n) > 300 for n in names):
+        raise DataError("Class names are at most 300 characters.")
+    with ws_of(request).session() as s:
+        ds = records.get_dataset(s, name)
+        schema = records.load_schema(s, ds)
+        classes = tuple(dict.fromkeys([*schema.classes, *names]))
+        records.save_schema(s, ds, LabelSchema(ds.task, classes, ds.positive))  # type: ignore[arg-type]
+        return {**dataset_info(s, ds), "added": len(classes) - len(schema.classes)}
+
+
+@router.post("/datasets/{name}/classes/rename")
+def rename_class(name: str, body: Rename, request: Request, _: Principal = Depends(require("admin"))) -> dict:
+    with ws_of(request).session() as s:
+        ds = records.get_dataset(s, name)
+        records.load_schema(s, ds).index(body.old)
+        row = s.scalar(select(LabelClass).where(LabelClass.dataset_id == ds.id, LabelClass.name == body.old))
+        if s.scalar(select(LabelClass).where(LabelClass.dataset_id == ds.id, LabelClass.name == body.new)):
+            raise HTTPException(409, f"Class {body.new!r} exists; merge into it instead.")
+        row.name = body.new
+        if ds.positive == body.old:
+            ds.positive = body.new
+        changed = _relabel(s, ds, {body.old: body.new})
+        s.flush()
+        return {**dataset_info(s, ds), "relabeled": changed}
+
+
+@router.post("/datasets/{name}/classes/merge")
+def merge_classes(name: str, body: Merge, request: Request, _: Principal = Depends(require("admin"))) -> dict:
+    """Merge classes into ``target`` (existing or new): labels are rewritten, the sources removed."""
+    with ws_of(request).session() as s:
+        ds = records.get_dataset(s, name)
+        schema = records.load_schema(s, ds)
+        for src in body.sources:
+            schema.index(src)
+        sources = [x for x in body.sources if x != body.target]
+        changed = _relabel(s, ds, {x: body.target for x in sources})
+        s.execute(delete(LabelClass).where(LabelClass.dataset_id == ds.id, LabelClass.name.in_(sources)))
+        s.flush()
+        kept = [c for c in schema.classes if c not in sources]
+        first = min((schema.classes.index(x) for x in sources), default=len(schema.classes))  # target takes
+        # the place of the earliest source
+        pos = sum(1 for c in schema.classes[:first] if c in kept)
+        classes = kept if body.target in kept else [*kept[:pos], body.target, *kept[pos:]]
+        records.save_schema(s, ds, LabelSchema(ds.task, tuple(classes), ds.positive))  # type: ignore[arg-type]
+        s.flush()
+        return {**dataset_info(s, ds), "relabeled": changed}

@@ -1,0 +1,364 @@
+"""Datasets, images, annotations, suggestions and the class list: the REST API behind the labeling UI."""
+
+from __future__ import annotations
+
+import mimetypes
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from starlette.datastructures import UploadFile
+from fastapi.responses import FileResponse, Response
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from pixclass.errors import DataError
+from pixclass.schema import TASKS, LabelSchema
+from pixclass.server import tasks, views
+from pixclass.server.auth import Principal, require
+from pixclass.server.views import Filters
+from pixclass.store import records
+from pixclass.store.tables import Annotation, Dataset, Image, Prediction, utcnow
+
+router = APIRouter(prefix="/api", tags=["labeling"])
+UNDO_WINDOW = timedelta(minutes=30)  # an annotator may take back their own label for this long
+THUMB_SIZES = (64, 512)
+
+
+def ws_of(request: Request):
+    return request.app.state.ws
+
+
+def _image(s, image_id: int) -> Image:
+    im = s.get(Image, image_id)
+    if im is None:
+        raise HTTPException(404, f"No image with id {image_id}.")
+    return im
+
+
+def dataset_info(s, ds: Dataset) -> dict:
+    schema = records.load_schema(s, ds)
+    run = records.latest_run(s, ds)
+    return {"name": ds.name, "task": ds.task, "classes": list(schema.classes),
+            "taxonomy": schema.taxonomy() if ds.task == "hierarchical" else None,
+            "multi": ds.task == "multilabel", "latest_run": run.id if run else None,
+            "prediction_run": views.prediction_run(s, ds)}
+
+
+def check_labels(schema: LabelSchema, labels: list[str]) -> list[str]:
+    """Known class names, deduplicated; one label unless the task is multilabel."""
+    for lab in labels:
+        schema.index(lab)  # DataError (400) with close matches
+    labels = list(dict.fromkeys(labels))
+    if schema.task != "multilabel" and len(labels) != 1:
+        raise DataError(f"A {schema.task} image takes exactly one label. Got {labels}.")
+    return labels
+
+
+# ---------------------------------------------------------------- datasets
+
+
+class NewDataset(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    task: str = "multiclass"
+    classes: list[str] = []
+
+
+class ImportBody(BaseModel):
+    src: str = Field(description="A folder or CSV on the server's disk.")
+    name: str = Field(min_length=1, max_length=200)
+    task: str | None = None
+
+
+@router.get("/datasets")
+def list_datasets(request: Request, _: Principal = Depends(require("viewer"))) -> list[dict]:
+    with ws_of(request).session() as s:
+        out = []
+        for ds in s.scalars(select(Dataset).order_by(Dataset.id)):
+            rows = views.table(s, ds)
+            out.append({**dataset_info(s, ds), "images": len(rows),
+                        "labeled": sum(1 for r in rows.values() if r.labels)})
+        return out
+
+
+@router.post("/datasets")
+def create_dataset(body: NewDataset, request: Request, _: Principal = Depends(require("admin"))) -> dict:
+    if body.task not in TASKS:
+        raise DataError(f"Unknown task {body.task!r}. Use one of: {', '.join(TASKS)}.")
+    with ws_of(request).session() as s:
+        if s.scalar(select(Dataset).where(Dataset.name == body.name)):
+            raise HTTPException(409, f"Dataset {body.name!r} exists.")
+        ds = records.get_or_create_dataset(s, body.name, task=body.task, source="server")
+        records.save_schema(s, ds, LabelSchema(body.task, tuple(dict.fromkeys(body.classes))))  # type: ignore[arg-type]
+        return dataset_info(s, ds)
+
+
+@router.get("/datasets/{name}")
+def get_dataset(name: str, request: Request, _: Principal = Depends(require("viewer"))) -> dict:
+    with ws_of(request).session() as s:
+        return dataset_info(s, records.get_dataset(s, name))
+
+
+@router.post("/datasets/import")
+def import_job(body: ImportBody, request: Request, user: Principal = Depends(require("admin"))) -> dict:
+    """Import a server-side folder or CSV as a background job."""
+    from pixclass.io.importer import import_dataset
+
+    ws = ws_of(request)
+    if not Path(body.src).exists():
+        raise DataError(f"{body.src}: no such file or folder on the server.")
+
+    def run(progress) -> dict:
+        return import_dataset(ws, body.src, body.name, task=body.task,
+                              progress=lambda d, t: progress("import", d, t)).to_dict()
+
+    return request.app.state.jobs.submit("import", user.name, body.model_dump(), run).to_dict()
+
+
+@router.post("/datasets/{name}/upload")
+async def upload(name: str, request: Request, user: Principal = Depends(require("annotator"))) -> dict:
+    """Add images (multipart field `files`, repeated). Limits: PIXCLASS_MAX_UPLOAD_MB per file and
+    PIXCLASS_MAX_UPLOAD_FILES per request."""
+    from starlette.concurrency import run_in_threadpool
+
+    settings = request.app.state.settings
+    files = await read_uploads(request, settings)
+    res = await run_in_threadpool(tasks.store_uploads, ws_of(request), name, files)
+    return res.to_dict()
+
+
+async def read_uploads(request: Request, settings, field: str | None = None) -> list[tuple[str, bytes]]:
+    """(file name, bytes) of every uploaded file, enforcing the size and count limits."""
+    try:
+        form = await request.form(max_files=settings.max_upload_files, max_fields=50)
+    except HTTPException:
+        raise
+    except Exception as e:  # noqa: BLE001 - starlette raises MultiPartException for a bad or oversized form
+        raise HTTPException(400, f"Bad multipart upload: {e} (at most {settings.max_upload_files} files).") from None
+    uploads = [v for k, v in form.multi_items() if (field is None or k == field) and isinstance(v, UploadFile)]
+    if not uploads:
+        raise HTTPException(400, "No files in the upload. Send multipart/form-data with a 'files' field.")
+    out = []
+    for up in uploads:
+        data = await up.read(settings.max_upload_bytes + 1)
+        if len(data) > settings.max_upload_bytes:
+            raise HTTPException(413, f"{up.filename}: larger than the {settings.max_upload_bytes // 2**20} MB limit.")
+        out.append((up.filename or "upload", data))
+    return out
+
+
+# ---------------------------------------------------------------- images
+
+
+@router.get("/datasets/{name}/images")
+def list_images(name: str, request: Request, f: Annotated[Filters, Query()],
+                offset: int = Query(0, ge=0), limit: int = Query(200, ge=1, le=5000),
+                _: Principal = Depends(require("viewer"))) -> dict:
+    queue_ids = None
+    if f.sort.startswith("queue:"):  # active learning order over the unlabeled images
+        from pixclass.train.active import label_queue
+
+        queue_ids = label_queue(ws_of(request), name, f.sort.split(":", 1)[1], n=5000).image_ids
+        f = f.model_copy(update={"sort": "id", "unlabeled": True})
+    with ws_of(request).session() as s:
+        rows = views.apply(views.table(s, records.get_dataset(s, name)), f)
+    if queue_ids is not None:
+        rank = {image_id: i for i, image_id in enumerate(queue_ids)}
+        rows = sorted((r for r in rows if r.id in rank), key=lambda r: rank[r.id])
+    return {"total": len(rows), "offset": offset, "ids": [r.id for r in rows],
+            "items": [r.to_dict() for r in rows[offset : offset + limit]]}
+
+
+@router.get("/images/{image_id}")
+def image_detail(image_id: int, request: Request, _: Principal = Depends(require("viewer"))) -> dict:
+    with ws_of(request).session() as s:
+        im = _image(s, image_id)
+        ds = s.get(Dataset, im.dataset_id)
+        row = views.table(s, ds, [im.id])[im.id]
+        anns = s.scalars(select(Annotation).where(Annotation.image_id == im.id).order_by(Annotation.id))
+        out = row.to_dict()
+        run_id = views.prediction_run(s, ds)
+        pred = s.scalar(select(Prediction).where(Prediction.image_id == im.id, Prediction.run_id == run_id)) \
+            if run_id else None
+        out.update(dataset=ds.name, width=im.width, height=im.height, format=im.format,
+                   name=Path(im.path).name, annotations=[views.annotation_dict(a) for a in anns],
+                   top=views.top_k(s, pred) if pred else [])
+        return out
+
+
+@router.get("/images/{image_id}/file")
+def image_file(image_id: int, request: Request, _: Principal = Depends(require("viewer"))) -> FileResponse:
+    """The original file, looked up by id: only images registered in the workspace are ever served."""
+    with ws_of(request).session() as s:
+        path = Path(_image(s, image_id).path)
+    if not path.is_file():
+        raise HTTPException(410, f"Image {image_id} is registered but its file is gone.")
+    return FileResponse(path, media_type=mimetypes.guess_type(path.name)[0] or "application/octet-stream")
+
+
+@router.get("/images/{image_id}/thumb")
+def thumb(image_id: int, request: Request, size: int = Query(160, ge=THUMB_SIZES[0], le=THUMB_SIZES[1]),
+          _: Principal = Depends(require("viewer"))) -> Response:
+    """A JPEG thumbnail (cached under WORKSPACE/cache/thumbs)."""
+    import io
+
+    from PIL import Image as PILImage
+
+    from pixclass.io.images import load_rgb
+
+    ws = ws_of(request)
+    with ws.session() as s:
+        im = _image(s, image_id)
+        path, sha = im.path, im.sha256
+    cached = ws.cache_dir / "thumbs" / f"{sha}_{size}.jpg"
+    if not cached.is_file():
+        pil = PILImage.fromarray(load_rgb(path))
+        pil.thumbnail((size, size))
+        buf = io.BytesIO()
+        pil.save(buf, "JPEG", quality=85)
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(f".{image_id}.tmp")
+        tmp.write_bytes(buf.getvalue())
+        tmp.replace(cached)
+    return Response(cached.read_bytes(), media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+
+
+@router.delete("/images/{image_id}")
+def delete_image(image_id: int, request: Request, _: Principal = Depends(require("admin"))) -> dict:
+    """Remove an image and its labels from the workspace (the file on disk is left alone). Admins only."""
+    with ws_of(request).session() as s:
+        s.delete(_image(s, image_id))
+    return {"deleted": image_id}
+
+
+class Curation(BaseModel):
+    image_ids: list[int] = Field(max_length=10000)
+    excluded: bool
+
+
+@router.post("/images/curation")
+def set_curation(body: Curation, request: Request, _: Principal = Depends(require("admin"))) -> dict:
+    """Set the curation flag (excluded from training) on images."""
+    with ws_of(request).session() as s:
+        n = 0
+        for im in s.scalars(select(Image).where(Image.id.in_(body.image_ids))):
+            im.excluded, n = body.excluded, n + 1
+    return {"updated": n}
+
+
+# ---------------------------------------------------------------- annotations
+
+
+class AnnotateBody(BaseModel):
+    labels: list[str] = Field(max_length=1000)
+    time_spent: float | None = Field(None, ge=0, le=86400, description="Seconds the annotator spent.")
+    accepted_suggestion: bool = Field(False, description="The labels are the model's suggestion, accepted.")
+
+
+class BulkBody(BaseModel):
+    image_ids: list[int] = Field(min_length=1, max_length=10000)
+    labels: list[str] = Field(max_length=1000)
+    mode: str = Field("set", pattern="^(set|add|remove)$", description="set, or add/remove tags (multilabel).")
+    time_spent: float | None = Field(None, ge=0, description="Seconds spent on the whole selection.")
+
+
+class AcceptBody(BaseModel):
+    threshold: float = Field(ge=0, le=1)
+    filters: Filters = Filters()
+    image_ids: list[int] | None = Field(None, description="Restrict to these images (e.g. the selection).")
+
+
+def _add(s, im_id: int, labels: list[str], user: Principal, time_spent: float | None,
+         from_run: int | None = None) -> Annotation:
+    a = Annotation(image_id=im_id, labels=labels, source="human", author=user.name, time_spent=time_spent,
+                   from_run=from_run)
+    s.add(a)
+    return a
+
+
+@router.post("/images/{image_id}/annotations")
+def annotate(image_id: int, body: AnnotateBody, request: Request,
+             user: Principal = Depends(require("annotator"))) -> dict:
+    """Add a human annotation. Nothing is overwritten: every annotation is a new row with its author."""
+    with ws_of(request).session() as s:
+        im = _image(s, image_id)
+        ds = s.get(Dataset, im.dataset_id)
+        labels = check_labels(records.load_schema(s, ds), body.labels)
+        run = views.prediction_run(s, ds) if body.accepted_suggestion else None
+        a = _add(s, im.id, labels, user, body.time_spent, run)
+        s.flush()
+        out, dataset = views.annotation_dict(a), ds.name
+    out["retrain_job"] = _retrain_if_due(request, dataset, user.name)
+    return out
+
+
+@router.post("/annotations/bulk")
+def bulk(body: BulkBody, request: Request, user: Principal = Depends(require("annotator"))) -> dict:
+    """Tag a selection: one new annotation per image by the caller."""
+    with ws_of(request).session() as s:
+        ims = list(s.scalars(select(Image).where(Image.id.in_(body.image_ids))))
+        if len({im.dataset_id for im in ims}) > 1:
+            raise DataError("A bulk edit must stay within one dataset.")
+        if not ims:
+            raise HTTPException(404, "None of these images exist.")
+        ds = s.get(Dataset, ims[0].dataset_id)
+        schema = records.load_schema(s, ds)
+        if body.mode != "set" and schema.task != "multilabel":
+            raise DataError(f"Tags can be added or removed only in multilabel datasets; {ds.name} is {ds.task}.")
+        for lab in body.labels:
+            schema.index(lab)
+        current = records.current_labels(s, [im.id for im in ims])
+        each = body.time_spent / len(ims) if body.time_spent is not None else None
+        for im in ims:
+            have = current.get(im.id, [])
+            if body.mode == "add":
+                labels = list(dict.fromkeys([*have, *body.labels]))
+            elif body.mode == "remove":
+                labels = [x for x in have if x not in body.labels]
+            else:
+                labels = check_labels(schema, body.labels)
+            _add(s, im.id, labels, user, each)
+        dataset = ds.name
+    return {"annotated": len(ims), "retrain_job": _retrain_if_due(request, dataset, user.name)}
+
+
+@router.delete("/annotations/{annotation_id}")
+def undo(annotation_id: int, request: Request, user: Principal = Depends(require("annotator"))) -> dict:
+    """Take back an annotation: your own human annotation within 30 minutes (undo), or any as an admin."""
+    with ws_of(request).session() as s:
+        a = s.get(Annotation, annotation_id)
+        if a is None:
+            raise HTTPException(404, f"No annotation {annotation_id}.")
+        own = a.source == "human" and a.author == user.name and a.created_at > utcnow() - UNDO_WINDOW
+        if not (own or user.can("admin")):
+            raise HTTPException(403, "Annotators may take back only their own recent annotations.")
+        s.delete(a)
+    return {"deleted": annotation_id}
+
+
+@router.post("/datasets/{name}/accept-suggestions")
+def accept_suggestions(name: str, body: AcceptBody, request: Request,
+                       user: Principal = Depends(require("annotator"))) -> dict:
+    """Turn model suggestions with confidence >= threshold into the caller's labels, for unlabeled images of
+    the filtered set. Images that already have a label are skipped, never overwritten."""
+    with ws_of(request).session() as s:
+        ds = records.get_dataset(s, name)
+        rows = views.apply(views.table(s, ds, body.image_ids), body.filters)
+        accepted = skipped = low = 0
+        for r in rows:
+            p = r.prediction
+            if p is None or p["score"] < body.threshold:
+                low += 1
+            elif r.labels:
+                skipped += 1
+            else:
+                _add(s, r.id, list(p["labels"]), user, 0.0, p["run_id"])
+                accepted += 1
+    return {"accepted": accepted, "skipped_labeled": skipped, "below_threshold": low}
+
+
+def _retrain_if_due(request: Request, dataset: str, user: str) -> str | None:
+    from pixclass.server.active import maybe_retrain  # active imports this module
+
+    return maybe_retrain(request, dataset, user)

@@ -1,0 +1,224 @@
+"""Label Studio ML-backend protocol at the server root: GET /health, POST /setup, /predict, /webhook.
+
+Label Studio authenticates with HTTP basic auth (a pixclass user's name and password). /health and /setup
+never load a model (Label Studio allows them 1 s and 3 s). Task images are fetched from LABEL_STUDIO_URL with
+`Authorization: Token LABEL_STUDIO_API_KEY`. Request and response shapes follow label-studio-ml-backend's api.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from urllib.parse import parse_qs, urlparse
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+
+from pixclass.errors import DataError, NotFittedError, PixclassError
+from pixclass.server.auth import Principal, require
+from pixclass.store import records
+from pixclass.store.tables import Annotation, Dataset, Image
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["label-studio"])
+MAX_IMAGE_BYTES = 50 * 1024 * 1024
+TRAIN_EVENTS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "START_TRAINING")
+
+
+@dataclass(frozen=True)
+class Control:
+    """The classification control of a labeling config: <Choices> or <Taxonomy> and the image it names."""
+
+    from_name: str = "choice"
+    to_name: str = "image"
+    type: str = "choices"  # choices | taxonomy
+    value_key: str = "image"  # task["data"] key holding the image URL
+
+
+def parse_config(label_config: str | None) -> Control:
+    if not label_config or len(label_config) > 1_000_000:
+        return Control()
+    try:
+        root = ET.fromstring(label_config)
+    except ET.ParseError:
+        return Control()
+    images = {el.get("name"): (el.get("value") or "").lstrip("$") for el in root.iter() if el.tag == "Image"}
+    for el in root.iter():
+        if el.tag in ("Choices", "Taxonomy") and el.get("name"):
+            to = el.get("toName", "image")
+            return Control(el.get("name"), to, el.tag.lower(), images.get(to) or to)
+    return Control()
+
+
+def format_prediction(ctrl: Control, labels: list[str], score: float, version: str) -> dict:
+    """One Label Studio prediction: result items with from_name/to_name/type/value, a score and model_version."""
+    if ctrl.type == "taxonomy":
+        value = {"taxonomy": [lab.split("/") for lab in labels]}
+    else:
+        value = {"choices": list(labels)}
+    return {"result": [{"from_name": ctrl.from_name, "to_name": ctrl.to_name, "type": ctrl.type, "value": value,
+                        "score": score}], "score": score, "model_version": version}
+
+
+def labels_from_result(result: list[dict]) -> list[str]:
+    out: list[str] = []
+    for item in result or []:
+        v = item.get("value", {})
+        out += [str(c) for c in v.get("choices", [])]
+        out += ["/".join(map(str, path)) for path in v.get("taxonomy", [])]
+    return list(dict.fromkeys(out))
+
+
+def fetch_image(url: str, base: str, key: str) -> bytes:
+    """Bytes of a task image. Relative Label Studio URLs (/data/upload/..., /data/local-files/?d=...) are
+    fetched from ``base``; absolute URLs only if they point at the same Label Studio."""
+    import httpx
+
+    if url.startswith("/"):
+        if not base:
+            raise DataError(f"Task image {url} is a Label Studio URL; set LABEL_STUDIO_URL (and "
+                            "LABEL_STUDIO_API_KEY) so that pixclass can download it.")
+        full = base + url
+    elif url.startswith(("http://", "https://")):
+        if not base or urlparse(url)[:2] != urlparse(base)[:2]:
+            raise DataError(f"Not fetching {url}: only images served by LABEL_STUDIO_URL ({base or 'unset'}).")
+        full = url
+    else:
+        raise DataError(f"Unsupported task image reference {url[:100]!r}.")
+    headers = {"Authorization": f"Token {key}"} if key else {}
+    try:
+        with httpx.stream("GET", full, headers=headers, timeout=10.0) as r:
+            if r.status_code != 200:
+                raise DataError(f"{full}: Label Studio answered {r.status_code}. Check LABEL_STUDIO_API_KEY.")
+            data = bytearray()
+            for chunk in r.iter_bytes():
+                data += chunk
+                if len(data) > MAX_IMAGE_BYTES:
+                    raise DataError(f"{full}: larger than {MAX_IMAGE_BYTES // 2**20} MB.")
+            return bytes(data)
+    except httpx.HTTPError as e:
+        raise DataError(f"Cannot download {full}: {e}. Is LABEL_STUDIO_URL reachable?") from None
+
+
+def _image_url(task: dict, ctrl: Control) -> str | None:
+    data = task.get("data") or {}
+    url = data.get(ctrl.value_key)
+    if isinstance(url, str):
+        return url
+    return next((v for v in data.values() if isinstance(v, str) and v.startswith(("/data/", "http"))), None)
+
+
+@router.get("/health")
+def health() -> dict:
+    """Liveness for Label Studio and monitors: no auth, no database, no model."""
+    return {"status": "UP", "model_class": "pixclass"}
+
+
+@router.post("/setup")
+async def setup(request: Request, _: Principal = Depends(require("viewer"))) -> dict:
+    """Label Studio's connection check. Answers the model version at once and warms the model in the background."""
+    cache = request.app.state.models
+    dataset = request.app.state.settings.ls_dataset or None
+    run_id = await run_in_threadpool(cache.latest_run_id, dataset)
+    if run_id is not None:
+        threading.Thread(target=_warm, args=(cache, dataset), daemon=True, name="pixclass-warm").start()
+    return {"model_version": f"pixclass-run-{run_id}" if run_id is not None else "none"}
+
+
+def _warm(cache, dataset: str | None) -> None:
+    try:
+        cache.get(dataset=dataset)
+    except PixclassError as e:
+        log.warning("model warm-up failed: %s", e)
+
+
+def _predict_tasks(request: Request, body: dict) -> list[dict]:
+    settings, cache = request.app.state.settings, request.app.state.models
+    try:
+        handle = cache.get(dataset=settings.ls_dataset or None)
+    except NotFittedError:
+        return []  # no model yet: no predictions, not an error
+    ctrl = parse_config(body.get("label_config"))
+    out = []
+    for task in body.get("tasks") or []:
+        url = _image_url(task, ctrl)
+        try:
+            if url is None:
+                raise DataError(f"Task {task.get('id')} has no image URL under data.{ctrl.value_key}.")
+            p = handle.predict_bytes(fetch_image(url, settings.label_studio_url, settings.label_studio_api_key),
+                                     url, k=1)
+            out.append(format_prediction(ctrl, [p.label], round(p.score, 6), handle.version))
+        except DataError as e:
+            log.warning("Label Studio task %s: %s", task.get("id"), e)
+            out.append({"result": [], "score": 0.0, "model_version": handle.version})
+    return out
+
+
+@router.post("/predict")
+async def ls_predict(request: Request, _: Principal = Depends(require("viewer"))) -> dict:
+    """Predictions for Label Studio tasks: {"results": [one prediction per task]}; [] before any training."""
+    body = await request.json()
+    return {"results": await run_in_threadpool(_predict_tasks, request, body)}
+
+
+def _find_image(s, task: dict) -> Image | None:
+    data = task.get("data") or {}
+    for key in ("pixclass_image_id", "pixclass_id"):
+        if str(data.get(key, "")).isdigit():
+            return s.get(Image, int(data[key]))
+    for v in data.values():
+        if isinstance(v, str) and "?d=" in v:
+            rel = parse_qs(urlparse(v).query).get("d", [""])[0].lstrip("/")
+            if rel:
+                return s.scalar(select(Image).where(Image.path.endswith("/" + rel, autoescape=True)).limit(1))
+    return None
+
+
+def _webhook(request: Request, body: dict, user: Principal) -> tuple[dict, int]:
+    ws, settings = request.app.state.ws, request.app.state.settings
+    event = body.get("action")
+    if event not in TRAIN_EVENTS:
+        return {"status": "Unknown event"}, 200
+    if event == "START_TRAINING":
+        from pixclass.server import tasks
+
+        with ws.session() as s:
+            ds = (records.get_dataset(s, settings.ls_dataset) if settings.ls_dataset
+                  else s.scalar(select(Dataset).order_by(Dataset.id.desc()).limit(1)))
+            if ds is None:
+                return {"status": "error", "error": "No dataset to train. Import one first."}, 201
+            name = ds.name
+        job = request.app.state.jobs.submit(
+            "train", user.name, {"dataset": name, "source": "label-studio"},
+            lambda progress: tasks.train_and_prelabel(ws, request.app.state.models, name, {"mode": "linear"},
+                                                      progress))
+        return {"status": "ok", "job": job.id}, 201
+    annotation, task = body.get("annotation") or {}, body.get("task") or {}
+    labels = labels_from_result(annotation.get("result", []))
+    by = annotation.get("completed_by")
+    author = f"label-studio:{by.get('email', by.get('id')) if isinstance(by, dict) else by}"
+    with ws.session() as s:
+        im = _find_image(s, task)
+        if im is None or not labels:
+            return {"status": "ok", "stored": 0, "reason": "task image not registered in pixclass"
+                    if im is None else "no choices in the annotation"}, 201
+        schema = records.load_schema(s, s.get(Dataset, im.dataset_id))
+        unknown = [x for x in labels if x not in schema.classes]
+        if unknown:
+            return {"status": "ok", "stored": 0, "reason": f"unknown classes {unknown}"}, 201
+        s.add(Annotation(image_id=im.id, labels=labels, source="human", author=author[:200],
+                         time_spent=annotation.get("lead_time")))
+    return {"status": "ok", "stored": 1, "image_id": im.id}, 201
+
+
+@router.post("/webhook")
+async def webhook(request: Request, user: Principal = Depends(require("annotator"))) -> JSONResponse:
+    """Label Studio events: ANNOTATION_CREATED/UPDATED store the label (source human, author
+    label-studio:USER) on the matching registered image; START_TRAINING trains a linear run as a job."""
+    body = await request.json()
+    out, status = await run_in_threadpool(_webhook, request, body, user)
+    return JSONResponse(out, status_code=status)

@@ -1,0 +1,157 @@
+"""Loaded models for serving: the latest (or a chosen) run, through its ONNX export when there is one.
+
+Nothing is loaded at start-up or by /health and /setup; the first prediction loads, later ones reuse it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import select
+
+from pixclass.artifact import Manifest
+from pixclass.errors import ConfigError, NotFittedError
+from pixclass.inference.predictor import Prediction, to_predictions
+from pixclass.io.images import decode_bytes, load_rgb
+from pixclass.store import Workspace, records
+from pixclass.store.tables import Run
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Handle:
+    """A ready model: ``probs(images_u8)`` -> (N, K) over ``classes``."""
+
+    key: str
+    version: str
+    run_id: int | None
+    source: Path
+    manifest: Manifest
+    backend: str  # onnx | torch
+    _fn: object
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.manifest.classes
+
+    @property
+    def img_size(self) -> int:
+        return self.manifest.preprocess.img_size
+
+    def probs(self, images: np.ndarray) -> np.ndarray:
+        return self._fn(images)  # type: ignore[operator]
+
+    def predict_bytes(self, data: bytes, name: str, k: int = 5) -> Prediction:
+        arr = decode_bytes(data, self.img_size, name)
+        return to_predictions([name], self.probs(arr[None]), self.classes, k)[0]
+
+    def predict_paths(self, paths: list[str], k: int = 5) -> list[Prediction | str]:
+        """One Prediction per path, or the decode error message."""
+        arrays, good, out = [], [], []
+        for p in paths:
+            try:
+                arrays.append(load_rgb(p, self.img_size))
+                good.append(p)
+                out.append(None)
+            except Exception as e:  # noqa: BLE001 - load_rgb raises DataError; keep any reason per file
+                out.append(str(e))
+        preds = iter(to_predictions(good, self.probs(np.stack(arrays)), self.classes, k) if arrays else [])
+        return [next(preds) if o is None else o for o in out]
+
+
+def export_dir(run_dir: Path) -> Path | None:
+    """The run's ONNX export (RUN/export by default), if it exists."""
+    d = run_dir / "export"
+    try:
+        m = Manifest.load(d)
+    except ConfigError:
+        return None
+    return d if (d / m.files.get("onnx", "model.onnx")).is_file() else None
+
+
+def _load(source: Path) -> tuple[str, object, Manifest]:
+    manifest = Manifest.load(source)
+    onnx = export_dir(source) or (source if "onnx" in manifest.files and (source / manifest.files["onnx"]).is_file()
+                                  else None)
+    if onnx is not None:
+        from pixclass.inference import Predictor
+
+        pred = Predictor.from_artifact(onnx)
+        return "onnx", pred.predict_arrays, pred.manifest
+    if not (source / "model.pt").is_file():
+        raise ConfigError(f"{source} has neither an ONNX export nor model.pt.")
+    from pixclass.models.embed import predict_probs  # torch only when there is no export
+    from pixclass.models.registry import load_checkpoint
+
+    model, _ = load_checkpoint(source)
+    lock = threading.Lock()  # one torch forward at a time; torch already uses every core
+
+    def fn(images: np.ndarray) -> np.ndarray:
+        with lock:
+            return predict_probs(model, images)
+
+    return "torch", fn, manifest
+
+
+class ModelCache:
+    """Loaded models by run id or artifact directory; loads at most once per key."""
+
+    def __init__(self, ws: Workspace) -> None:
+        self.ws = ws
+        self._lock = threading.Lock()
+        self._handles: dict[str, Handle] = {}
+
+    def latest_run_id(self, dataset: str | None = None) -> int | None:
+        with self.ws.session() as s:
+            ds = records.get_dataset(s, dataset) if dataset else None
+            run = records.latest_run(s, ds)
+            return run.id if run else None
+
+    def resolve(self, *, run_id: int | None = None, artifact: str | None = None,
+                dataset: str | None = None) -> tuple[str, Path, int | None]:
+        """(cache key, directory, run id) for a run id, an artifact directory under WORKSPACE/runs, or the latest."""
+        if artifact:
+            root = self.ws.runs_dir.resolve()
+            d = (root / artifact).resolve()
+            if not d.is_relative_to(root) or not (d / "manifest.json").is_file():
+                raise ConfigError(f"No artifact {artifact!r} under {root}. Give a path relative to the runs folder.")
+            return f"artifact:{d}", d, None
+        with self.ws.session() as s:
+            if run_id is None:
+                run = records.latest_run(s, records.get_dataset(s, dataset) if dataset else None)
+                if run is None:
+                    raise NotFittedError("No trained run yet. Train one (POST /api/train or `pixclass train`).")
+            else:
+                run = s.get(Run, run_id)
+                if run is None or run.status != "done":
+                    raise ConfigError(f"No finished run with id {run_id}.")
+            return f"run:{run.id}", Path(run.path), run.id
+
+    def get(self, *, run_id: int | None = None, artifact: str | None = None, dataset: str | None = None) -> Handle:
+        key, source, rid = self.resolve(run_id=run_id, artifact=artifact, dataset=dataset)
+        with self._lock:  # loads are rare; holding the lock keeps two requests from loading the same model
+            h = self._handles.get(key)
+            if h is None:
+                backend, fn, manifest = _load(source)
+                version = f"pixclass-run-{rid}" if rid is not None else f"pixclass-{source.name}"
+                h = Handle(key, version, rid, source, manifest, backend, fn)
+                self._handles[key] = h
+                log.info("loaded %s (%s) from %s", key, backend, source)
+            return h
+
+    def forget(self) -> None:
+        with self._lock:
+            self._handles.clear()
+
+
+def runs_of(ws: Workspace) -> list[dict]:
+    with ws.session() as s:
+        rows = s.scalars(select(Run).order_by(Run.id.desc()).limit(50))
+        return [{"id": r.id, "dataset_id": r.dataset_id, "model": r.model, "mode": r.mode, "status": r.status,
+                 "metrics": r.metrics, "created_at": r.created_at, "onnx": export_dir(Path(r.path)) is not None}
+                for r in rows]

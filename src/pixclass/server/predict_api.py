@@ -1,0 +1,135 @@
+"""Prediction over REST (uploads or registered images), training and pre-labeling jobs, the list of runs."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from pydantic import BaseModel, Field, ValidationError
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+
+from pixclass.errors import DataError
+from pixclass.server import tasks
+from pixclass.server.auth import Principal, require
+from pixclass.server.labeling import read_uploads
+from pixclass.server.models import Handle, runs_of
+from pixclass.store import records
+from pixclass.store.tables import Image
+
+router = APIRouter(prefix="/api", tags=["predict"])
+
+
+class PredictIds(BaseModel):
+    image_ids: list[int] = Field(min_length=1, max_length=1000, description="Registered image ids.")
+
+
+_BODY = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": {"type": "object", "properties": {
+        "file": {"type": "string", "format": "binary"}}}},
+    "application/json": {"schema": PredictIds.model_json_schema()},
+}}}
+
+
+def _pred(p, k: int, **extra) -> dict:
+    return {**extra, "label": p.label, "score": round(p.score, 6),
+            "top": [{"label": lab, "score": round(sc, 6)} for lab, sc in p.top[:k]]}
+
+
+async def _predict(request: Request, run_id: int | None, artifact: str | None, k: int, batch: bool) -> dict:
+    cache = request.app.state.models
+    ctype = request.headers.get("content-type", "")
+    handle: Handle = await run_in_threadpool(cache.get, run_id=run_id, artifact=artifact)
+    out: list[dict] = []
+    if ctype.startswith("application/json"):
+        try:
+            body = PredictIds(**(await request.json()))
+        except (ValidationError, ValueError, TypeError) as e:
+            raise HTTPException(422, f"Expected {{\"image_ids\": [...]}}: {e}") from None
+        with request.app.state.ws.session() as s:
+            paths = dict(s.execute(select(Image.id, Image.path).where(Image.id.in_(body.image_ids))).all())
+        missing = [i for i in body.image_ids if i not in paths]
+        if missing:
+            raise HTTPException(404, f"No images with ids {missing[:20]}.")
+        preds = await run_in_threadpool(handle.predict_paths, [paths[i] for i in body.image_ids], k)
+        for i, p in zip(body.image_ids, preds):
+            if isinstance(p, str):
+                if not batch:
+                    raise HTTPException(400, p)
+                out.append({"image_id": i, "error": p})
+            else:
+                out.append(_pred(p, k, image_id=i))
+    elif ctype.startswith("multipart/form-data"):
+        files = await read_uploads(request, request.app.state.settings)
+        if not batch and len(files) > 1:
+            raise HTTPException(400, "POST /api/predict takes one file; use /api/predict/batch for several.")
+        for name, data in files:
+            try:
+                p = await run_in_threadpool(handle.predict_bytes, data, name, k)
+                out.append(_pred(p, k, name=name))
+            except DataError as e:
+                if not batch:
+                    raise HTTPException(400, f"Cannot decode {name}: {e}") from None
+                out.append({"name": name, "error": str(e)})
+    else:
+        raise HTTPException(415, "Send multipart/form-data with a file, or JSON {\"image_ids\": [...]}.")
+    return {"model_version": handle.version, "run_id": handle.run_id, "backend": handle.backend,
+            "predictions": out}
+
+
+@router.post("/predict", openapi_extra=_BODY)
+async def predict(request: Request, run_id: int | None = Query(None, description="Run id (default: latest)."),
+                  artifact: str | None = Query(None, description="Artifact folder relative to WORKSPACE/runs."),
+                  k: int = Query(5, ge=1, le=100, description="Labels per image."),
+                  _: Principal = Depends(require("viewer"))) -> dict:
+    """Top-k labels and scores for one uploaded image (field `file`) or a JSON list of registered image ids.
+    An undecodable image is a 400 with the reason."""
+    return await _predict(request, run_id, artifact, k, batch=False)
+
+
+@router.post("/predict/batch", openapi_extra=_BODY)
+async def predict_batch(request: Request, run_id: int | None = Query(None), artifact: str | None = Query(None),
+                        k: int = Query(5, ge=1, le=100), _: Principal = Depends(require("viewer"))) -> dict:
+    """Like /api/predict for many files (repeat the multipart field) or ids; bad images get an `error` entry."""
+    return await _predict(request, run_id, artifact, k, batch=True)
+
+
+class TrainBody(BaseModel):
+    dataset: str
+    mode: str = Field("linear", pattern="^(linear|finetune)$")
+    model: str = "mobilenetv2_100"
+    img_size: int = Field(224, ge=16, le=1024)
+    epochs: int = Field(10, ge=1, le=1000)
+    time_budget: float | None = Field(None, gt=0)
+
+
+@router.post("/train")
+def train(body: TrainBody, request: Request, user: Principal = Depends(require("annotator"))) -> dict:
+    """Train a run as a background job (linear mode takes seconds to a minute), then pre-label the dataset with it.
+    Poll GET /api/jobs/{id} for progress."""
+    ws, jobs, cache = request.app.state.ws, request.app.state.jobs, request.app.state.models
+    with ws.session() as s:
+        records.get_dataset(s, body.dataset)
+    params = body.model_dump(exclude={"dataset"}, exclude_none=True)
+    return jobs.submit("train", user.name, body.model_dump(),
+                       lambda progress: tasks.train_and_prelabel(ws, cache, body.dataset, params, progress)).to_dict()
+
+
+class PrelabelBody(BaseModel):
+    run_id: int | None = None
+
+
+@router.post("/datasets/{name}/prelabel")
+def prelabel(name: str, request: Request, body: PrelabelBody | None = None,
+             user: Principal = Depends(require("annotator"))) -> dict:
+    """Store the suggestions of a run (default: the dataset's latest) for every image, as a background job."""
+    ws, cache = request.app.state.ws, request.app.state.models
+    with ws.session() as s:
+        records.get_dataset(s, name)
+    run_id = body.run_id if body else None
+    return request.app.state.jobs.submit(
+        "predict", user.name, {"dataset": name, "run_id": run_id},
+        lambda progress: tasks.prelabel(ws, cache, name, run_id=run_id, progress=progress)).to_dict()
+
+
+@router.get("/runs")
+def runs(request: Request, _: Principal = Depends(require("viewer"))) -> list[dict]:
+    return runs_of(request.app.state.ws)

@@ -1,0 +1,80 @@
+"""Collaboration: agreement per image and per annotator pair, conflicts, and reviewer accept/reject."""
+
+from __future__ import annotations
+
+import itertools
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from pydantic import BaseModel, Field
+
+from pixclass.server import views
+from pixclass.server.auth import Principal, require
+from pixclass.store import records
+from pixclass.store.tables import Annotation, utcnow
+
+router = APIRouter(prefix="/api", tags=["review"])
+
+
+def pair_agreement(rows: list[views.Row]) -> list[dict]:
+    """For each pair of annotators: images both labeled, fraction with identical labels, Cohen's kappa."""
+    pairs: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for r in rows:
+        for a, b in itertools.combinations(sorted(r.by_author), 2):
+            pairs.setdefault((a, b), []).append(("|".join(sorted(r.by_author[a])), "|".join(sorted(r.by_author[b]))))
+    out = []
+    for (a, b), labs in sorted(pairs.items()):
+        ya, yb = [x for x, _ in labs], [y for _, y in labs]
+        agree = sum(x == y for x, y in labs) / len(labs)
+        out.append({"a": a, "b": b, "images": len(labs), "agreement": round(agree, 4), "kappa": _kappa(ya, yb)})
+    return out
+
+
+def _kappa(ya: list[str], yb: list[str]) -> float | None:
+    cats = sorted(set(ya) | set(yb))
+    n = len(ya)
+    if n == 0 or len(cats) < 2:
+        return None
+    po = sum(x == y for x, y in zip(ya, yb)) / n
+    pe = sum((ya.count(c) / n) * (yb.count(c) / n) for c in cats)
+    return round((po - pe) / (1 - pe), 4) if pe < 1 else None
+
+
+@router.get("/datasets/{name}/agreement")
+def agreement(name: str, request: Request, _: Principal = Depends(require("viewer"))) -> dict:
+    """Agreement between annotators: per pair, and a summary over images labeled by two or more people."""
+    with request.app.state.ws.session() as s:
+        rows = list(views.table(s, records.get_dataset(s, name)).values())
+    multi = [r for r in rows if len(r.by_author) >= 2]
+    per_image = [r.agreement for r in multi]
+    return {"images_multi": len(multi), "conflicts": sum(r.conflict for r in multi),
+            "mean_image_agreement": round(sum(per_image) / len(per_image), 4) if per_image else None,
+            "pairs": pair_agreement(rows),
+            "annotators": sorted({a for r in rows for a in r.by_author})}
+
+
+@router.get("/datasets/{name}/conflicts")
+def conflicts(name: str, request: Request, _: Principal = Depends(require("viewer"))) -> list[dict]:
+    """Images where annotators disagree, with every annotator's labels: nothing is hidden or dropped."""
+    with request.app.state.ws.session() as s:
+        rows = views.table(s, records.get_dataset(s, name)).values()
+    return [{**r.to_dict(), "by_author": r.by_author} for r in rows if r.conflict]
+
+
+class ReviewBody(BaseModel):
+    status: str = Field(pattern="^(accepted|rejected|pending)$")
+
+
+@router.post("/annotations/{annotation_id}/review")
+def review(annotation_id: int, body: ReviewBody, request: Request,
+           user: Principal = Depends(require("admin"))) -> dict:
+    """A reviewer (admin) accepts or rejects an annotation; 'pending' clears the verdict. The annotation stays."""
+    with request.app.state.ws.session() as s:
+        a = s.get(Annotation, annotation_id)
+        if a is None:
+            raise HTTPException(404, f"No annotation {annotation_id}.")
+        if body.status == "pending":
+            a.review, a.reviewer, a.reviewed_at = None, None, None
+        else:
+            a.review, a.reviewer, a.reviewed_at = body.status, user.name, utcnow()
+        s.flush()
+        return views.annotation_dict(a)

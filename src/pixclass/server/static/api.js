@@ -1,0 +1,25 @@
+// Thin fetch wrapper: JSON in and out, the CSRF header on every request, errors as exceptions with the reason.
+export class ApiError extends Error {
+  constructor(status, detail) { super(detail); this.status = status; }
+}
+
+export async function api(path, { method = "GET", body } = {}) {
+  const opts = { method, headers: { "X-Requested-With": "pixclass" }, credentials: "same-origin" };
+  if (body !== undefined) {
+    opts.headers["Content-Type"] = "application/json";
+    opts.body = JSON.stringify(body);
+  }
+  const res = await fetch(path, opts);
+  const text = await res.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch { data = text; }
+  if (!res.ok) {
+    const d = data && data.detail;
+    throw new ApiError(res.status, typeof d === "string" ? d : JSON.stringify(d || data));
+  }
+  return data;
+}
+
+export const qs = (obj) => new URLSearchParams(
+  Object.entries(obj).filter(([, v]) => v !== "" && v !== null && v !== undefined && v !== false)
+).toString();

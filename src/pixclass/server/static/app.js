@@ -1,0 +1,283 @@
+// pixclass labeling UI: login, grid with filters and bulk tagging, image view with keyboard shortcuts,
+// review (agreement, conflicts), class editing for admins, background jobs. Plain ES modules, no build step.
+import { api, qs, ApiError } from "./api.js";
+
+const $ = (sel) => document.querySelector(sel);
+const el = (tag, attrs = {}, ...kids) => {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") e.className = v;
+    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else if (v !== false && v !== null && v !== undefined) e.setAttribute(k, v === true ? "" : v);
+  }
+  for (const kid of kids.flat()) e.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
+  return e;
+};
+const PAGE = 60;
+const S = { me: null, ds: null, ids: [], items: [], offset: 0, selected: new Set(), pos: 0, image: null,
+            shownAt: 0, undo: [], checked: new Set(), search: "", polling: null };
+const pct = (x) => (x === null || x === undefined ? "" : `${Math.round(x * 100)}%`);
+const single = () => S.ds && !S.ds.multi;
+const hier = () => S.ds && S.ds.task === "hierarchical";
+
+function show(view) {
+  for (const v of ["login", "grid", "image", "review", "classes", "jobs"]) $(`#${v}-view`).hidden = v !== view;
+  document.querySelectorAll(".tab").forEach((b) => b.classList.toggle("active", b.dataset.tab === view));
+  $("#topbar").hidden = view === "login";
+}
+function flash(sel, text, bad = false) {
+  const m = $(sel); m.textContent = text; m.className = bad ? "msg bad" : "msg";
+}
+async function guard(sel, fn) {
+  try { return await fn(); } catch (e) {
+    if (e instanceof ApiError && e.status === 401) { show("login"); return; }
+    flash(sel, e.message, true);
+  }
+}
+
+// ------------------------------------------------------------------ login
+async function start() {
+  try { S.me = await api("/api/auth/me"); } catch { show("login"); return; }
+  $("#whoami").textContent = `${S.me.name} (${S.me.role})`;
+  document.querySelectorAll(".admin-only").forEach((b) => (b.hidden = S.me.role !== "admin"));
+  const datasets = await api("/api/datasets");
+  $("#dataset").replaceChildren(...datasets.map((d) => el("option", { value: d.name }, `${d.name} (${d.labeled}/${d.images})`)));
+  if (datasets.length) await selectDataset(datasets[0].name);
+  show("grid");
+  pollJobs();
+}
+$("#login-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  try {
+    await api("/api/auth/login", { method: "POST", body: { name: $("#login-name").value, password: $("#login-password").value } });
+    $("#login-error").textContent = "";
+    await start();
+  } catch (e) { $("#login-error").textContent = e.message; }
+});
+$("#logout").addEventListener("click", async () => { await api("/api/auth/logout", { method: "POST" }); location.reload(); });
+document.querySelectorAll(".tab").forEach((b) => b.addEventListener("click", () => openTab(b.dataset.tab)));
+$("#dataset").addEventListener("change", async (ev) => { await selectDataset(ev.target.value); show("grid"); });
+
+async function openTab(tab) {
+  show(tab);
+  if (tab === "grid") await loadGrid();
+  if (tab === "review") await loadReview();
+  if (tab === "classes") renderClasses();
+  if (tab === "jobs") await pollJobs();
+}
+
+async function selectDataset(name) {
+  S.ds = await api(`/api/datasets/${encodeURIComponent(name)}`);
+  const opts = (first) => [el("option", { value: "" }, first), ...S.ds.classes.map((c) => el("option", { value: c }, c))];
+  $("#f-label").replaceChildren(...opts("any class"));
+  $("#f-predicted").replaceChildren(...opts("any prediction"));
+  $("#bulk-class").replaceChildren(...S.ds.classes.map((c) => el("option", { value: c }, c)));
+  $("#bulk-mode").hidden = !S.ds.multi;
+  S.selected.clear(); S.offset = 0;
+  await loadGrid();
+}
+
+// ------------------------------------------------------------------ grid
+function filters() {
+  return { unlabeled: $("#f-status").value === "unlabeled", label: $("#f-label").value, annotator: $("#f-annotator").value.trim(),
+           predicted: $("#f-predicted").value, min_conf: $("#f-min").value, max_conf: $("#f-max").value,
+           excluded: $("#f-excluded").value, conflicts: $("#f-conflicts").checked, sort: $("#f-sort").value };
+}
+async function loadGrid() {
+  if (!S.ds) return;
+  await guard("#grid-msg", async () => {
+    const q = qs({ ...filters(), offset: S.offset, limit: PAGE });
+    const res = await api(`/api/datasets/${encodeURIComponent(S.ds.name)}/images?${q}`);
+    S.ids = res.ids; S.items = res.items;
+    $("#count").textContent = `${res.total} images`;
+    $("#page-info").textContent = res.total ? `${S.offset + 1}-${Math.min(S.offset + PAGE, res.total)} of ${res.total}` : "";
+    renderGrid();
+  });
+}
+function renderGrid() {
+  $("#grid").replaceChildren(...S.items.map((it, i) => {
+    const p = it.prediction;
+    return el("div", { class: `card${S.selected.has(it.id) ? " selected" : ""}${it.conflict ? " conflict" : ""}${it.excluded ? " excluded" : ""}`,
+                       "data-id": it.id },
+      el("input", { type: "checkbox", class: "sel", "aria-label": `select ${it.id}`, checked: S.selected.has(it.id),
+                    onchange: (ev) => { ev.target.checked ? S.selected.add(it.id) : S.selected.delete(it.id); updateSel(); } }),
+      el("img", { src: `/api/images/${it.id}/thumb?size=160`, loading: "lazy", alt: `image ${it.id}`, onclick: () => openImage(S.offset + i) }),
+      el("div", { class: "labels" }, it.labels.join(", ") || "—"),
+      el("div", { class: "pred" }, p ? `model: ${p.label} ${pct(p.score)}` : "no suggestion",
+         it.agreement !== null ? ` · agree ${pct(it.agreement)}` : ""));
+  }));
+  updateSel();
+}
+function updateSel() {
+  $("#sel-count").textContent = `${S.selected.size} selected`;
+  document.querySelectorAll(".card").forEach((c) => c.classList.toggle("selected", S.selected.has(Number(c.dataset.id))));
+}
+$("#filters").addEventListener("submit", (ev) => { ev.preventDefault(); S.offset = 0; loadGrid(); });
+$("#prev-page").addEventListener("click", () => { S.offset = Math.max(0, S.offset - PAGE); loadGrid(); });
+$("#next-page").addEventListener("click", () => { if (S.offset + PAGE < S.ids.length) { S.offset += PAGE; loadGrid(); } });
+$("#select-page").addEventListener("click", () => { S.items.forEach((it) => S.selected.add(it.id)); renderGrid(); });
+$("#select-none").addEventListener("click", () => { S.selected.clear(); renderGrid(); });
+$("#bulk-btn").addEventListener("click", () => guard("#grid-msg", async () => {
+  if (!S.selected.size) throw new Error("Select images first.");
+  const t0 = performance.now();
+  const res = await api("/api/annotations/bulk", { method: "POST", body: {
+    image_ids: [...S.selected], labels: [$("#bulk-class").value], mode: S.ds.multi ? $("#bulk-mode").value : "set",
+    time_spent: (performance.now() - t0) / 1000 } });
+  flash("#grid-msg", `Tagged ${res.annotated} images.`);
+  S.selected.clear(); await loadGrid();
+}));
+$("#accept-btn").addEventListener("click", () => guard("#grid-msg", async () => {
+  const f = filters();
+  const body = { threshold: Number($("#threshold").value), filters: { ...f, min_conf: f.min_conf || null, max_conf: f.max_conf || null,
+                 label: f.label || null, annotator: f.annotator || null, predicted: f.predicted || null } };
+  const res = await api(`/api/datasets/${encodeURIComponent(S.ds.name)}/accept-suggestions`, { method: "POST", body });
+  flash("#grid-msg", `Accepted ${res.accepted} suggestions; ${res.skipped_labeled} already labeled (kept); ${res.below_threshold} below threshold.`);
+  await loadGrid();
+}));
+$("#train-btn").addEventListener("click", () => guard("#grid-msg", async () => {
+  const job = await api("/api/train", { method: "POST", body: { dataset: S.ds.name, mode: "linear" } });
+  flash("#grid-msg", `Training started (job ${job.id}).`);
+  S.expectJob = true;
+  pollJobs();
+}));
+
+// ------------------------------------------------------------------ image view
+async function openImage(pos) {
+  if (pos < 0 || pos >= S.ids.length) return;
+  S.pos = pos;
+  await guard("#image-msg", async () => {
+    S.image = await api(`/api/images/${S.ids[pos]}`);
+    S.checked = new Set(S.image.labels); S.search = ""; S.shownAt = performance.now();
+    show("image");
+    $("#big").src = `/api/images/${S.image.id}/file`;
+    $("#big").alt = S.image.name;
+    $("#pos").textContent = `${pos + 1} / ${S.ids.length} · #${S.image.id} ${S.image.name}`;
+    renderImage();
+  });
+}
+function renderImage() {
+  const im = S.image;
+  $("#current").replaceChildren(el("div", {}, el("strong", {}, "Label: "), el("span", { id: "current-labels" }, im.labels.join(", ") || "none"),
+    im.agreement !== null ? el("span", { class: "muted" }, ` · agreement ${pct(im.agreement)}`) : "",
+    im.conflict ? el("span", { class: "bad" }, " · conflict") : ""));
+  $("#suggestion").replaceChildren(...(im.top.length ? [el("div", {}, el("strong", {}, "Suggestion: "),
+    el("span", { id: "suggested" }, im.top[0].label), ` ${pct(im.top[0].score)} (space to accept)`),
+    el("div", { class: "muted" }, im.top.slice(1, 4).map((t) => `${t.label} ${pct(t.score)}`).join(" · "))] : []));
+  renderPicker();
+  $("#history").replaceChildren(...im.annotations.map((a) => el("li", { class: a.review === "rejected" ? "rejected" : "" },
+    `${a.labels.join(", ") || "∅"} — ${a.source}${a.author ? ` by ${a.author}` : ""}${a.from_run ? ` (accepted run ${a.from_run})` : ""}`,
+    a.time_spent !== null ? ` · ${a.time_spent.toFixed(1)}s` : "", a.review ? ` · ${a.review} by ${a.reviewer}` : "",
+    S.me.role === "admin" && a.source !== "model" ? [" ", el("button", { onclick: () => review(a.id, "accepted") }, "accept"),
+      el("button", { onclick: () => review(a.id, "rejected") }, "reject")] : "")));
+}
+function renderPicker() {
+  const classes = S.ds.classes;
+  if (hier()) {
+    const q = S.search.toLowerCase();
+    const matches = classes.filter((c) => c.toLowerCase().includes(q)).slice(0, 50);
+    const input = el("input", { id: "taxonomy-search", placeholder: `search ${classes.length} classes`, value: S.search,
+      oninput: (ev) => { S.search = ev.target.value; renderPicker(); const i = $("#taxonomy-search"); i.focus(); i.setSelectionRange(i.value.length, i.value.length); },
+      onkeydown: (ev) => { if (ev.key === "Enter" && matches.length) { ev.preventDefault(); save([matches[0]]); } else if (ev.key === "Escape") ev.target.blur(); ev.stopPropagation(); } });
+    $("#picker").replaceChildren(input, ...matches.map((c, i) => el("label", { class: S.checked.has(c) ? "active" : "" },
+      el("span", { class: "key" }, i < 9 ? i + 1 : ""), el("input", { type: "radio", name: "cls", value: c, checked: S.checked.has(c), onchange: () => save([c]) }), c)));
+    return;
+  }
+  $("#picker").replaceChildren(...classes.map((c, i) => el("label", { class: S.checked.has(c) ? "active" : "" },
+    el("span", { class: "key" }, i < 10 ? (i + 1) % 10 : ""),
+    el("input", { type: single() ? "radio" : "checkbox", name: "cls", value: c, checked: S.checked.has(c),
+      onchange: (ev) => single() ? save([c]) : toggle(c, ev.target.checked) }), c)));
+}
+function toggle(c, on) { on ? S.checked.add(c) : S.checked.delete(c); renderPicker(); }
+async function save(labels, accepted = false) {
+  await guard("#image-msg", async () => {
+    const a = await api(`/api/images/${S.image.id}/annotations`, { method: "POST", body: {
+      labels, time_spent: (performance.now() - S.shownAt) / 1000, accepted_suggestion: accepted } });
+    S.undo.push({ id: a.id, pos: S.pos });
+    flash("#image-msg", `Saved ${labels.join(", ") || "no labels"}.`);
+    if (S.pos + 1 < S.ids.length) await openImage(S.pos + 1); else await openImage(S.pos);
+  });
+}
+async function undo() {
+  const last = S.undo.pop();
+  if (!last) { flash("#image-msg", "Nothing to undo.", true); return; }
+  await guard("#image-msg", async () => {
+    await api(`/api/annotations/${last.id}`, { method: "DELETE" });
+    await openImage(last.pos);
+    flash("#image-msg", "Undone.");
+  });
+}
+async function review(id, status) {
+  await guard("#image-msg", async () => { await api(`/api/annotations/${id}/review`, { method: "POST", body: { status } }); await openImage(S.pos); });
+}
+$("#back").addEventListener("click", () => { show("grid"); loadGrid(); });
+$("#save-btn").addEventListener("click", () => save([...S.checked]));
+document.addEventListener("keydown", (ev) => {
+  if ($("#image-view").hidden || ev.target.tagName === "INPUT" && ev.target.type !== "radio" && ev.target.type !== "checkbox" || ev.ctrlKey && ev.key !== "z" || ev.metaKey || ev.altKey) return;
+  const shown = hier() ? S.ds.classes.filter((c) => c.toLowerCase().includes(S.search.toLowerCase())).slice(0, 50) : S.ds.classes;
+  if (/^[0-9]$/.test(ev.key)) {
+    const i = ev.key === "0" ? 9 : Number(ev.key) - 1;
+    const c = shown[i];
+    if (!c) return;
+    ev.preventDefault();
+    if (single()) save([c]); else toggle(c, !S.checked.has(c));
+  } else if (ev.key === "ArrowRight") { ev.preventDefault(); openImage(S.pos + 1); }
+  else if (ev.key === "ArrowLeft") { ev.preventDefault(); openImage(S.pos - 1); }
+  else if (ev.key === " ") {
+    ev.preventDefault();
+    if (S.image.top.length) save(S.ds.multi ? S.image.top.filter((t) => t.score >= 0.5).map((t) => t.label) : [S.image.top[0].label], true);
+    else flash("#image-msg", "No suggestion for this image; train a model first.", true);
+  } else if (ev.key === "Enter") { ev.preventDefault(); save([...S.checked]); }
+  else if (ev.key === "z" || ev.key === "Backspace") { ev.preventDefault(); undo(); }
+  else if (ev.key === "Escape") { show("grid"); loadGrid(); }
+  else if (ev.key === "/" && hier()) { ev.preventDefault(); $("#taxonomy-search").focus(); }
+});
+
+// ------------------------------------------------------------------ review
+async function loadReview() {
+  const name = encodeURIComponent(S.ds.name);
+  const ag = await api(`/api/datasets/${name}/agreement`);
+  $("#agreement").replaceChildren(el("p", {}, `${ag.images_multi} images labeled by two or more people; ${ag.conflicts} conflicts; mean agreement ${pct(ag.mean_image_agreement) || "—"}.`),
+    el("table", {}, el("tr", {}, el("th", {}, "annotator A"), el("th", {}, "annotator B"), el("th", {}, "images"), el("th", {}, "agreement"), el("th", {}, "kappa")),
+      ag.pairs.map((p) => el("tr", {}, el("td", {}, p.a), el("td", {}, p.b), el("td", {}, p.images), el("td", {}, pct(p.agreement)), el("td", {}, p.kappa ?? "—")))));
+  const cs = await api(`/api/datasets/${name}/conflicts`);
+  $("#conflicts").replaceChildren(cs.length ? el("table", {}, cs.map((c) => el("tr", {},
+    el("td", {}, el("img", { src: `/api/images/${c.id}/thumb?size=64`, alt: "" })), el("td", {}, `#${c.id}`),
+    el("td", {}, Object.entries(c.by_author).map(([a, l]) => `${a}: ${l.join(", ")}`).join(" · "))))) : el("p", {}, "No conflicts."));
+}
+
+// ------------------------------------------------------------------ classes (admins)
+function renderClasses() {
+  $("#class-list").replaceChildren(...S.ds.classes.map((c) => el("li", {}, c)));
+  const opts = () => S.ds.classes.map((c) => el("option", { value: c }, c));
+  $("#rename-old").replaceChildren(...opts());
+  $("#merge-sources").replaceChildren(...opts());
+}
+async function classOp(path, body, what) {
+  await guard("#classes-msg", async () => {
+    const res = await api(`/api/datasets/${encodeURIComponent(S.ds.name)}/classes${path}`, { method: "POST", body });
+    await selectDataset(S.ds.name);
+    renderClasses();
+    flash("#classes-msg", `${what}${res.relabeled !== undefined ? `; ${res.relabeled} labels rewritten` : ""}.`);
+  });
+}
+$("#add-classes").addEventListener("click", () => classOp("", { names: $("#new-classes").value.split("\n") }, "Classes created"));
+$("#rename-btn").addEventListener("click", () => classOp("/rename", { old: $("#rename-old").value, new: $("#rename-new").value.trim() }, "Renamed"));
+$("#merge-btn").addEventListener("click", () => classOp("/merge", { sources: [...$("#merge-sources").selectedOptions].map((o) => o.value), target: $("#merge-target").value.trim() }, "Merged"));
+
+// ------------------------------------------------------------------ jobs
+async function pollJobs() {
+  let jobs;
+  try { jobs = await api("/api/jobs"); } catch { return; }
+  const running = jobs.filter((j) => j.status === "queued" || j.status === "running");
+  const prog = (j) => j.total ? el("progress", { max: j.total, value: j.done }) : "";
+  $("#jobs tbody").replaceChildren(...jobs.map((j) => el("tr", { "data-job": j.id }, el("td", {}, j.id), el("td", {}, j.kind), el("td", {}, j.user),
+    el("td", { class: j.status === "failed" ? "bad" : "" }, j.status), el("td", {}, j.stage, " ", prog(j), j.total ? ` ${j.done}/${j.total}` : ""),
+    el("td", {}, j.error || (j.result ? JSON.stringify(j.result.metrics || j.result).slice(0, 160) : "")))));
+  $("#job-strip").replaceChildren(...running.map((j) => el("div", {}, `${j.kind}: ${j.stage} `, prog(j), j.total ? ` ${j.done}/${j.total}` : "")));
+  const wasRunning = S.polling !== null;
+  clearTimeout(S.polling); S.polling = null;
+  if (running.length) S.polling = setTimeout(pollJobs, 1000);
+  else if ((wasRunning || S.expectJob) && S.ds) { S.expectJob = false; await selectDataset(S.ds.name); flash("#grid-msg", "Job finished; suggestions refreshed."); }
+}
+
+start();

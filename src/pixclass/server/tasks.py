@@ -1,0 +1,140 @@
+"""The work behind background jobs and uploads: pre-labeling with a run, training, storing uploaded images."""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import delete, select
+
+from pixclass.errors import DataError
+from pixclass.io.images import probe
+from pixclass.server.models import ModelCache
+from pixclass.store import Workspace, records
+from pixclass.store.tables import Image, Prediction
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str, int, int], None]
+BATCH = 64
+
+
+def prelabel(ws: Workspace, cache: ModelCache, dataset: str, *, run_id: int | None = None,
+             progress: Progress | None = None) -> dict:
+    """Predict every image of ``dataset`` with a run (default: the dataset's latest) and store Prediction rows.
+
+    Predictions are suggestions only: they never touch human or imported annotations.
+    """
+    handle = cache.get(run_id=run_id, dataset=None if run_id else dataset)
+    if handle.run_id is None:
+        raise DataError("Pre-labels are stored per run; choose a run, not an artifact directory.")
+    with ws.session() as s:
+        ds = records.get_dataset(s, dataset)
+        rows = s.execute(select(Image.id, Image.path, Image.sha256).where(Image.dataset_id == ds.id)
+                         .order_by(Image.id)).all()
+    classes, k = handle.classes, len(handle.classes)
+    from pixclass.data.cache import ImageCache
+
+    icache = ImageCache(ws.cache_dir, handle.img_size)
+    stored = failed = 0
+    for start in range(0, len(rows), BATCH):
+        chunk = rows[start : start + BATCH]
+        try:
+            arrays = icache.get([r.path for r in chunk], [r.sha256 for r in chunk], workers=2)
+            probs, ok = handle.probs(arrays), [True] * len(chunk)
+        except DataError:  # a file changed or broke since import: predict one by one, skip the bad ones
+            preds = handle.predict_paths([r.path for r in chunk], k=k)
+            ok = [not isinstance(p, str) for p in preds]
+            probs = np.array([[dict(p.top)[c] for c in classes] for p in preds if not isinstance(p, str)])
+        good = [r for r, g in zip(chunk, ok) if g]
+        failed += len(chunk) - len(good)
+        with ws.session() as s:
+            s.execute(delete(Prediction).where(Prediction.run_id == handle.run_id,
+                                               Prediction.image_id.in_([r.id for r in chunk])))
+            for r, p in zip(good, probs):
+                top = int(np.argmax(p))
+                s.add(Prediction(image_id=r.id, run_id=handle.run_id, labels=[classes[top]], score=float(p[top]),
+                                 probs=[round(float(v), 5) for v in p]))
+        stored += len(good)
+        if progress:
+            progress("predict", min(start + BATCH, len(rows)), len(rows))
+    return {"dataset": dataset, "run_id": handle.run_id, "predicted": stored, "failed": failed}
+
+
+def train_and_prelabel(ws: Workspace, cache: ModelCache, dataset: str, params: dict,
+                       progress: Progress | None = None) -> dict:
+    """Train a run (linear mode by default: fast enough to retrain while labeling), then pre-label with it."""
+    from pixclass.config import TrainConfig
+    from pixclass.train.run import train
+
+    cfg = TrainConfig(**params)
+    res = train(ws, dataset, cfg, progress=progress)
+    with ws.session() as s:
+        run = records.latest_run(s, records.get_dataset(s, dataset))
+        run_id = run.id if run else None
+    out = {"run": str(res.run), "run_id": run_id, "metrics": res.metrics, "seconds": res.seconds}
+    if run_id is not None:
+        out["prelabel"] = prelabel(ws, cache, dataset, run_id=run_id, progress=progress)
+    return out
+
+
+@dataclass
+class UploadResult:
+    dataset: str
+    added: list[int] = field(default_factory=list)
+    duplicates: int = 0
+    rejected: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"dataset": self.dataset, "added": self.added, "duplicates": self.duplicates,
+                "rejected": self.rejected}
+
+
+def safe_name(name: str) -> str:
+    """A file name with no directories and only harmless characters."""
+    base = Path(name.replace("\\", "/")).name
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", base).lstrip(".")
+    return base[:100] or "upload"
+
+
+def _split_for(sha256: str) -> str:
+    """A stable 80/10/10 split from the file's hash."""
+    v = int(sha256[:8], 16) % 10
+    return "train" if v < 8 else "val" if v == 8 else "test"
+
+
+def store_uploads(ws: Workspace, dataset: str, files: list[tuple[str, bytes]]) -> UploadResult:
+    """Write uploaded images under WORKSPACE/uploads/DATASET/ and register them (unlabeled).
+
+    Files that do not decode are rejected with the reason and not kept; duplicates (same sha256) are skipped.
+    """
+    res = UploadResult(dataset)
+    folder = (ws.root / "uploads" / safe_name(dataset)).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    with ws.session() as s:
+        ds = records.get_dataset(s, dataset)
+        _, hashes = records.known_paths_and_hashes(s, ds)
+        for name, data in files:
+            path = folder / f"{uuid.uuid4().hex[:8]}_{safe_name(name)}"
+            path.write_bytes(data)
+            try:
+                info = probe(path)
+            except DataError as e:
+                path.unlink(missing_ok=True)
+                res.rejected.append({"name": name, "reason": str(e).replace(str(path), name)})
+                continue
+            if info.sha256 in hashes:
+                path.unlink(missing_ok=True)
+                res.duplicates += 1
+                continue
+            hashes.add(info.sha256)
+            im = Image(dataset_id=ds.id, path=str(path), sha256=info.sha256, width=info.width, height=info.height,
+                       format=info.format, split=_split_for(info.sha256))
+            s.add(im)
+            s.flush()
+            res.added.append(im.id)
+    return res

@@ -1,0 +1,155 @@
+"""Read-side helpers for the labeling API: one pass over a dataset's images, annotations and predictions."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from pixclass.artifact import Manifest
+from pixclass.errors import ConfigError
+from pixclass.store.tables import Annotation, Dataset, Image, Prediction, Run
+
+
+class Filters(BaseModel):
+    """Which images of a dataset to list. Every field is optional; set ones are combined with AND."""
+
+    unlabeled: bool = Field(False, description="Only images without a current label.")
+    label: str | None = Field(None, description="Only images whose current labels include this class.")
+    annotator: str | None = Field(None, description="Only images labeled by this user.")
+    predicted: str | None = Field(None, description="Only images whose model suggestion is this class.")
+    min_conf: float | None = Field(None, ge=0, le=1, description="Suggestion confidence at least this.")
+    max_conf: float | None = Field(None, ge=0, le=1, description="Suggestion confidence at most this.")
+    excluded: str = Field("all", pattern="^(all|only|hide)$", description="Curation flag: all, only or hide.")
+    split: str | None = Field(None, description="train, val or test.")
+    conflicts: bool = Field(False, description="Only images where annotators disagree.")
+    sort: str = Field("id", pattern="^(id|confidence|-confidence|queue:[a-z_]+)$",
+                      description="id, suggestion confidence ascending (least sure first) or descending, or "
+                                  "queue:STRATEGY (active learning: unlabeled images to label next, most useful "
+                                  "first; margin, entropy, least_confidence, kcenter or random).")
+
+
+@dataclass
+class Row:
+    id: int
+    split: str | None
+    excluded: bool
+    labels: list[str] = field(default_factory=list)  # current: newest non-model annotation
+    source: str | None = None
+    by_author: dict[str, list[str]] = field(default_factory=dict)  # newest human annotation per user
+    prediction: dict | None = None  # {"label", "score", "run_id"}
+
+    @property
+    def agreement(self) -> float | None:
+        """Fraction of annotator pairs that chose the same labels; None with fewer than two annotators."""
+        sets = [tuple(sorted(v)) for v in self.by_author.values()]
+        if len(sets) < 2:
+            return None
+        pairs = list(itertools.combinations(sets, 2))
+        return sum(a == b for a, b in pairs) / len(pairs)
+
+    @property
+    def conflict(self) -> bool:
+        return len({tuple(sorted(v)) for v in self.by_author.values()}) > 1
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "split": self.split, "excluded": self.excluded, "labels": self.labels,
+                "source": self.source, "annotators": sorted(self.by_author), "prediction": self.prediction,
+                "agreement": self.agreement, "conflict": self.conflict}
+
+
+def prediction_run(s: Session, ds: Dataset) -> int | None:
+    """The newest run that has stored predictions for this dataset's images."""
+    return s.scalar(select(func.max(Prediction.run_id)).join(Image, Image.id == Prediction.image_id)
+                    .where(Image.dataset_id == ds.id))
+
+
+def table(s: Session, ds: Dataset, image_ids: list[int] | None = None) -> dict[int, Row]:
+    """image id -> Row for the dataset (or the given images of it)."""
+    q = select(Image.id, Image.split, Image.excluded).where(Image.dataset_id == ds.id)
+    if image_ids is not None:
+        q = q.where(Image.id.in_(image_ids))
+    rows = {i: Row(i, sp, bool(ex)) for i, sp, ex in s.execute(q.order_by(Image.id))}
+    aq = (select(Annotation.image_id, Annotation.labels, Annotation.source, Annotation.author, Annotation.review)
+          .join(Image, Image.id == Annotation.image_id).where(Image.dataset_id == ds.id)
+          .where(Annotation.source != "model").order_by(Annotation.id))
+    if image_ids is not None:
+        aq = aq.where(Annotation.image_id.in_(image_ids))
+    for image_id, labels, source, author, review in s.execute(aq):
+        r = rows.get(image_id)
+        if r is None:
+            continue
+        r.labels, r.source = list(labels), source
+        if source == "human" and review != "rejected":
+            r.by_author[author] = list(labels)
+    run_id = prediction_run(s, ds)
+    if run_id is not None:
+        pq = select(Prediction.image_id, Prediction.labels, Prediction.score).where(Prediction.run_id == run_id)
+        if image_ids is not None:
+            pq = pq.where(Prediction.image_id.in_(image_ids))
+        for image_id, labels, score in s.execute(pq):
+            if image_id in rows:
+                rows[image_id].prediction = {"label": labels[0] if labels else None, "labels": labels,
+                                             "score": round(score, 4), "run_id": run_id}
+    return rows
+
+
+def apply(rows: dict[int, Row], f: Filters) -> list[Row]:
+    out = []
+    for r in rows.values():
+        p = r.prediction
+        if f.unlabeled and r.labels:
+            continue
+        if f.label and f.label not in r.labels:
+            continue
+        if f.annotator and f.annotator not in r.by_author:
+            continue
+        if f.predicted and (p is None or f.predicted not in p["labels"]):
+            continue
+        if f.min_conf is not None and (p is None or p["score"] < f.min_conf):
+            continue
+        if f.max_conf is not None and (p is None or p["score"] > f.max_conf):
+            continue
+        if (f.excluded == "only" and not r.excluded) or (f.excluded == "hide" and r.excluded):
+            continue
+        if f.split and r.split != f.split:
+            continue
+        if f.conflicts and not r.conflict:
+            continue
+        out.append(r)
+    if f.sort != "id":
+        sign = 1 if f.sort == "confidence" else -1
+        out.sort(key=lambda r: (r.prediction is None, sign * (r.prediction or {"score": 0})["score"], r.id))
+    return out
+
+
+@lru_cache(maxsize=32)
+def run_classes(run_path: str) -> tuple[str, ...]:
+    return Manifest.load(Path(run_path)).classes
+
+
+def top_k(s: Session, pred: Prediction, k: int = 5) -> list[dict]:
+    run = s.get(Run, pred.run_id)
+    try:
+        classes = run_classes(run.path) if run else ()
+    except ConfigError:
+        classes = ()
+    if len(classes) != len(pred.probs):
+        return [{"label": lab, "score": pred.score} for lab in pred.labels]
+    order = sorted(range(len(classes)), key=lambda i: -pred.probs[i])[:k]
+    return [{"label": classes[i], "score": round(pred.probs[i], 4)} for i in order]
+
+
+def annotation_dict(a: Annotation) -> dict:
+    def iso(t: datetime | None) -> str | None:
+        return t.isoformat() + "Z" if t else None
+
+    return {"id": a.id, "image_id": a.image_id, "labels": a.labels, "source": a.source, "author": a.author,
+            "time_spent": a.time_spent, "created_at": iso(a.created_at), "review": a.review,
+            "reviewer": a.reviewer, "reviewed_at": iso(a.reviewed_at), "from_run": a.from_run}

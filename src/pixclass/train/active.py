@@ -1,0 +1,246 @@
+"""Active learning: which unlabeled images to label next, and retraining after every N new labels.
+
+Strategies (``probs`` is (N, K) class probabilities, higher score = ask sooner):
+  least_confidence  1 - max_k p
+  margin            1 - (p_top1 - p_top2)          the smaller the gap between the two best classes, the sooner
+  entropy           -sum_k p log p
+  kcenter           core-set diversity: greedy k-center on backbone embeddings (Sener & Savarese, 2018)
+  random            a seeded shuffle, the baseline
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import func, select
+
+from pixclass.artifact import Manifest
+from pixclass.config import TrainConfig
+from pixclass.data.embeddings import DEFAULT_MODEL, embed_items
+from pixclass.errors import ConfigError, DataError
+from pixclass.store import Workspace, records
+from pixclass.store.tables import Annotation, Image
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str, int, int], None]
+
+UNCERTAINTY = ("least_confidence", "margin", "entropy")
+STRATEGIES = (*UNCERTAINTY, "kcenter", "random")
+ALIASES = {"least-confidence": "least_confidence", "leastconfidence": "least_confidence", "lc": "least_confidence",
+           "confidence": "least_confidence", "coreset": "kcenter", "core-set": "kcenter", "k-center": "kcenter",
+           "k_center": "kcenter", "diversity": "kcenter"}
+
+
+def check_strategy(name: str) -> str:
+    """The canonical strategy name; an unknown one raises ConfigError with close matches."""
+    key = name.strip().lower()
+    key = ALIASES.get(key, key)
+    if key in STRATEGIES:
+        return key
+    close = difflib.get_close_matches(key, [*STRATEGIES, *ALIASES], n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    raise ConfigError(f"Unknown active-learning strategy {name!r}.{hint} Use one of: {', '.join(STRATEGIES)}.")
+
+
+# ---------------------------------------------------------------- scores and queries (pure numpy)
+
+def uncertainty(probs: np.ndarray, strategy: str) -> np.ndarray:
+    """Informativeness (N,) of each row of ``probs`` (N, K); higher = label sooner."""
+    p = np.asarray(probs, dtype=np.float64)
+    if p.ndim != 2 or p.shape[1] < 2:
+        raise DataError(f"probs must be (N, K) with K >= 2 classes. Got shape {p.shape}.")
+    strategy = check_strategy(strategy)
+    if strategy == "least_confidence":
+        return 1.0 - p.max(1)
+    if strategy == "margin":
+        top2 = np.sort(p, axis=1)[:, -2:]
+        return 1.0 - (top2[:, 1] - top2[:, 0])
+    if strategy == "entropy":
+        return -(p * np.log(np.clip(p, 1e-12, None))).sum(1)
+    raise ConfigError(f"{strategy!r} is not an uncertainty strategy; use one of {', '.join(UNCERTAINTY)}.")
+
+
+def _normalize(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.clip(np.linalg.norm(x, axis=1, keepdims=True), 1e-12, None)
+
+
+def _min_sq_dist(x: np.ndarray, centers: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """Squared distance of each row of x to its nearest row of centers (both L2-normalised)."""
+    out = np.full(len(x), np.inf, np.float32)
+    for s in range(0, len(centers), chunk):
+        sims = x @ centers[s : s + chunk].T
+        out = np.minimum(out, (2.0 - 2.0 * sims).min(1))
+    return np.clip(out, 0.0, None)
+
+
+def k_center_greedy(embeddings: np.ndarray, n: int, *, labeled: np.ndarray | None = None,
+                    seed: int = 0) -> np.ndarray:
+    """Greedy k-center: ``n`` row indices of ``embeddings`` (N, D), each the point farthest from everything chosen
+    so far (and from ``labeled`` (M, D), the already-labeled embeddings). Cosine geometry (rows are L2-normalised)."""
+    x = _normalize(embeddings)
+    n = min(n, len(x))
+    if n <= 0:
+        return np.zeros(0, np.int64)
+    if labeled is not None and len(labeled):
+        dist = _min_sq_dist(x, _normalize(labeled))
+        first = None
+    else:
+        dist = np.full(len(x), np.inf, np.float32)
+        first = int(np.random.default_rng(seed).integers(len(x)))
+    chosen: list[int] = []
+    for _ in range(n):
+        i = first if first is not None and not chosen else int(np.argmax(dist))
+        chosen.append(i)
+        dist = np.minimum(dist, np.clip(2.0 - 2.0 * (x @ x[i]), 0.0, None))
+        dist[i] = -1.0  # never picked twice
+    return np.asarray(chosen, np.int64)
+
+
+def query(strategy: str, n: int, *, probs: np.ndarray | None = None, embeddings: np.ndarray | None = None,
+          labeled_embeddings: np.ndarray | None = None, seed: int = 0) -> np.ndarray:
+    """Indices of the ``n`` pool rows to label next, most informative first.
+
+    Uncertainty strategies need ``probs`` (N, K); kcenter needs ``embeddings`` (N, D) (and ``labeled_embeddings``);
+    random needs neither (pass one of them for N)."""
+    strategy = check_strategy(strategy)
+    if strategy in UNCERTAINTY:
+        if probs is None:
+            raise ConfigError(f"Strategy {strategy!r} needs class probabilities from a trained model.")
+        scores = uncertainty(probs, strategy)
+        order = np.lexsort((np.arange(len(scores)), -scores))  # stable: ties keep pool order
+        return order[:n]
+    if strategy == "kcenter":
+        if embeddings is None:
+            raise ConfigError("Strategy 'kcenter' needs embeddings of the pool.")
+        return k_center_greedy(embeddings, n, labeled=labeled_embeddings, seed=seed)
+    size = len(probs) if probs is not None else len(embeddings) if embeddings is not None else 0
+    return np.random.default_rng(seed).permutation(size)[:n]
+
+
+# ---------------------------------------------------------------- the "next to label" queue of a dataset
+
+@dataclass(frozen=True)
+class Queue:
+    """Unlabeled images in the order to label them. ``scores``: informativeness (NaN for random/kcenter)."""
+
+    image_ids: list[int]
+    scores: list[float]
+    strategy: str  # the strategy actually used (kcenter when an uncertainty strategy had no model yet)
+    run_id: int | None
+
+    def to_dict(self) -> dict:
+        return {"image_ids": self.image_ids, "scores": self.scores, "strategy": self.strategy, "run_id": self.run_id}
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(1, keepdims=True)
+
+
+def run_probs(ws: Workspace, run_dir: str | Path, items: list[records.Item], *, workers: int = 2,
+              progress: Progress | None = None) -> np.ndarray:
+    """Class probabilities (N, K) of a trained run for the given images.
+
+    Linear runs on pretrained weights reuse the cached embeddings (only the head is applied); other runs go through
+    the whole network over the decoded-image cache."""
+    import torch
+
+    from pixclass.data.cache import ImageCache
+    from pixclass.models.embed import run_batches
+    from pixclass.models.registry import load_checkpoint
+
+    m = Manifest.load(run_dir)
+    if not items:
+        return np.zeros((0, len(m.classes)), np.float32)
+    if m.mode == "linear" and m.config.get("pretrained", True) and not m.config.get("weights"):
+        emb = embed_items(ws, items, model=m.model, img_size=m.preprocess.img_size, workers=workers, progress=progress)
+        state = torch.load(str(Path(run_dir) / "model.pt"), map_location="cpu", weights_only=False)["state_dict"]
+        w, b = state["head.weight"].float().numpy(), state["head.bias"].float().numpy()
+        return _softmax(emb @ w.T + b).astype(np.float32)
+    model, _ = load_checkpoint(run_dir)
+    images = ImageCache(ws.cache_dir, m.preprocess.img_size).get([it.path for it in items],
+                                                                 [it.sha256 for it in items], workers=workers)
+    logits = run_batches(model, images, model.mean, model.std,
+                         progress=(lambda d, t: progress("predict", d, t)) if progress else None)
+    return _softmax(logits).astype(np.float32)
+
+
+def label_queue(ws: Workspace, dataset: str, strategy: str = "margin", n: int = 50, *,
+                run_dir: str | Path | None = None, model: str = DEFAULT_MODEL, img_size: int = 224, seed: int = 0,
+                progress: Progress | None = None) -> Queue:
+    """The ``n`` unlabeled images of ``dataset`` to label next, by ``strategy``, scored with the latest run (or
+    ``run_dir``). Before any run exists, uncertainty strategies fall back to kcenter diversity."""
+    strategy = check_strategy(strategy)
+    if n < 1:
+        raise ConfigError(f"The 'n' option must be a positive integer. Got {n}.")
+    with ws.session() as s:
+        ds = records.get_dataset(s, dataset)
+        pool = records.items(s, ds, labeled=False)
+        run = records.latest_run(s, ds) if run_dir is None else None
+        run_id = run.id if run else None
+        if run is not None:
+            run_dir = run.path
+    if not pool:
+        return Queue([], [], strategy, run_id)
+    used, scores = strategy, None
+    if strategy in UNCERTAINTY and run_dir is None:
+        log.info("no trained run for %s yet: ordering by kcenter diversity instead of %s", dataset, strategy)
+        used = "kcenter"
+    if used in UNCERTAINTY:
+        probs = run_probs(ws, run_dir, pool, progress=progress)
+        scores = uncertainty(probs, used)
+        order = query(used, n, probs=probs)
+    elif used == "kcenter":
+        with ws.session() as s:
+            labeled = records.items(s, records.get_dataset(s, dataset), labeled=True)
+        emb = embed_items(ws, pool + labeled, model=model, img_size=img_size, progress=progress)
+        order = query("kcenter", n, embeddings=emb[: len(pool)], labeled_embeddings=emb[len(pool):], seed=seed)
+    else:
+        order = query("random", n, probs=np.zeros((len(pool), 2)), seed=seed)
+    return Queue([pool[i].image_id for i in order],
+                 [float(scores[i]) if scores is not None else float("nan") for i in order], used, run_id)
+
+
+def next_to_label(ws: Workspace, dataset: str, strategy: str = "margin", n: int = 50, **kwargs) -> list[int]:
+    """Image ids of the ``n`` unlabeled images to label next (see ``label_queue``)."""
+    return label_queue(ws, dataset, strategy, n, **kwargs).image_ids
+
+
+# ---------------------------------------------------------------- retrain after every N new labels
+
+def labels_since_last_run(ws: Workspace, dataset: str) -> int:
+    """Images of ``dataset`` given a human label since its latest finished run (all labeled images if none)."""
+    with ws.session() as s:
+        ds = records.get_dataset(s, dataset)
+        run = records.latest_run(s, ds)
+        if run is None:
+            return len(records.items(s, ds, labeled=True))
+        q = (select(func.count(func.distinct(Annotation.image_id)))
+             .join(Image, Image.id == Annotation.image_id)
+             .where(Image.dataset_id == ds.id, Annotation.source == "human", Annotation.created_at > run.created_at))
+        return int(s.scalar(q) or 0)
+
+
+def retrain_if_due(ws: Workspace, dataset: str, every: int = 50, *, cfg: TrainConfig | None = None,
+                   progress: Progress | None = None):
+    """Train a new run (linear mode by default: seconds once embeddings are cached) when at least ``every`` images
+    got human labels since the latest run. Returns the RunResult, or None when not due yet."""
+    from pixclass.train.run import train
+
+    if every < 1:
+        raise ConfigError(f"The 'every' option must be a positive integer. Got {every}.")
+    new = labels_since_last_run(ws, dataset)
+    if new < every:
+        log.info("%s: %d new labels since the last run; retraining at %d", dataset, new, every)
+        return None
+    cfg = cfg or TrainConfig(mode="linear")
+    log.info("%s: %d new labels; retraining (%s mode)", dataset, new, cfg.mode)
+    return train(ws, dataset, cfg, progress=progress)
+

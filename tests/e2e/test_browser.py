@@ -1,0 +1,225 @@
+"""The labeling UI in a real browser: Playwright drives Debian's Chromium against `pixclass serve` on 127.0.0.1.
+
+Logs in, labels with the keyboard (digits, arrows, undo), bulk-tags a selection, trains from the UI, accepts
+suggestions (space, and all above a threshold), and checks every label in the database. Screenshots of the grid
+and the image view go to test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from pixclass.io.importer import import_dataset
+from pixclass.store import Workspace, users
+from pixclass.store.tables import Annotation, Image, Prediction
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+def _need_browser():
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("playwright is not installed; scripts/test.sh installs it")
+        pytest.skip("playwright not installed")
+    if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            pytest.fail("/usr/bin/chromium is missing; scripts/test.sh installs it")
+        pytest.skip("chromium not installed")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, photos4):
+    _need_browser()
+    root = tmp_path_factory.mktemp("browser")
+    labeled, unlabeled = root / "labeled", root / "unlabeled"
+    for cls in ("hat", "pants", "shoes", "t-shirt"):
+        files = sorted((photos4 / cls).glob("*.jpg"))
+        (labeled / cls).mkdir(parents=True)
+        unlabeled.mkdir(exist_ok=True)
+        for f in files[:20]:
+            shutil.copy(f, labeled / cls / f.name)
+        for f in files[20:23]:
+            shutil.copy(f, unlabeled / f"{cls}-{f.name}")
+    ws = Workspace.open(root / "ws")
+    import_dataset(ws, labeled, "cloth")
+    import_dataset(ws, unlabeled, "cloth")
+    with ws.session() as s:
+        users.create_user(s, "ann", "annotator", "ann-pw")
+    port = _free_port()
+    env = {**os.environ, "PIXCLASS_WORKSPACE": str(ws.root)}
+    cli = shutil.which("pixclass", path=str(Path(sys.executable).parent)) or "pixclass"
+    proc = subprocess.Popen([cli, "serve", "--port", str(port),
+                             "--log-level", "warning"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(150):
+        if proc.poll() is not None:
+            break
+        try:
+            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.fail(f"server did not start: {proc.stdout.read().decode()[-2000:]}")
+    yield base, ws
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM),
+                                    args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"])
+        pg = browser.new_page(viewport={"width": 1280, "height": 900})
+        pg.set_default_timeout(20_000)
+        yield pg
+        browser.close()
+
+
+def human(ws: Workspace) -> list[Annotation]:
+    with ws.session() as s:
+        return list(s.scalars(select(Annotation).where(Annotation.source == "human").order_by(Annotation.id)))
+
+
+def name_of(ws: Workspace, image_id: int) -> str:
+    with ws.session() as s:
+        return Path(s.get(Image, image_id).path).name
+
+
+def test_label_with_keyboard_bulk_tag_train_and_accept(server, page):
+    base, ws = server
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.goto(base)
+    page.fill("#login-password", "wrong")
+    page.fill("#login-name", "ann")
+    page.click("#login-submit")
+    page.wait_for_selector("#login-error:has-text('Wrong')")
+    page.fill("#login-password", "ann-pw")
+    page.click("#login-submit")
+    page.wait_for_selector("#grid .card")
+    assert page.locator("#grid .card").count() == 60  # first page of 92
+
+    page.select_option("#f-status", "unlabeled")
+    page.click("#apply-filters")
+    page.wait_for_selector("#count:has-text('12 images')")
+    page.screenshot(path=str(ARTIFACTS / "grid.png"), full_page=True)
+
+    # keyboard labeling: 1 = hat, 3 = shoes, arrows move, z undoes
+    page.locator("#grid .card img").first.click()
+    page.wait_for_selector("#image-view:not([hidden])")
+    page.wait_for_function("document.querySelector('#big').complete")
+    page.screenshot(path=str(ARTIFACTS / "image-view.png"), full_page=True)
+    page.wait_for_timeout(300)  # some time_spent to record
+    page.keyboard.press("1")
+    page.wait_for_selector("#pos:has-text('2 / 12')")
+    page.keyboard.press("3")
+    page.wait_for_selector("#pos:has-text('3 / 12')")
+    page.keyboard.press("ArrowRight")
+    page.wait_for_selector("#pos:has-text('4 / 12')")
+    page.keyboard.press("ArrowLeft")
+    page.wait_for_selector("#pos:has-text('3 / 12')")
+    page.keyboard.press("2")
+    page.wait_for_selector("#pos:has-text('4 / 12')")
+    page.keyboard.press("z")  # takes back the "pants" label of image 3
+    page.wait_for_selector("#image-msg:has-text('Undone')")
+    assert "3 / 12" in page.inner_text("#pos")
+    rows = human(ws)
+    assert [(a.labels, a.author) for a in rows] == [(["hat"], "ann"), (["shoes"], "ann")]
+    assert all(a.time_spent and a.time_spent > 0.2 for a in rows[:1]) and rows[1].time_spent > 0
+    assert name_of(ws, rows[0].image_id).startswith("hat-")  # unlabeled files are sorted by class prefix
+
+    # bulk tagging of a selection
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#grid-view:not([hidden]) .card")
+    page.wait_for_selector("#count:has-text('10 images')")
+    cards = page.locator("#grid .card .sel")
+    cards.nth(0).check()
+    cards.nth(1).check()
+    page.wait_for_selector("#sel-count:has-text('2 selected')")
+    page.select_option("#bulk-class", "t-shirt")
+    page.click("#bulk-btn")
+    page.wait_for_selector("#grid-msg:has-text('Tagged 2 images')")
+    rows = human(ws)
+    assert [a.labels for a in rows[2:]] == [["t-shirt"], ["t-shirt"]] and {a.author for a in rows} == {"ann"}
+
+    # train from the UI, then accept a suggestion with space and the rest above a threshold
+    page.click("#train-btn")
+    page.wait_for_selector("#grid-msg:has-text('suggestions refreshed')", timeout=240_000)
+    page.wait_for_selector("#grid .card .pred:has-text('model:')")
+    page.locator("#grid .card img").first.click()
+    page.wait_for_selector("#suggested")
+    suggested = page.inner_text("#suggested")
+    page.keyboard.press(" ")
+    page.wait_for_selector("#image-msg:has-text('Saved')")
+    accepted = human(ws)[-1]
+    assert accepted.labels == [suggested] and accepted.from_run is not None
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#count:has-text('7 images')")
+    page.fill("#threshold", "0.3")
+    page.click("#accept-btn")
+    page.wait_for_selector("#grid-msg:has-text('Accepted')")
+    msg = page.inner_text("#grid-msg")
+    n = int(msg.split()[1])
+    rows = human(ws)
+    assert n >= 1 and len(rows) == 5 + n and all(a.from_run for a in rows[5:])
+    with ws.session() as s:  # each accepted label is exactly the stored suggestion of that image
+        for a in rows[4:]:
+            pred = s.scalar(select(Prediction).where(Prediction.image_id == a.image_id,
+                                                     Prediction.run_id == a.from_run))
+            assert pred is not None and a.labels == pred.labels
+    page.select_option("#f-status", "")
+    page.click("#apply-filters")
+    page.wait_for_selector("#count:has-text('92 images')")
+    page.screenshot(path=str(ARTIFACTS / "grid-after.png"), full_page=True)
+
+
+def test_taxonomy_picker_searches_hundreds_of_classes(server, page):
+    """A hierarchical dataset with 300 classes: type to search, Enter picks the first match and saves."""
+    from pixclass.schema import LabelSchema
+    from pixclass.store import records
+
+    base, ws = server
+    classes = tuple(f"clothing/{group}/item{i:03d}" for group in ("head", "legs", "feet") for i in range(100))
+    with ws.session() as s:
+        src = s.scalar(select(Image).order_by(Image.id).limit(1))
+        ds = records.get_or_create_dataset(s, "taxo", task="hierarchical")
+        records.save_schema(s, ds, LabelSchema("hierarchical", classes))
+        s.add(Image(dataset_id=ds.id, path=src.path, sha256=src.sha256, width=src.width, height=src.height,
+                    format=src.format, split="train"))
+    page.goto(base)
+    page.wait_for_selector("#grid .card")
+    page.select_option("#dataset", "taxo")
+    page.wait_for_selector("#count:has-text('1 images')")
+    page.locator("#grid .card img").first.click()
+    page.wait_for_selector("#taxonomy-search")
+    assert page.locator("#picker label").count() == 50  # the first 50 of 300 are listed until you type
+    page.fill("#taxonomy-search", "feet/item04")
+    page.wait_for_function("document.querySelectorAll('#picker label').length === 10")
+    page.press("#taxonomy-search", "Enter")
+    page.wait_for_selector("#image-msg:has-text('Saved clothing/feet/item040')")
+    with ws.session() as s:
+        a = s.scalars(select(Annotation).order_by(Annotation.id.desc())).first()
+    assert a.labels == ["clothing/feet/item040"] and a.author == "ann"

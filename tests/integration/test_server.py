@@ -1,0 +1,237 @@
+"""REST API of the labeling server: auth and roles, labeling, filters, uploads, concurrency, review, classes."""
+
+from __future__ import annotations
+
+import io
+import threading
+from pathlib import Path
+
+import pytest
+from PIL import Image as PILImage
+from sqlalchemy import select
+
+from pixclass.server import ServerSettings
+from pixclass.store.tables import Annotation, Image, LabelClass
+from tests.integration.server_fixtures import PASSWORDS, basic, make_server
+
+
+@pytest.fixture()
+def srv(tmp_path, photos4):
+    return make_server(tmp_path / "ws", photos4)
+
+
+def ids(srv, **params) -> list[int]:
+    r = srv.client("view").get("/api/datasets/cloth/images", params=params)
+    assert r.status_code == 200, r.text
+    return r.json()["ids"]
+
+
+def test_health_and_openapi_without_auth_everything_else_needs_it(srv):
+    c = srv.client()
+    assert c.get("/health").json()["status"] == "UP"
+    paths = c.get("/openapi.json").json()["paths"]
+    for p in ("/api/predict", "/predict", "/setup", "/webhook", "/api/datasets/{name}/images", "/api/jobs/{job_id}"):
+        assert p in paths
+    for method, path in [("get", "/api/datasets"), ("get", "/api/images/1/file"), ("post", "/setup"),
+                         ("post", "/predict"), ("get", "/api/jobs"), ("post", "/api/predict")]:
+        r = getattr(c, method)(path)
+        assert r.status_code == 401, (path, r.status_code)
+    assert c.get("/api/datasets", headers={"Authorization": "Bearer nope"}).status_code == 401
+    assert c.get("/api/datasets", headers=basic("ann", "wrong")).status_code == 401
+    r = c.get("/api/datasets", headers=basic("ann", PASSWORDS["ann"]))
+    assert r.status_code == 200 and r.json()[0]["images"] == 120
+    assert c.get("/api/auth/me", headers={"Authorization": f"Token {srv.tokens['view']}"}).json()["role"] == "viewer"
+
+
+def test_roles(srv):
+    first = ids(srv)[0]
+    view, ann, admin = srv.client("view"), srv.client("ann"), srv.client("root")
+    assert view.post(f"/api/images/{first}/annotations", json={"labels": ["hat"]}).status_code == 403
+    assert ann.delete(f"/api/images/{first}").status_code == 403
+    assert ann.post("/api/datasets/cloth/classes", json={"names": ["scarf"]}).status_code == 403
+    assert ann.post("/api/datasets/cloth/classes/merge", json={"sources": ["hat"], "target": "x"}).status_code == 403
+    assert ann.post("/api/images/curation", json={"image_ids": [first], "excluded": True}).status_code == 403
+    assert ann.post("/api/users", json={"name": "x", "role": "admin", "password": "xxxx"}).status_code == 403
+    assert admin.delete(f"/api/images/{first}").status_code == 200
+    assert first not in ids(srv)
+
+
+def test_session_cookie_needs_csrf_header_for_writes_and_logout_ends_it(srv):
+    c = srv.client()
+    assert c.post("/api/auth/login", json={"name": "ann", "password": "bad"}).status_code == 401
+    r = c.post("/api/auth/login", json={"name": "ann", "password": PASSWORDS["ann"]})
+    assert r.status_code == 200 and "httponly" in r.headers["set-cookie"].lower()
+    assert c.get("/api/auth/me").json()["name"] == "ann"
+    first = ids(srv)[0]
+    assert c.post(f"/api/images/{first}/annotations", json={"labels": ["hat"]}).status_code == 403
+    ok = c.post(f"/api/images/{first}/annotations", json={"labels": ["hat"]}, headers={"X-Requested-With": "x"})
+    assert ok.status_code == 200
+    c.post("/api/auth/logout", headers={"X-Requested-With": "x"})
+    assert c.get("/api/auth/me").status_code == 401
+
+
+def test_annotation_records_user_time_and_validates_labels(srv):
+    first = ids(srv, label="hat")[0]
+    ann = srv.client("ann")
+    r = ann.post(f"/api/images/{first}/annotations", json={"labels": ["shoes"], "time_spent": 2.5})
+    assert r.status_code == 200
+    bad = ann.post(f"/api/images/{first}/annotations", json={"labels": ["shoe"]})
+    assert bad.status_code == 400 and "shoes" in bad.json()["detail"]  # close match suggested
+    assert ann.post(f"/api/images/{first}/annotations", json={"labels": ["hat", "shoes"]}).status_code == 400
+    with srv.ws.session() as s:
+        rows = list(s.scalars(select(Annotation).where(Annotation.image_id == first).order_by(Annotation.id)))
+    assert [(a.source, a.labels) for a in rows] == [("import", ["hat"]), ("human", ["shoes"])]  # import kept
+    assert rows[1].author == "ann" and rows[1].time_spent == 2.5 and rows[1].created_at is not None
+    detail = srv.client("view").get(f"/api/images/{first}").json()
+    assert detail["labels"] == ["shoes"] and detail["annotators"] == ["ann"] and len(detail["annotations"]) == 2
+
+
+def test_filters(srv):
+    everything = ids(srv)
+    hats = ids(srv, label="hat")
+    assert len(everything) == 120 and len(hats) == 30
+    admin = srv.client("root")
+    admin.post("/api/images/curation", json={"image_ids": hats[:3], "excluded": True})
+    assert ids(srv, excluded="only") == hats[:3]
+    assert len(ids(srv, excluded="hide")) == 117
+    srv.client("ann").post(f"/api/images/{hats[5]}/annotations", json={"labels": ["pants"]})
+    assert ids(srv, annotator="ann") == [hats[5]]
+    up = srv.client("ann").post("/api/datasets/cloth/upload",
+                                files={"files": ("new.png", _png(), "image/png")})
+    new_id = up.json()["added"][0]
+    assert ids(srv, unlabeled="true") == [new_id]
+    assert set(ids(srv, split="train")) < set(everything + [new_id])
+    assert srv.client("view").get("/api/datasets/cloth/images", params={"min_conf": 2}).status_code == 422
+
+
+def _png(color=(200, 30, 30), size=(40, 30)) -> bytes:
+    buf = io.BytesIO()
+    PILImage.new("RGB", size, color).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_images_served_only_by_registered_id(srv, photos4):
+    first = ids(srv)[0]
+    c = srv.client("view")
+    with srv.ws.session() as s:
+        path = Path(s.get(Image, first).path)
+    r = c.get(f"/api/images/{first}/file")
+    assert r.status_code == 200 and r.content == path.read_bytes()
+    assert c.get("/api/images/999999/file").status_code == 404
+    for bad in ("/api/images/..%2F..%2Fetc%2Fpasswd/file", "/api/images/../../etc/passwd", "/static/../pixclass.db",
+                "/static/..%2F..%2Fstore%2Fdb.py"):
+        r = c.get(bad)
+        assert r.status_code in (404, 422) and b"root:" not in r.content and b"SQLite" not in r.content
+    t = c.get(f"/api/images/{first}/thumb", params={"size": 64})
+    assert t.headers["content-type"] == "image/jpeg"
+    assert max(PILImage.open(io.BytesIO(t.content)).size) == 64
+
+
+def test_upload_limits_and_bad_files(tmp_path, photos4):
+    srv = make_server(tmp_path / "ws", photos4, settings=ServerSettings(max_upload_bytes=50_000, max_upload_files=2))
+    c = srv.client("ann")
+    big = c.post("/api/datasets/cloth/upload", files={"files": ("big.bin", b"x" * 60_000)})
+    assert big.status_code == 413 and "limit" in big.json()["detail"]
+    many = c.post("/api/datasets/cloth/upload", files=[("files", (f"{i}.png", _png(), "image/png")) for i in range(3)])
+    assert many.status_code == 400
+    r = c.post("/api/datasets/cloth/upload", files=[("files", ("../../evil.png", _png((1, 2, 3)), "image/png")),
+                                                   ("files", ("junk.jpg", b"not an image", "image/jpeg"))])
+    body = r.json()
+    assert r.status_code == 200 and len(body["added"]) == 1
+    assert body["rejected"][0]["name"] == "junk.jpg" and "not an image" in body["rejected"][0]["reason"]
+    with srv.ws.session() as s:
+        stored = Path(s.get(Image, body["added"][0]).path)
+    assert stored.parent == (srv.ws.root / "uploads" / "cloth").resolve() and ".." not in stored.name
+    assert srv.client("view").post("/api/datasets/cloth/upload", files={"files": ("a.png", _png())}).status_code == 403
+
+
+def test_concurrent_writes_lose_nothing(srv):
+    targets = ids(srv)[:10]
+    clients = {"ann": srv.client("ann"), "bob": srv.client("bob")}
+    errors = []
+
+    def work(who: str, label: str) -> None:
+        for i in targets:
+            r = clients[who].post(f"/api/images/{i}/annotations", json={"labels": [label], "time_spent": 1.0})
+            if r.status_code != 200:
+                errors.append(r.text)
+
+    threads = [threading.Thread(target=work, args=a) for a in (("ann", "hat"), ("bob", "pants"))] * 1
+    threads += [threading.Thread(target=work, args=("ann", "shoes")), threading.Thread(target=work, args=("bob", "hat"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    with srv.ws.session() as s:
+        human = list(s.scalars(select(Annotation).where(Annotation.source == "human")))
+    assert len(human) == 40
+    assert {(a.author, tuple(a.labels)) for a in human} == {("ann", ("hat",)), ("ann", ("shoes",)),
+                                                             ("bob", ("pants",)), ("bob", ("hat",))}
+
+
+def test_agreement_conflicts_and_review(srv):
+    a, b, c = ids(srv, label="hat")[:3]
+    ann, bob = srv.client("ann"), srv.client("bob")
+    for i in (a, b, c):
+        ann.post(f"/api/images/{i}/annotations", json={"labels": ["hat"]})
+    bob.post(f"/api/images/{a}/annotations", json={"labels": ["hat"]})
+    bob.post(f"/api/images/{b}/annotations", json={"labels": ["pants"]})
+    ag = srv.client("view").get("/api/datasets/cloth/agreement").json()
+    assert ag["images_multi"] == 2 and ag["conflicts"] == 1 and ag["mean_image_agreement"] == 0.5
+    assert ag["pairs"] == [{"a": "ann", "b": "bob", "images": 2, "agreement": 0.5, "kappa": 0.0}]
+    conflicts = srv.client("view").get("/api/datasets/cloth/conflicts").json()
+    assert [x["id"] for x in conflicts] == [b] and conflicts[0]["by_author"] == {"ann": ["hat"], "bob": ["pants"]}
+    assert ids(srv, conflicts="true") == [b]
+    bob_ann = srv.client("view").get(f"/api/images/{b}").json()["annotations"][-1]
+    assert ann.post(f"/api/annotations/{bob_ann['id']}/review", json={"status": "rejected"}).status_code == 403
+    r = srv.client("root").post(f"/api/annotations/{bob_ann['id']}/review", json={"status": "rejected"})
+    assert r.json()["review"] == "rejected" and r.json()["reviewer"] == "root"
+    assert ids(srv, conflicts="true") == []  # the rejected label no longer conflicts, but it is kept
+    with srv.ws.session() as s:
+        assert s.get(Annotation, bob_ann["id"]).labels == ["pants"]
+
+
+def test_undo_only_own_annotations(srv):
+    first = ids(srv)[0]
+    a = srv.client("ann").post(f"/api/images/{first}/annotations", json={"labels": ["hat"]}).json()
+    assert srv.client("bob").delete(f"/api/annotations/{a['id']}").status_code == 403
+    imported = srv.client("view").get(f"/api/images/{first}").json()["annotations"][0]
+    assert srv.client("ann").delete(f"/api/annotations/{imported['id']}").status_code == 403
+    assert srv.client("ann").delete(f"/api/annotations/{a['id']}").status_code == 200
+    assert srv.client("view").get(f"/api/images/{first}").json()["annotators"] == []
+
+
+def test_bulk_tagging_and_class_editing(srv):
+    admin = srv.client("root")
+    r = admin.post("/api/datasets/cloth/classes", json={"names": ["scarf", "belt", "hat", " "]})
+    assert r.json()["added"] == 2 and r.json()["classes"][-2:] == ["scarf", "belt"]
+    sel = ids(srv, label="pants")[:4]
+    assert srv.client("ann").post("/api/annotations/bulk", json={"image_ids": sel, "labels": ["belt"]}).json() == \
+        {"annotated": 4, "retrain_job": None}  # no automatic retraining configured
+    assert ids(srv, label="belt") == sel
+    assert srv.client("ann").post("/api/annotations/bulk", json={"image_ids": sel, "labels": ["belt"],
+                                                                "mode": "add"}).status_code == 400  # multiclass
+    r = admin.post("/api/datasets/cloth/classes/rename", json={"old": "belt", "new": "strap"})
+    assert "strap" in r.json()["classes"] and "belt" not in r.json()["classes"] and r.json()["relabeled"] == 4
+    assert ids(srv, label="strap") == sel
+    assert admin.post("/api/datasets/cloth/classes/rename", json={"old": "strap", "new": "hat"}).status_code == 409
+    r = admin.post("/api/datasets/cloth/classes/merge", json={"sources": ["strap", "scarf", "pants"],
+                                                             "target": "bottoms"})
+    assert r.json()["classes"] == ["hat", "bottoms", "shoes", "t-shirt"]
+    assert len(ids(srv, label="bottoms")) == 30 and ids(srv, label="pants") == []
+    with srv.ws.session() as s:
+        names = set(s.scalars(select(LabelClass.name)))
+    assert names == {"hat", "bottoms", "shoes", "t-shirt"}
+
+
+def test_multilabel_bulk_add_and_remove(tmp_path, photos4):
+    srv = make_server(tmp_path / "ws", photos4, task="multilabel")
+    sel = ids(srv, label="hat")[:3]
+    ann = srv.client("ann")
+    assert ann.post("/api/annotations/bulk", json={"image_ids": sel, "labels": ["shoes"], "mode": "add"}).status_code \
+        == 200
+    assert srv.client("view").get(f"/api/images/{sel[0]}").json()["labels"] == ["hat", "shoes"]
+    ann.post("/api/annotations/bulk", json={"image_ids": sel[:1], "labels": ["hat"], "mode": "remove"})
+    assert srv.client("view").get(f"/api/images/{sel[0]}").json()["labels"] == ["shoes"]
+    assert ann.post(f"/api/images/{sel[1]}/annotations", json={"labels": ["hat", "pants"]}).status_code == 200

@@ -1,0 +1,215 @@
+"""Model in the loop over HTTP: training jobs with progress, suggestions, accept-above-threshold, REST prediction,
+and the Label Studio ML-backend routes against a stand-in Label Studio on 127.0.0.1."""
+
+from __future__ import annotations
+
+import http.server
+import io
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image as PILImage
+from sqlalchemy import select
+
+from pixclass.server import ServerSettings
+from pixclass.store.tables import Annotation, Image, Prediction
+from tests.integration.server_fixtures import PASSWORDS, basic, make_server
+
+LS_KEY = "ls-secret-key"
+LABEL_CONFIG = ('<View><Image name="img" value="$photo"/><Choices name="garment" toName="img">'
+                '<Choice value="hat"/><Choice value="pants"/></Choices></View>')
+
+
+class FakeLabelStudio(http.server.BaseHTTPRequestHandler):
+    """Serves /data/upload/<name> from ``files`` only to requests carrying `Authorization: Token LS_KEY`."""
+
+    files: dict[str, bytes] = {}
+    seen_auth: list[str] = []
+
+    def do_GET(self):  # noqa: N802 - http.server naming
+        self.seen_auth.append(self.headers.get("Authorization", ""))
+        data = self.files.get(self.path)
+        if self.headers.get("Authorization") != f"Token {LS_KEY}" or data is None:
+            self.send_response(401 if data is not None else 404)
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def label_studio():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeLabelStudio)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory, photos4, label_studio):
+    settings = ServerSettings(label_studio_url=label_studio, label_studio_api_key=LS_KEY)
+    return make_server(tmp_path_factory.mktemp("ws"), photos4, settings=settings)
+
+
+def wait_job(client, job_id: str, timeout: float = 300) -> dict:
+    stages = set()
+    end = time.time() + timeout
+    while time.time() < end:
+        job = client.get(f"/api/jobs/{job_id}").json()
+        stages.add(job["stage"])
+        if job["status"] in ("done", "failed"):
+            job["stages_seen"] = stages
+            return job
+        time.sleep(0.1)
+    raise TimeoutError(job_id)
+
+
+def test_ml_backend_before_any_model(srv):
+    ls = srv.client()
+    auth = basic("ann", PASSWORDS["ann"])
+    t0 = time.time()
+    assert ls.post("/setup", json={"project": "1.1", "schema": LABEL_CONFIG}, headers=auth).json() == \
+        {"model_version": "none"}
+    assert time.time() - t0 < 3
+    r = ls.post("/predict", json={"tasks": [{"id": 1, "data": {"photo": "/data/upload/1/a.jpg"}}],
+                                  "label_config": LABEL_CONFIG}, headers=auth)
+    assert r.status_code == 200 and r.json() == {"results": []}
+    assert srv.client("ann").post("/api/predict", files={"file": ("a.jpg", b"x")}).status_code == 409
+
+
+@pytest.fixture(scope="module")
+def trained(srv):
+    """Label a few images by hand first, then train (linear, 64 px) through the API."""
+    c = srv.client("ann")
+    hats = c.get("/api/datasets/cloth/images", params={"label": "hat"}).json()["ids"]
+    assert c.post(f"/api/images/{hats[0]}/annotations", json={"labels": ["pants"]}).status_code == 200
+    job = c.post("/api/train", json={"dataset": "cloth", "mode": "linear", "img_size": 64}).json()
+    assert job["status"] in ("queued", "running")
+    done = wait_job(c, job["id"])
+    assert done["status"] == "done", done["error"]
+    return done | {"relabeled_hat": hats[0]}
+
+
+def test_train_job_progress_and_stored_suggestions(srv, trained):
+    assert {"decode", "predict"} <= trained["stages_seen"] or trained["total"] > 0
+    assert trained["result"]["prelabel"]["predicted"] == 120
+    assert trained["result"]["metrics"]["val_accuracy"] > 0.5
+    with srv.ws.session() as s:
+        preds = list(s.scalars(select(Prediction)))
+        assert len(preds) == 120 and all(len(p.probs) == 4 for p in preds)
+        assert s.scalar(select(Annotation).where(Annotation.source == "model")) is None  # suggestions live apart
+    listed = srv.client("view").get("/api/datasets/cloth/images", params={"predicted": "shoes", "min_conf": 0.5}).json()
+    assert listed["total"] > 10
+    assert all(it["prediction"]["label"] == "shoes" and it["prediction"]["score"] >= 0.5 for it in listed["items"])
+    correct = sum("shoes" in it["labels"] for it in listed["items"])
+    assert correct / len(listed["items"]) > 0.7
+    detail = srv.client("view").get(f"/api/images/{listed['ids'][0]}").json()
+    assert len(detail["top"]) == 4 and detail["top"][0]["label"] == "shoes"
+    jobs = srv.client("view").get("/api/jobs").json()
+    assert jobs[0]["kind"] == "train" and jobs[0]["user"] == "ann"
+
+
+def test_accept_suggestions_above_threshold_never_overwrites(srv, trained):
+    c = srv.client("bob")
+    with srv.ws.session() as s:
+        hat_path = s.get(Image, trained["relabeled_hat"]).path
+    # a fresh unlabeled copy of a real photo, so that there is something to accept
+    buf = io.BytesIO()
+    PILImage.open(hat_path).transpose(PILImage.FLIP_LEFT_RIGHT).save(buf, "JPEG")
+    new_id = c.post("/api/datasets/cloth/upload", files={"files": ("flip.jpg", buf.getvalue(), "image/jpeg")}
+                    ).json()["added"][0]
+    job = c.post("/api/datasets/cloth/prelabel", json={}).json()
+    assert wait_job(c, job["id"])["result"]["predicted"] == 121
+    r = c.post("/api/datasets/cloth/accept-suggestions", json={"threshold": 0.0}).json()
+    assert r == {"accepted": 1, "skipped_labeled": 120, "below_threshold": 0}
+    with srv.ws.session() as s:
+        accepted = s.scalar(select(Annotation).where(Annotation.image_id == new_id))
+        assert accepted.source == "human" and accepted.author == "bob" and accepted.from_run is not None
+        pred = s.scalar(select(Prediction).where(Prediction.image_id == new_id))
+        assert accepted.labels == pred.labels
+        relabeled = list(s.scalars(select(Annotation).where(Annotation.image_id == trained["relabeled_hat"])))
+    assert [a.labels for a in relabeled] == [["hat"], ["pants"]]  # the human label stayed, nothing added
+    high = c.post("/api/datasets/cloth/accept-suggestions", json={"threshold": 1.0}).json()
+    assert high["accepted"] == 0
+
+
+def test_rest_predict_upload_ids_batch_and_errors(srv, trained, photos4):
+    c = srv.client("view")
+    photo = sorted((photos4 / "shoes").glob("*.jpg"))[0]
+    r = c.post("/api/predict", files={"file": (photo.name, photo.read_bytes(), "image/jpeg")}, params={"k": 3})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    p = body["predictions"][0]
+    assert p["label"] == "shoes" and len(p["top"]) == 3 and body["run_id"] is not None
+    assert abs(sum(t["score"] for t in c.post("/api/predict", files={"file": ("a.jpg", photo.read_bytes())},
+                                              params={"k": 4}).json()["predictions"][0]["top"]) - 1) < 1e-3
+    bad = c.post("/api/predict", files={"file": ("broken.jpg", b"\xff\xd8\xff garbage", "image/jpeg")})
+    assert bad.status_code == 400 and "broken.jpg" in bad.json()["detail"]
+    ids = c.get("/api/datasets/cloth/images", params={"label": "hat"}).json()["ids"][1:4]
+    r = c.post("/api/predict", json={"image_ids": ids})
+    assert [x["image_id"] for x in r.json()["predictions"]] == ids
+    assert sum(x["label"] == "hat" for x in r.json()["predictions"]) >= 2
+    assert c.post("/api/predict", json={"image_ids": [10**6]}).status_code == 404
+    batch = c.post("/api/predict/batch", files=[("files", ("good.jpg", photo.read_bytes(), "image/jpeg")),
+                                                ("files", ("bad.jpg", b"nope", "image/jpeg"))]).json()
+    assert batch["predictions"][0]["label"] == "shoes" and "error" in batch["predictions"][1]
+    assert c.post("/api/predict", params={"run_id": 999}, files={"file": ("a.jpg", b"x")}).status_code == 400
+
+
+def test_label_studio_predict_downloads_with_token_and_formats(srv, trained, photos4):
+    photo = sorted((photos4 / "hat").glob("*.jpg"))[3]
+    FakeLabelStudio.files = {"/data/upload/7/hat.jpg": photo.read_bytes()}
+    auth = basic("ann", PASSWORDS["ann"])
+    ls = srv.client()
+    setup = ls.post("/setup", json={"project": "7.1700000000", "schema": LABEL_CONFIG, "hostname": "x"},
+                    headers=auth).json()
+    assert setup["model_version"].startswith("pixclass-run-")
+    tasks = [{"id": 1, "data": {"photo": "/data/upload/7/hat.jpg"}},
+             {"id": 2, "data": {"photo": "/data/upload/7/missing.jpg"}},
+             {"id": 3, "data": {"photo": "http://elsewhere.example/x.jpg"}}]
+    r = ls.post("/predict", json={"tasks": tasks, "label_config": LABEL_CONFIG, "project": "7.1700000000",
+                                  "params": {"context": None}}, headers=auth)
+    assert r.status_code == 200
+    results = r.json()["results"]
+    assert len(results) == 3
+    first = results[0]
+    assert first["model_version"] == setup["model_version"] and 0 < first["score"] <= 1
+    item = first["result"][0]
+    assert (item["from_name"], item["to_name"], item["type"]) == ("garment", "img", "choices")
+    assert item["value"] == {"choices": ["hat"]}
+    assert results[1]["result"] == [] and results[2]["result"] == []
+    assert f"Token {LS_KEY}" in FakeLabelStudio.seen_auth
+
+
+def test_label_studio_webhook_stores_annotation_and_can_train(srv, trained):
+    image_id = srv.client("view").get("/api/datasets/cloth/images", params={"label": "pants"}).json()["ids"][2]
+    auth = basic("ann", PASSWORDS["ann"])
+    event = {"action": "ANNOTATION_CREATED", "project": {"id": 7, "label_config": LABEL_CONFIG},
+             "task": {"id": 5, "data": {"photo": "/data/upload/7/p.jpg", "pixclass_image_id": image_id}},
+             "annotation": {"id": 9, "completed_by": 3, "lead_time": 4.2,
+                            "result": [{"from_name": "garment", "to_name": "img", "type": "choices",
+                                        "value": {"choices": ["hat"]}}]}}
+    r = srv.client().post("/webhook", json=event, headers=auth)
+    assert r.status_code == 201 and r.json()["stored"] == 1
+    with srv.ws.session() as s:
+        a = s.scalars(select(Annotation).where(Annotation.image_id == image_id).order_by(Annotation.id)).all()[-1]
+    assert (a.labels, a.source, a.author, a.time_spent) == (["hat"], "human", "label-studio:3", 4.2)
+    assert srv.client().post("/webhook", json={"action": "PROJECT_UPDATED"}, headers=auth).status_code == 200
+    assert srv.client().post("/webhook", json=event, headers=basic("view", PASSWORDS["view"])).status_code == 403
+
+
+def test_onnx_export_is_used_when_present(srv, trained):
+    from pixclass.export.onnx import export_run
+
+    run_dir = Path(trained["result"]["run"])
+    export_run(run_dir, run_dir / "export")
+    srv.app.state.models.forget()
+    r = srv.client("view").post("/api/predict", json={"image_ids": [1]})
+    assert r.json()["backend"] == "onnx"
