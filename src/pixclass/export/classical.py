@@ -12,19 +12,16 @@ scikit-learn via ``load_checkpoint``), which needs no conversion.
 
 from __future__ import annotations
 
-import dataclasses
-import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from pixclass.artifact import Manifest, runtime_versions
+from pixclass.artifact import Manifest
 from pixclass.errors import ConfigError
-from pixclass.io.images import normalize
 from pixclass.models.classical import ClassicalModel
-from pixclass.models.embed import export_onnx, ort_session
+from pixclass.models.embed import export_onnx
 from pixclass.models.registry import load_checkpoint
 
 OPSET = 17  # the torch exporter's opset (models.embed.export_onnx); the sklearn graph is made at the same one
@@ -88,7 +85,7 @@ def export_classical(run_dir: str | Path, out_dir: str | Path | None = None, *, 
 
     Returns the same ExportResult as ``export.onnx.export_run``; parity_images are uint8 (N, S, S, 3).
     """
-    from pixclass.export.onnx import ExportResult
+    from pixclass.export.onnx import finish_export  # onnx.export_run dispatches here
 
     if fmt != "onnx":
         raise ConfigError(f"Unknown export format {fmt!r}. Supported: onnx.")
@@ -99,25 +96,7 @@ def export_classical(run_dir: str | Path, out_dir: str | Path | None = None, *, 
         raise ConfigError(f"{run_dir} is not a classical run; export it with `pixclass export`.")
     out = Path(out_dir) if out_dir else run_dir / "export"
     out.mkdir(parents=True, exist_ok=True)
-    size = manifest.preprocess.img_size
-    onnx_path = build_onnx(model, size, out / "model.onnx")
+    onnx_path = build_onnx(model, manifest.preprocess.img_size, out / "model.onnx")
 
-    if parity_images is None or len(parity_images) == 0:
-        rng = np.random.default_rng(0)
-        parity_images = rng.integers(0, 256, size=(16, size, size, 3), dtype=np.uint8)
-    x = normalize(parity_images, manifest.preprocess.mean, manifest.preprocess.std)
-    ref = np.concatenate([model.predict_proba(torch.from_numpy(x[i : i + 64])) for i in range(0, len(x), 64)])
-    sess = ort_session(onnx_path)
-    got = np.concatenate([sess.run(None, {"input": x[i : i + 64]})[0] for i in range(0, len(x), 64)])
-    agreement = float(np.mean(ref.argmax(1) == got.argmax(1)))
-    max_diff = float(np.abs(ref - got).max())
-
-    exported = dataclasses.replace(
-        manifest, files={"onnx": "model.onnx"},
-        metrics={**manifest.metrics, "onnx_top1_agreement": agreement, "onnx_max_abs_diff": max_diff},
-        versions={**manifest.versions, **runtime_versions("onnx", "onnxruntime", "skl2onnx")},
-    )
-    exported.save(out)
-    if (run_dir / "metrics.json").is_file() and out != run_dir:
-        shutil.copy(run_dir / "metrics.json", out / "metrics.json")
-    return ExportResult(out, agreement, max_diff, len(parity_images), onnx_path.stat().st_size)
+    return finish_export(run_dir, out, manifest, onnx_path, lambda x: model.predict_proba(torch.from_numpy(x)),
+                         parity_images, extra_versions=("skl2onnx",))

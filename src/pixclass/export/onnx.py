@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,10 @@ def export_run(run_dir: str | Path, out_dir: str | Path | None = None, *, fmt: s
         raise ConfigError(f"Unknown export format {fmt!r}. Supported: onnx.")
     run_dir = Path(run_dir)
     manifest = Manifest.load(run_dir)
+    if manifest.mode == "classical":  # features + scikit-learn estimator merged into one graph
+        from pixclass.export.classical import export_classical
+
+        return export_classical(run_dir, out_dir, fmt=fmt, parity_images=parity_images)
     model, _ = load_checkpoint(run_dir)
     out = Path(out_dir) if out_dir else run_dir / "export"
     out.mkdir(parents=True, exist_ok=True)
@@ -60,24 +65,34 @@ def export_run(run_dir: str | Path, out_dir: str | Path | None = None, *, fmt: s
     onnx_path = out / "model.onnx"
     export_onnx(wrapped, onnx_path, size)
 
+    with torch.inference_mode():
+        return finish_export(run_dir, out, manifest, onnx_path, lambda x: wrapped(torch.from_numpy(x)).numpy(),
+                             parity_images)
+
+
+def finish_export(run_dir: Path, out: Path, manifest: Manifest, onnx_path: Path,
+                  reference: Callable[[np.ndarray], np.ndarray], parity_images: np.ndarray | None,
+                  extra_versions: tuple[str, ...] = ()) -> ExportResult:
+    """Compare onnxruntime with ``reference`` (normalised (N, 3, S, S) -> probs) and write the artifact manifest.
+
+    parity_images: uint8 (N, S, S, 3) real images to compare on; random inputs when None.
+    """
+    size = manifest.preprocess.img_size
     if parity_images is None or len(parity_images) == 0:
         rng = np.random.default_rng(0)
         parity_images = rng.integers(0, 256, size=(16, size, size, 3), dtype=np.uint8)
     x = normalize(parity_images, manifest.preprocess.mean, manifest.preprocess.std)
-    with torch.inference_mode():
-        ref = np.concatenate([wrapped(torch.from_numpy(x[i : i + 64])).numpy() for i in range(0, len(x), 64)])
+    ref = np.concatenate([reference(x[i : i + 64]) for i in range(0, len(x), 64)])
     sess = ort_session(onnx_path)
     got = np.concatenate([sess.run(None, {"input": x[i : i + 64]})[0] for i in range(0, len(x), 64)])
     agreement = float(np.mean(ref.argmax(1) == got.argmax(1)))
     max_diff = float(np.abs(ref - got).max())
-
     exported = dataclasses.replace(
-        manifest, files={"onnx": "model.onnx"},
+        manifest, files={"onnx": onnx_path.name},
         metrics={**manifest.metrics, "onnx_top1_agreement": agreement, "onnx_max_abs_diff": max_diff},
-        versions={**manifest.versions, **runtime_versions("onnx", "onnxruntime")},
+        versions={**manifest.versions, **runtime_versions("onnx", "onnxruntime", *extra_versions)},
     )
     exported.save(out)
-    for extra in ("metrics.json",):
-        if (run_dir / extra).is_file() and out != run_dir:
-            shutil.copy(run_dir / extra, out / extra)
+    if (run_dir / "metrics.json").is_file() and out != run_dir:
+        shutil.copy(run_dir / "metrics.json", out / "metrics.json")
     return ExportResult(out, agreement, max_diff, len(parity_images), onnx_path.stat().st_size)

@@ -22,6 +22,7 @@ from pixclass.data.splits import SplitData, load_splits
 from pixclass.errors import ConfigError, DataError
 from pixclass.evaluate.task_metrics import metrics_for, tune_thresholds
 from pixclass.models import create_model
+from pixclass.models.classical import CLASSICAL
 from pixclass.models.embed import predict_probs, run_batches
 from pixclass.models.net import CascadeHead, Classifier
 from pixclass.store import Workspace, records
@@ -91,6 +92,13 @@ def linear_head(model: Classifier, train: SplitData, val: SplitData, cfg: TrainC
 
 def train(ws: Workspace, dataset: str, cfg: TrainConfig, *, out: str | Path | None = None,
           progress: Progress | None = None) -> RunResult:
+    if cfg.model in CLASSICAL:  # scikit-learn models on features: their own trainer, same run directory contract
+        from pixclass.train.classical import train_classical
+
+        return train_classical(ws, dataset, cfg, out=out, progress=progress)
+    if cfg.features != "embed":
+        raise ConfigError(f"--features {cfg.features} applies to classical models ({', '.join(CLASSICAL)}), "
+                          f"not to {cfg.model!r}.")
     t0 = time.time()
     deadline = t0 + cfg.time_budget if cfg.time_budget else None
     run_dir = Path(out) if out else ws.runs_dir / f"{dataset}-{datetime.now():%Y%m%d-%H%M%S}"
