@@ -2,7 +2,9 @@
 
 Reference: torchvision ImageFolder + DataLoader (2 workers), RandomResizedCrop + flip, fp32, every layer trained.
 Ours: pixclass.train.loop.finetune on the decoded cache (bf16 autocast, channels_last, batch augmentation, frozen
-stem). Both see the same number of clothing-small training images at 224 px. Prints images/s and the ratio.
+stem). Both see the same number of clothing-small training images at 224 px, timed from the first batch (so the
+reference's DataLoader prefetch is not free). Prints images/s and the ratio. Our decode into the cache is a one-off
+per dataset and resolution, not part of the per-epoch figure.
 """
 
 from __future__ import annotations
@@ -34,15 +36,12 @@ def reference(images: int, batch: int, size: int) -> float:
     model = timm.create_model("mobilenetv2_100", num_classes=len(ds.classes))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     model.train()
-    seen, t0, start = 0, None, None
+    seen, t0 = 0, time.time()  # timed from the first batch, as ours is: start-up and prefetch count on both sides
     for x, y in loader:
         loss = torch.nn.functional.cross_entropy(model(x), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
-        if t0 is None:  # the first step warms up; time from the second
-            t0, start = time.time(), 0
-            continue
         seen += len(y)
         if seen >= images:
             break
@@ -66,7 +65,7 @@ def ours(images: int, batch: int, size: int) -> float:
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--images", type=int, default=480)
+    ap.add_argument("--images", type=int, default=960)
     ap.add_argument("--batch", type=int, default=48)
     ap.add_argument("--size", type=int, default=224)
     a = ap.parse_args()
