@@ -23,21 +23,7 @@ from pixclass.io.importer import import_dataset
 from pixclass.store import Workspace, users
 from pixclass.store.tables import Annotation, Image, Prediction
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-
-
-def _need_browser():
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        if os.environ.get("CI"):
-            pytest.fail("playwright is not installed; scripts/test.sh installs it")
-        pytest.skip("playwright not installed")
-    if not CHROMIUM.exists():
-        if os.environ.get("CI"):
-            pytest.fail("/usr/bin/chromium is missing; scripts/test.sh installs it")
-        pytest.skip("chromium not installed")
+from tests.browser import ARTIFACTS, launch, need_browser
 
 
 def _free_port() -> int:
@@ -48,7 +34,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, photos4):
-    _need_browser()
+    need_browser()
     root = tmp_path_factory.mktemp("browser")
     labeled, unlabeled = root / "labeled", root / "unlabeled"
     for cls in ("hat", "pants", "shoes", "t-shirt"):
@@ -91,8 +77,7 @@ def page(server):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM),
-                                    args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"])
+        browser = launch(p)
         pg = browser.new_page(viewport={"width": 1280, "height": 900})
         pg.set_default_timeout(20_000)
         yield pg

