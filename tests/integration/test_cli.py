@@ -118,8 +118,9 @@ def test_finetune_with_balance_budget_and_resume(tmp_path, photos4):
     assert [json.loads(x)["epoch"] for x in (run / "history.jsonl").read_text().splitlines()] == [1, 2]
 
     budget = tmp_path / "budget"
-    out = last_json(cli("train", "c", "--mode", "finetune", "--img-size", "64", "--epochs", "50", "--batch-size", "8",
-                        "--balance", "weights", "--time-budget", "12", "--out", budget, "--json", ws=ws))
+    out = last_json(cli("train", "c", "--mode", "finetune", "--img-size", "64", "--epochs", "500", "--batch-size", "8",
+                        "--balance", "weights", "--time-budget", "12", "--patience", "100", "--out", budget, "--json",
+                        ws=ws))
     assert out["metrics"]["stopped"] == "time_budget" and out["seconds"] < 12 + 8
     assert (budget / "last.pt").is_file() and (budget / "model.pt").is_file()
     done = len(out["history"])
