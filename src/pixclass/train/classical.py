@@ -8,7 +8,6 @@ use it through ``load_checkpoint``; ``export.classical`` turns it into one ONNX 
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import warnings
@@ -29,16 +28,10 @@ from pixclass.io.images import normalize
 from pixclass.models.classical import CLASSICAL, ESTIMATOR_FILE, create_estimator, expand_probs
 from pixclass.models.features import create_features, split_name
 from pixclass.store import Workspace, records
-from pixclass.store.tables import Run
+from pixclass.train.result import finish_run
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
-
-
-def _result_type():
-    from pixclass.train.run import RunResult  # the same result object as every other trainer
-
-    return RunResult
 
 
 @torch.no_grad()
@@ -143,10 +136,5 @@ def train_classical(ws: Workspace, dataset: str, cfg: TrainConfig, *, out: str |
         files={"torch": "model.pt", "estimator": ESTIMATOR_FILE},
         versions=runtime_versions("torch", "timm", "numpy", "sklearn"),
     )
-    manifest.save(run_dir)
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    with ws.session() as s:
-        row = s.get(Run, run_id)
-        row.status, row.metrics = "done", metrics
     log.info("classical %s on %s: %s", cfg.model, cfg.features, metrics)
-    return _result_type()(run_dir, metrics, [], round(time.time() - t0, 2))
+    return finish_run(ws, run_id, run_dir, manifest, history=[], started=t0)

@@ -5,11 +5,9 @@ Both modes end with the same thing: a Classifier checkpoint, so evaluate/predict
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -26,24 +24,13 @@ from pixclass.models.classical import CLASSICAL
 from pixclass.models.embed import predict_probs, run_batches
 from pixclass.models.net import CascadeHead, Classifier
 from pixclass.store import Workspace, records
-from pixclass.store.tables import Run
+from pixclass.train.result import RunResult, finish_run
 from pixclass.train.linear import fit_cascade, fit_linear, fit_multilabel
 from pixclass.train.loop import finetune
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
 VAL_KEYS = ("accuracy", "macro_f1", "mAP", "micro_f1", "hierarchical_f1", "accuracy_by_level")
-
-
-@dataclass(frozen=True)
-class RunResult:
-    run: Path
-    metrics: dict
-    history: list[dict]
-    seconds: float
-
-    def to_dict(self) -> dict:
-        return {"run": str(self.run), "metrics": self.metrics, "history": self.history, "seconds": self.seconds}
 
 
 def _stage(progress: Progress | None, name: str):
@@ -151,9 +138,4 @@ def train(ws: Workspace, dataset: str, cfg: TrainConfig, *, out: str | Path | No
         dataset=dataset, thresholds=thresholds, metrics=metrics, config=cfg.to_dict(), files={"torch": "model.pt"},
         versions=runtime_versions("torch", "timm", "numpy", "sklearn"),
     )
-    manifest.save(run_dir)
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    with ws.session() as s:
-        row = s.get(Run, run_id)
-        row.status, row.metrics = "done", metrics
-    return RunResult(run_dir, metrics, history, round(time.time() - t0, 2))
+    return finish_run(ws, run_id, run_dir, manifest, history=history, started=t0)
