@@ -13,7 +13,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from pixclass import __version__
-from pixclass.errors import ConfigError, DataError, NotFittedError, PixclassError
+from pixclass.errors import NotFittedError, PixclassError
 from pixclass.store import Workspace
 
 log = logging.getLogger(__name__)
@@ -66,21 +66,9 @@ def create_app(workspace: str | Path | Workspace | None = None, *, db_url: str |
     app.state.autotrain = {}  # dataset -> {every, img_size}: retrain after every N new human labels
     app.state.auth_cache = auth.BasicCache()
 
-    @app.exception_handler(DataError)
-    async def _data_error(_req: Request, e: DataError):
-        return JSONResponse({"detail": str(e)}, status_code=400)
-
-    @app.exception_handler(NotFittedError)
-    async def _not_fitted(_req: Request, e: NotFittedError):
-        return JSONResponse({"detail": str(e)}, status_code=409)
-
-    @app.exception_handler(ConfigError)
-    async def _config_error(_req: Request, e: ConfigError):
-        return JSONResponse({"detail": str(e)}, status_code=400)
-
-    @app.exception_handler(PixclassError)
+    @app.exception_handler(PixclassError)  # DataError, ConfigError and the rest: the caller's input, 400
     async def _pixclass_error(_req: Request, e: PixclassError):
-        return JSONResponse({"detail": str(e)}, status_code=400)
+        return JSONResponse({"detail": str(e)}, status_code=409 if isinstance(e, NotFittedError) else 400)
 
     app.include_router(mlbackend.router)
     app.include_router(auth.router)
