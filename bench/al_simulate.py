@@ -20,11 +20,12 @@ from _common import CLOTHING
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--strategy", default="margin,entropy,random")
+    ap.add_argument("--strategy", default="margin,balanced_margin,entropy,random")
     ap.add_argument("--budget", type=int, default=1200, help="labels to stop at")
     ap.add_argument("--initial", type=int, default=20)
     ap.add_argument("--batch", type=int, default=20)
-    ap.add_argument("--repeats", type=int, default=3, help="seeds averaged")
+    ap.add_argument("--repeats", type=int, default=10, help="seeds averaged (random's curve is flat near the target "
+                    "line, so fewer seeds give a noisy figure)")
     ap.add_argument("--workspace", default=None, help="reuse a workspace (its embedding cache) between runs")
     a = ap.parse_args()
     ws = Path(a.workspace or tempfile.mkdtemp(prefix="pixclass-al-"))
@@ -51,12 +52,14 @@ if __name__ == "__main__":
         picks = ", ".join(f"{n}:{marks[n]:.3f}" for n in (100, 200, 400, 600, 800, 1000) if n in marks)
         print(f"  {name:>16}: labels to target {r['labels_to_target'][name]}, accuracy at [{picks}], "
               f"final {curve[-1][1]:.4f} at {curve[-1][0]}")
+        seeds = r["labels_to_target_per_repeat"][name]
+        print(f"  {'':>16}  each seed's curve alone: {seeds}")
     def reach(curve: list, level: float) -> int | None:
         return next((n for n, acc in curve if acc >= level), None)
 
     base = r["labels_to_target"].get("random")
     budget = r["settings"]["budget"]
-    for name in ("margin", "entropy", "least_confidence", "kcenter"):
+    for name in ("margin", "balanced_margin", "entropy", "least_confidence", "kcenter"):
         if name not in r["curves"]:
             continue
         n = r["labels_to_target"].get(name)

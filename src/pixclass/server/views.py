@@ -32,7 +32,8 @@ class Filters(BaseModel):
     sort: str = Field("id", pattern="^(id|confidence|-confidence|queue:[a-z_]+)$",
                       description="id, suggestion confidence ascending (least sure first) or descending, or "
                                   "queue:STRATEGY (active learning: unlabeled images to label next, most useful "
-                                  "first; margin, entropy, least_confidence, kcenter or random).")
+                                  "first; margin, balanced_margin, entropy, least_confidence, kcenter or "
+                                  "random).")
 
 
 @dataclass

@@ -4,6 +4,8 @@ Strategies (``probs`` is (N, K) class probabilities, higher score = ask sooner):
   least_confidence  1 - max_k p
   margin            1 - (p_top1 - p_top2)          the smaller the gap between the two best classes, the sooner
   entropy           -sum_k p log p
+  balanced_margin   margin, taken in turn from each predicted class (most uncertain first), so one batch does not
+                    pile onto a single confusion pair
   kcenter           core-set diversity: greedy k-center on backbone embeddings (Sener & Savarese, 2018)
   random            a seeded shuffle, the baseline
 """
@@ -29,11 +31,13 @@ from pixclass.store.tables import Annotation, Image
 log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
 
-UNCERTAINTY = ("least_confidence", "margin", "entropy")
+UNCERTAINTY = ("least_confidence", "margin", "entropy", "balanced_margin")
 STRATEGIES = (*UNCERTAINTY, "kcenter", "random")
 ALIASES = {"least-confidence": "least_confidence", "leastconfidence": "least_confidence", "lc": "least_confidence",
            "confidence": "least_confidence", "coreset": "kcenter", "core-set": "kcenter", "k-center": "kcenter",
-           "k_center": "kcenter", "diversity": "kcenter"}
+           "k_center": "kcenter", "diversity": "kcenter",
+           "balanced-margin": "balanced_margin", "margin_balanced": "balanced_margin",
+           "margin-balanced": "balanced_margin", "cbmargin": "balanced_margin", "balanced": "balanced_margin"}
 
 
 def check_strategy(name: str) -> str:
@@ -57,7 +61,7 @@ def uncertainty(probs: np.ndarray, strategy: str) -> np.ndarray:
     strategy = check_strategy(strategy)
     if strategy == "least_confidence":
         return 1.0 - p.max(1)
-    if strategy == "margin":
+    if strategy in ("margin", "balanced_margin"):
         top2 = np.sort(p, axis=1)[:, -2:]
         return 1.0 - (top2[:, 1] - top2[:, 0])
     if strategy == "entropy":
@@ -102,6 +106,16 @@ def k_center_greedy(embeddings: np.ndarray, n: int, *, labeled: np.ndarray | Non
     return np.asarray(chosen, np.int64)
 
 
+def _round_robin(order: np.ndarray, groups: np.ndarray, n: int) -> np.ndarray:
+    """The first ``n`` of ``order`` taken one group at a time: each group's best, then each group's second best...
+    (groups in order of their best member)."""
+    g = groups[order]
+    rank = np.zeros(len(order), np.int64)  # position of each row within its group's ordering
+    for k in np.unique(g):
+        rank[g == k] = np.arange((g == k).sum())
+    return order[np.lexsort((np.arange(len(order)), rank))][:n]
+
+
 def query(strategy: str, n: int, *, probs: np.ndarray | None = None, embeddings: np.ndarray | None = None,
           labeled_embeddings: np.ndarray | None = None, seed: int = 0) -> np.ndarray:
     """Indices of the ``n`` pool rows to label next, most informative first.
@@ -114,6 +128,8 @@ def query(strategy: str, n: int, *, probs: np.ndarray | None = None, embeddings:
             raise ConfigError(f"Strategy {strategy!r} needs class probabilities from a trained model.")
         scores = uncertainty(probs, strategy)
         order = np.lexsort((np.arange(len(scores)), -scores))  # stable: ties keep pool order
+        if strategy == "balanced_margin":
+            return _round_robin(order, np.asarray(probs).argmax(1), n)
         return order[:n]
     if strategy == "kcenter":
         if embeddings is None:

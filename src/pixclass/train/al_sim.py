@@ -40,6 +40,7 @@ class SimulationResult:
     target_fraction: float
     pool: int
     test: int
+    per_repeat: dict[str, list[int | None]] = field(default_factory=dict)  # labels to target of each seed's curve
     csv: str = ""
     png: str = ""
     seconds: float = 0.0
@@ -54,7 +55,8 @@ class SimulationResult:
         return {"dataset": self.dataset, "curves": {k: [list(p) for p in v] for k, v in self.curves.items()},
                 "labels_to_target": self.labels_to_target, "full_accuracy": self.full_accuracy,
                 "target": self.target, "target_fraction": self.target_fraction, "pool": self.pool, "test": self.test,
-                "savings_vs_random": self.savings() if "random" in self.curves else {}, "csv": self.csv,
+                "savings_vs_random": self.savings() if "random" in self.curves else {},
+                "labels_to_target_per_repeat": self.per_repeat, "csv": self.csv,
                 "png": self.png, "seconds": self.seconds, "settings": self.settings}
 
 
@@ -152,6 +154,7 @@ def simulate(ws: Workspace, dataset: str, strategies: Sequence[str] = ("margin",
     sizes = _schedule(initial, budget, batch)
 
     curves: dict[str, list[tuple[int, float]]] = {}
+    per_repeat: dict[str, list[int | None]] = {}
     total = len(names) * repeats * len(sizes)
     done = 0
     # Hundreds of small fits: one BLAS thread each is far faster than threads spinning on a busy 2-core machine.
@@ -166,10 +169,12 @@ def simulate(ws: Workspace, dataset: str, strategies: Sequence[str] = ("margin",
                 accs[r] = [a for _, a in curve]
                 done += len(sizes)
             curves[name] = [(n, round(float(a), 4)) for n, a in zip(sizes, accs.mean(0))]
+            per_repeat[name] = [first_reaching(list(zip(sizes, row)), target) for row in accs]
             log.info("%s: %s", name, curves[name][-1])
 
     result = SimulationResult(
         dataset=dataset, curves=curves, labels_to_target={k: first_reaching(v, target) for k, v in curves.items()},
+        per_repeat=per_repeat,
         full_accuracy=round(full, 4), target=round(target, 4), target_fraction=target_fraction, pool=len(x),
         test=len(tx),
         settings={"model": model, "img_size": img_size, "initial": initial, "batch": batch, "budget": budget,

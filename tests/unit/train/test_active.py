@@ -75,3 +75,13 @@ def test_first_reaching_finds_the_first_label_count_at_target():
     curve = [(20, 0.5), (40, 0.79), (60, 0.81), (80, 0.79), (100, 0.9)]
     assert first_reaching(curve, 0.8) == 60
     assert first_reaching(curve, 0.95) is None
+
+
+def test_balanced_margin_takes_turns_across_predicted_classes():
+    # Rows 0-3 are predicted class 0 with small margins; rows 4-5 class 1 with larger ones; row 6 class 2.
+    p = np.array([[0.50, 0.49, 0.01], [0.51, 0.48, 0.01], [0.52, 0.47, 0.01], [0.53, 0.46, 0.01],
+                  [0.30, 0.60, 0.10], [0.20, 0.75, 0.05], [0.05, 0.05, 0.90]])
+    assert query("margin", 3, probs=p).tolist() == [0, 1, 2]  # plain margin piles onto class 0
+    assert query("balanced_margin", 3, probs=p).tolist() == [0, 4, 6]
+    assert query("cbmargin", 7, probs=p).tolist() == [0, 4, 6, 1, 5, 2, 3]
+    assert uncertainty(p, "balanced_margin") == pytest.approx(uncertainty(p, "margin"))
