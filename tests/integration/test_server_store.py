@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from sqlalchemy import select
+from sqlalchemy import create_engine, inspect, select, text
 from typer.testing import CliRunner
 
 from pixclass.cli.main import app
@@ -44,6 +44,34 @@ def test_version_1_database_is_migrated_in_place(tmp_path):
     assert migrate(ws.engine) == 2  # running again is harmless
     cols = {r[1] for r in sqlite3.connect(tmp_path / "pixclass.db").execute("PRAGMA table_info(annotations)")}
     assert {"review", "reviewer", "reviewed_at", "from_run"} <= cols
+
+
+def test_version_1_database_is_migrated_in_place_on_postgresql(tmp_path, postgres_url):
+    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text("DROP DATABASE IF EXISTS pixclass_v1"))
+        c.execute(text("CREATE DATABASE pixclass_v1"))
+    admin.dispose()
+    url = postgres_url.rsplit("/", 1)[0] + "/pixclass_v1"
+    old = create_engine(url)
+    v1 = V1.replace("DATETIME", "TIMESTAMP").replace("0, '2024", "false, '2024")
+    with old.begin() as c:
+        for stmt in filter(str.strip, v1.split(";")):
+            c.execute(text(stmt))
+    old.dispose()
+    ws = Workspace.open(tmp_path, url=url)
+    assert ws.engine.dialect.name == "postgresql" and ws.schema_version() == 2
+    cols = {c["name"] for c in inspect(ws.engine).get_columns("annotations")}
+    assert {"review", "reviewer", "reviewed_at", "from_run"} <= cols
+    with ws.session() as s:
+        a = s.get(Annotation, 1)
+        assert a.labels == ["cat"] and a.review is None
+        a.review, a.reviewer = "accepted", "root"
+        users.create_user(s, "root", "admin", "pw-root")
+    with ws.session() as s:
+        assert s.get(Annotation, 1).review == "accepted"
+    assert migrate(ws.engine) == 2
+    ws.close()
 
 
 def test_user_add_without_prompt_and_token(tmp_path):
