@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import select
 
 from pixclass.io.importer import import_dataset
-from pixclass.store import Workspace, users
+from pixclass.store import Workspace, records, users
 from pixclass.store.tables import Annotation, Image, Prediction
 
 from tests.browser import ARTIFACTS, launch, need_browser
@@ -50,6 +50,7 @@ def server(tmp_path_factory, photos4):
     import_dataset(ws, unlabeled, "cloth")
     with ws.session() as s:
         users.create_user(s, "ann", "annotator", "ann-pw")
+        users.create_user(s, "root", "admin", "root-pw")
     port = _free_port()
     env = {**os.environ, "PIXCLASS_WORKSPACE": str(ws.root)}
     cli = shutil.which("pixclass", path=str(Path(sys.executable).parent)) or "pixclass"
@@ -208,3 +209,60 @@ def test_taxonomy_picker_searches_hundreds_of_classes(server, page):
     with ws.session() as s:
         a = s.scalars(select(Annotation).order_by(Annotation.id.desc())).first()
     assert a.labels == ["clothing/feet/item040"] and a.author == "ann"
+
+
+def test_admin_imports_uploads_and_adds_a_user(server, page, tmp_path, photos4):
+    """The admin tab: import a server folder as a background job (its broken file named), upload images into the
+    current dataset (a non-image rejected with the reason), add an account; an annotator does not see the tab."""
+    base, ws = server
+    src = tmp_path / "new-photos"
+    for cls in ("hat", "shoes"):
+        (src / cls).mkdir(parents=True)
+        for f in sorted((photos4 / cls).glob("*.jpg"))[25:28]:
+            shutil.copy(f, src / cls / f.name)
+    (src / "hat" / "empty.jpg").write_bytes(b"")
+    not_image = tmp_path / "notes.jpg"
+    not_image.write_text("this is not an image")
+    upload = sorted((photos4 / "pants").glob("*.jpg"))[28]
+
+    assert page.locator("button[data-tab=admin]").is_hidden()  # the annotator's page
+    ctx = page.context.browser.new_context(viewport={"width": 1280, "height": 900})
+    pg = ctx.new_page()
+    pg.set_default_timeout(20_000)
+    pg.goto(base)
+    pg.fill("#login-name", "root")
+    pg.fill("#login-password", "root-pw")
+    pg.click("#login-submit")
+    pg.wait_for_selector("#grid .card")
+    pg.click("button[data-tab=admin]")
+    pg.wait_for_selector("#users tbody tr")
+    assert {r.split("\t")[0] for r in pg.locator("#users tbody tr").all_inner_texts()} == {"ann", "root"}
+
+    pg.fill("#user-name", "bob")
+    pg.select_option("#user-role", "viewer")
+    pg.fill("#user-password", "bob-pw-1")
+    pg.click("#user-add")
+    pg.wait_for_selector("#admin-msg:has-text('Added bob (viewer)')")
+    assert pg.locator("#users tbody tr").count() == 3
+
+    pg.fill("#import-src", str(src))
+    pg.fill("#import-name", "fresh")
+    pg.click("#import-btn")
+    pg.wait_for_selector("#admin-msg:has-text('Imported 6 images into fresh')", timeout=60_000)
+    assert "empty.jpg" in pg.inner_text("#admin-msg")
+    assert pg.input_value("#dataset") == "fresh"
+
+    pg.set_input_files("#upload-files", [str(upload), str(not_image)])
+    pg.click("#upload-btn")
+    pg.wait_for_selector("#admin-msg:has-text('Uploaded 1 images to fresh')")
+    assert "notes.jpg" in pg.inner_text("#admin-msg")
+    pg.screenshot(path=str(ARTIFACTS / "admin.png"), full_page=True)
+    ctx.close()
+
+    with ws.session() as s:
+        bob = users.authenticate(s, "bob", "bob-pw-1")
+        assert bob is not None and bob.role == "viewer"
+        ds = records.get_dataset(s, "fresh")
+        items = records.items(s, ds)
+        assert len(items) == 7 and sum(1 for it in items if it.labels) == 6
+        assert records.load_schema(s, ds).classes == ("hat", "shoes")

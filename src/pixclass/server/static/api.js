@@ -3,9 +3,10 @@ export class ApiError extends Error {
   constructor(status, detail) { super(detail); this.status = status; }
 }
 
-export async function api(path, { method = "GET", body } = {}) {
+export async function api(path, { method = "GET", body, form } = {}) {
   const opts = { method, headers: { "X-Requested-With": "pixclass" }, credentials: "same-origin" };
-  if (body !== undefined) {
+  if (form !== undefined) opts.body = form; // multipart (FormData): the browser sets the boundary header
+  else if (body !== undefined) {
     opts.headers["Content-Type"] = "application/json";
     opts.body = JSON.stringify(body);
   }

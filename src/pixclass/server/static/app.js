@@ -1,5 +1,5 @@
 // pixclass labeling UI: login, grid with filters and bulk tagging, image view with keyboard shortcuts,
-// review (agreement, conflicts), class editing for admins, background jobs. Plain ES modules, no build step.
+// review (agreement, conflicts), class editing, import, upload and accounts for admins, background jobs. Plain ES modules, no build step.
 import { api, qs, ApiError } from "./api.js";
 
 const $ = (sel) => document.querySelector(sel);
@@ -15,13 +15,13 @@ const el = (tag, attrs = {}, ...kids) => {
 };
 const PAGE = 60;
 const S = { me: null, ds: null, ids: [], items: [], offset: 0, selected: new Set(), pos: 0, image: null,
-            shownAt: 0, undo: [], checked: new Set(), search: "", polling: null };
+            shownAt: 0, undo: [], checked: new Set(), search: "", polling: null, watch: null };
 const pct = (x) => (x === null || x === undefined ? "" : `${Math.round(x * 100)}%`);
 const single = () => S.ds && !S.ds.multi;
 const hier = () => S.ds && S.ds.task === "hierarchical";
 
 function show(view) {
-  for (const v of ["login", "grid", "image", "review", "classes", "jobs"]) $(`#${v}-view`).hidden = v !== view;
+  for (const v of ["login", "grid", "image", "review", "classes", "jobs", "admin"]) $(`#${v}-view`).hidden = v !== view;
   document.querySelectorAll(".tab").forEach((b) => b.classList.toggle("active", b.dataset.tab === view));
   $("#topbar").hidden = view === "login";
 }
@@ -40,11 +40,15 @@ async function start() {
   try { S.me = await api("/api/auth/me"); } catch { show("login"); return; }
   $("#whoami").textContent = `${S.me.name} (${S.me.role})`;
   document.querySelectorAll(".admin-only").forEach((b) => (b.hidden = S.me.role !== "admin"));
-  const datasets = await api("/api/datasets");
-  $("#dataset").replaceChildren(...datasets.map((d) => el("option", { value: d.name }, `${d.name} (${d.labeled}/${d.images})`)));
-  if (datasets.length) await selectDataset(datasets[0].name);
+  await loadDatasets();
   show("grid");
   pollJobs();
+}
+async function loadDatasets(keep = null) {
+  const datasets = await api("/api/datasets");
+  $("#dataset").replaceChildren(...datasets.map((d) => el("option", { value: d.name }, `${d.name} (${d.labeled}/${d.images})`)));
+  const name = datasets.some((d) => d.name === keep) ? keep : datasets.length ? datasets[0].name : null;
+  if (name) { $("#dataset").value = name; await selectDataset(name); }
 }
 $("#login-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
@@ -64,6 +68,7 @@ async function openTab(tab) {
   if (tab === "review") await loadReview();
   if (tab === "classes") renderClasses();
   if (tab === "jobs") await pollJobs();
+  if (tab === "admin") await loadUsers();
 }
 
 async function selectDataset(name) {
@@ -137,7 +142,7 @@ $("#accept-btn").addEventListener("click", () => guard("#grid-msg", async () => 
 $("#train-btn").addEventListener("click", () => guard("#grid-msg", async () => {
   const job = await api("/api/train", { method: "POST", body: { dataset: S.ds.name, mode: "linear" } });
   flash("#grid-msg", `Training started (job ${job.id}).`);
-  S.expectJob = true;
+  S.watch = job.id;
   pollJobs();
 }));
 
@@ -264,6 +269,41 @@ $("#add-classes").addEventListener("click", () => classOp("", { names: $("#new-c
 $("#rename-btn").addEventListener("click", () => classOp("/rename", { old: $("#rename-old").value, new: $("#rename-new").value.trim() }, "Renamed"));
 $("#merge-btn").addEventListener("click", () => classOp("/merge", { sources: [...$("#merge-sources").selectedOptions].map((o) => o.value), target: $("#merge-target").value.trim() }, "Merged"));
 
+// ------------------------------------------------------------------ data and users (admins)
+async function loadUsers() {
+  await guard("#admin-msg", async () => {
+    const us = await api("/api/users");
+    $("#users tbody").replaceChildren(...us.map((u) => el("tr", {}, el("td", {}, u.name), el("td", {}, u.role))));
+  });
+}
+$("#user-form").addEventListener("submit", (ev) => { ev.preventDefault(); guard("#admin-msg", async () => {
+  const u = await api("/api/users", { method: "POST", body: { name: $("#user-name").value.trim(), role: $("#user-role").value,
+                                                              password: $("#user-password").value } });
+  $("#user-name").value = ""; $("#user-password").value = "";
+  flash("#admin-msg", `Added ${u.name} (${u.role}).`);
+  await loadUsers();
+}); });
+$("#import-form").addEventListener("submit", (ev) => { ev.preventDefault(); guard("#admin-msg", async () => {
+  const job = await api("/api/datasets/import", { method: "POST", body: { src: $("#import-src").value.trim(),
+    name: $("#import-name").value.trim(), task: $("#import-task").value || null } });
+  flash("#admin-msg", `Import started (job ${job.id}).`);
+  S.watch = job.id;
+  pollJobs();
+}); });
+$("#upload-form").addEventListener("submit", (ev) => { ev.preventDefault(); guard("#admin-msg", async () => {
+  if (!S.ds) throw new Error("Create or import a dataset first.");
+  const files = [...$("#upload-files").files];
+  if (!files.length) throw new Error("Choose image files first.");
+  const form = new FormData();
+  files.forEach((f) => form.append("files", f, f.name));
+  const res = await api(`/api/datasets/${encodeURIComponent(S.ds.name)}/upload`, { method: "POST", form });
+  const bad = res.rejected.map((r) => r.reason).join("; ");
+  flash("#admin-msg", `Uploaded ${res.added.length} images to ${res.dataset}; ${res.duplicates} duplicates skipped` +
+        (bad ? `; rejected ${res.rejected.length}: ${bad}` : "."), res.rejected.length > 0);
+  $("#upload-files").value = "";
+  await loadDatasets(S.ds.name);
+}); });
+
 // ------------------------------------------------------------------ jobs
 async function pollJobs() {
   let jobs;
@@ -276,8 +316,22 @@ async function pollJobs() {
   $("#job-strip").replaceChildren(...running.map((j) => el("div", {}, `${j.kind}: ${j.stage} `, prog(j), j.total ? ` ${j.done}/${j.total}` : "")));
   const wasRunning = S.polling !== null;
   clearTimeout(S.polling); S.polling = null;
-  if (running.length) S.polling = setTimeout(pollJobs, 1000);
-  else if ((wasRunning || S.expectJob) && S.ds) { S.expectJob = false; await selectDataset(S.ds.name); flash("#grid-msg", "Job finished; suggestions refreshed."); }
+  if (running.length) { S.polling = setTimeout(pollJobs, 1000); return; }
+  if (!wasRunning && S.watch === null) return;
+  const job = jobs.find((j) => j.id === S.watch);
+  S.watch = null;
+  if (job && job.status === "failed") {
+    flash("#grid-msg", `${job.kind} failed: ${job.error}`, true); flash("#admin-msg", `${job.kind} failed: ${job.error}`, true);
+    return;
+  }
+  if (job && job.kind === "import") {
+    const r = job.result;
+    await loadDatasets(r.dataset);
+    flash("#admin-msg", `Imported ${r.imported} images into ${r.dataset} (${r.task}); ${r.skipped_existing} already known; ` +
+          `${r.broken.length} unreadable${r.broken.length ? `: ${r.broken.map((b) => `${b.path} (${b.reason})`).join(", ")}` : ""}.`, r.broken.length > 0);
+    return;
+  }
+  if (S.ds) { await loadDatasets(S.ds.name); flash("#grid-msg", "Job finished; suggestions refreshed."); }
 }
 
 start();
