@@ -20,8 +20,8 @@ CIFAR_MEAN, CIFAR_STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
 BUILTIN = {"smallcnn": lambda: SmallCNN(32), "smallcnn_wide": lambda: SmallCNN(64)}
 # Shown by `pixclass models`; any other timm or torchvision name works too.
 SUGGESTED = [
-    "smallcnn", "smallcnn_wide", "mobilenetv2_100", "tv/mobilenet_v2", "efficientnet_lite0", "efficientnet_b0",
-    "mobilenetv3_large_100", "resnet18", "resnet50", "convnext_nano", "vit_tiny_patch16_224", "deit_tiny_patch16_224",
+    "smallcnn", "smallcnn_wide", "mobilenetv2_100", "tv/mobilenet_v2", "tf_efficientnet_lite0", "efficientnet_lite0",
+    "efficientnet_b0", "mobilenetv3_large_100", "resnet18", "resnet50", "convnext_nano", "vit_tiny_patch16_224", "deit_tiny_patch16_224",
     "tv/resnet18",
 ]
 

