@@ -9,6 +9,9 @@ Shapes (Label Studio "JSON" export and pre-annotation import format)::
                        "result": [{"from_name": ..., "to_name": ..., "type": "choices",
                                    "value": {"choices": ["shoes"]}, "score": 0.93}]}]}]
 
+The "JSON-MIN" export (one flat record per annotation: the task's data fields plus, per control, a single choice as
+text, ``{"choices": [...]}`` for several, or ``[{"taxonomy": [[...]]}]``) is read too, converted to the shape above.
+
 Choices give one label (single) or several (multiple: a multilabel dataset); Taxonomy gives paths
 (``{"taxonomy": [["clothes", "shoes"]]}``), stored as '/'-joined hierarchical class names.
 Images are local files: ``/data/local-files/?d=REL`` is resolved against the document root (Label Studio's
@@ -38,6 +41,8 @@ log = logging.getLogger(__name__)
 CLASSIFICATION_TYPES = ("choices", "taxonomy")
 IMAGE_KEYS = ("image", "img", "image_url", "url", "path", "file", "filename")
 REMOTE_SCHEMES = ("http", "https", "s3", "gs", "azure-blob", "ftp")
+# Fields Label Studio's JSON-MIN export adds to each record besides the task data and the results.
+MIN_META = ("id", "annotator", "annotation_id", "created_at", "updated_at", "lead_time", "agreement", "split")
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,52 @@ def _load(path: Path) -> list:
         raise DataError(f"{path}: expected a list of Label Studio tasks (the project's JSON export), "
                         f"found a JSON {type(data).__name__}.")
     return data
+
+
+def _is_json_min(tasks: list) -> bool:
+    """JSON-MIN records are flat: no 'data' object, the image reference at the top level."""
+    return bool(tasks) and all(isinstance(t, dict) and "data" not in t for t in tasks) and any(
+        isinstance(t.get(k), str) for t in tasks for k in IMAGE_KEYS)
+
+
+def _min_results(name: str, value: object) -> list[dict]:
+    """Full-format result items for one JSON-MIN field (none when the field is not a classification)."""
+    if isinstance(value, str):
+        return [{"from_name": name, "type": "choices", "value": {"choices": [value]}}]
+    out = []
+    for v in value if isinstance(value, list) else [value]:
+        if isinstance(v, dict):
+            out += [{"from_name": name, "type": kind, "value": {kind: v[kind]}} for kind in CLASSIFICATION_TYPES
+                    if kind in v]
+    return out
+
+
+def _looks_like_image(value: str) -> bool:
+    v = value.strip().lower()
+    return "://" in v or v.startswith(("/data/", "/", "./")) or Path(v.split("?")[0]).suffix in (
+        ".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def _from_json_min(records: list, data_key: str | None) -> list[dict]:
+    """JSON-MIN records -> tasks in the full export shape, one task per image (several annotators' records are
+    merged into one task with several annotations)."""
+    skip = {*MIN_META, *IMAGE_KEYS, *([data_key] if data_key else [])}
+    structured = {k for r in records for k, v in r.items() if k not in skip and not isinstance(v, str)
+                  and _min_results(k, v)}
+    # A single choice is plain text, like a data field: without structured results, text fields that do not look
+    # like image references are taken as choices (several of them make read_labelstudio ask for from_name).
+    controls = structured or {k for r in records for k, v in r.items()
+                              if k not in skip and isinstance(v, str) and v.strip() and not _looks_like_image(v)}
+    tasks: dict[object, dict] = {}
+    for r in records:
+        data = {k: v for k, v in r.items() if k not in controls and k not in MIN_META or k == "split"}
+        key = r.get("id") if r.get("id") is not None else json.dumps(data, sort_keys=True, default=str)
+        task = tasks.setdefault(key, {"id": r.get("id"), "data": data, "annotations": []})
+        results = [item for k in sorted(controls) if k in r for item in _min_results(k, r[k])]
+        if results:
+            task["annotations"].append({"result": results, "created_at": r.get("created_at"),
+                                        "updated_at": r.get("updated_at"), "completed_by": r.get("annotator")})
+    return list(tasks.values())
 
 
 def _where(path: Path, i: int, task: dict) -> str:
@@ -173,6 +224,8 @@ def read_labelstudio(path: str | Path, *, document_root: str | Path | None = Non
     gives its labels; tasks without one are unlabeled. Unresolvable images come back with a ``reason``."""
     path = Path(path).expanduser()
     tasks = _load(path)
+    if _is_json_min(tasks):
+        tasks = _from_json_min(tasks, data_key)
     controls = _controls(tasks)
     if from_name is None and len(controls) > 1:
         raise DataError(f"{path}: annotations use several classification controls ({', '.join(sorted(controls))}). "

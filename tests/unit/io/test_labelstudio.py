@@ -98,3 +98,38 @@ def test_label_config_matches_the_task_kind():
     assert 'choice="multiple"' in label_config(["a", "b", "c"], "multilabel")
     tax = label_config(["clothes/hat", "clothes/shoes", "other"], "hierarchical")
     assert '<Taxonomy name="taxonomy"' in tax and '<Choice value="clothes">' in tax and '<Choice value="hat"/>' in tax
+
+
+def test_json_min_export_single_multiple_taxonomy_and_several_annotators(tmp_path):
+    """Label Studio's JSON-MIN export: one flat record per annotation; the newest annotation of an image wins."""
+    root = tmp_path / "root"
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        _img(root / name)
+    meta = {"annotator": 1, "annotation_id": 9, "lead_time": 2.5}
+    single = [
+        {"image": "/data/local-files/?d=a.jpg", "id": 1, "choice": "hat", "created_at": "2024-01-01T00:00:00Z", **meta},
+        {"image": "/data/local-files/?d=a.jpg", "id": 1, "choice": "cap", "created_at": "2024-02-01T00:00:00Z", **meta},
+        {"image": "/data/local-files/?d=b.jpg", "id": 2, "choice": "shoes", "created_at": "2024-01-01T00:00:00Z",
+         **meta},
+    ]
+    f = tmp_path / "min.json"
+    f.write_text(json.dumps(single))
+    entries = read_labelstudio(f, document_root=root)
+    assert [(e.path.name, e.labels) for e in entries] == [("a.jpg", ("cap",)), ("b.jpg", ("shoes",))]
+
+    multi = [{"image": "/data/local-files/?d=a.jpg", "id": 1, "tags": {"choices": ["hat", "red"]}, **meta},
+             {"image": "/data/local-files/?d=c.jpg", "id": 3, "tags": "red", **meta}]
+    f.write_text(json.dumps(multi))
+    assert [e.labels for e in read_labelstudio(f, document_root=root)] == [("hat", "red"), ("red",)]
+
+    tax = [{"image": "/data/local-files/?d=c.jpg", "id": 3, "tax": [{"taxonomy": [["clothes", "head", "hat"]]}],
+            **meta}]
+    f.write_text(json.dumps(tax))
+    [e] = read_labelstudio(f, document_root=root)
+    assert e.labels == ("clothes/head/hat",) and e.path == root / "c.jpg"
+
+    two = [{"image": "/data/local-files/?d=a.jpg", "kind": "hat", "quality": "blurry", **meta}]
+    f.write_text(json.dumps(two))
+    with pytest.raises(DataError, match="several classification controls.*kind, quality"):
+        read_labelstudio(f, document_root=root)
+    assert read_labelstudio(f, document_root=root, from_name="quality")[0].labels == ("blurry",)
