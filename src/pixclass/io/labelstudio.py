@@ -32,6 +32,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from sqlalchemy import select
 
 from pixclass.errors import DataError
+from pixclass.io.images import IMAGE_EXTENSIONS
 from pixclass.io.sources import SPLIT_NAMES, Entry
 from pixclass.store import Workspace, records
 from pixclass.store.tables import Annotation, Image
@@ -94,8 +95,7 @@ def _min_results(name: str, value: object) -> list[dict]:
 
 def _looks_like_image(value: str) -> bool:
     v = value.strip().lower()
-    return "://" in v or v.startswith(("/data/", "/", "./")) or Path(v.split("?")[0]).suffix in (
-        ".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+    return "://" in v or v.startswith(("/", "./")) or Path(v.split("?")[0]).suffix in IMAGE_EXTENSIONS
 
 
 def _from_json_min(records: list, data_key: str | None) -> list[dict]:
