@@ -9,6 +9,7 @@ import typer
 
 from pixclass.cli.main import DbOpt, JsonOpt, QuietOpt, WorkspaceOpt, app, handle_errors, open_ws
 from pixclass.cli.output import console, emit_json, progress_bar
+from pixclass.train.active import STRATEGIES
 
 al_app = typer.Typer(no_args_is_help=True, help="Active learning: what to label next, retraining, simulations.")
 app.add_typer(al_app, name="al")
@@ -18,8 +19,8 @@ app.add_typer(al_app, name="al")
 @handle_errors
 def simulate_cmd(
     dataset: Annotated[str, typer.Argument(help="A fully labeled dataset with train and test splits.")],
-    strategy: Annotated[str, typer.Option(help="Comma-separated: margin, balanced_margin, entropy, "
-                                               "least_confidence, kcenter, random.")] = "margin,entropy,random",
+    strategy: Annotated[str, typer.Option(help=f"Comma-separated: {', '.join(STRATEGIES)}.")] = (
+        "margin,entropy,random"),
     budget: Annotated[Optional[int], typer.Option(help="Labels to stop at (default: the whole train split).")] = None,
     initial: Annotated[int, typer.Option(help="Seeded random labeled pool to start from.")] = 20,
     batch: Annotated[int, typer.Option(help="Images queried per round.")] = 20,
@@ -56,8 +57,7 @@ def simulate_cmd(
 @handle_errors
 def next_cmd(
     dataset: Annotated[str, typer.Argument(help="Dataset name.")],
-    strategy: Annotated[str, typer.Option(help="margin, balanced_margin, entropy, least_confidence, "
-                                               "kcenter or random.")] = "margin",
+    strategy: Annotated[str, typer.Option(help=f"One of: {', '.join(STRATEGIES)}.")] = "margin",
     n: Annotated[int, typer.Option("--n", "-n", help="How many images.")] = 20,
     run: Annotated[Optional[Path], typer.Option(help="Run directory to score with (default: the latest).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed (random and kcenter).")] = 0,

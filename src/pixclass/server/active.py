@@ -24,8 +24,7 @@ class AutoTrainBody(BaseModel):
 @router.get("/datasets/{name}/queue")
 def queue(name: str, request: Request, strategy: str = "margin", n: int = 50,
           _: Principal = Depends(require("viewer"))) -> dict:
-    """Unlabeled images to label next, most useful first: least_confidence, margin,
-    balanced_margin, entropy, kcenter or random.
+    """Unlabeled images to label next, most useful first, by a strategy of ``train.active.STRATEGIES``.
 
     Scored with the latest run, so the order refreshes after every retraining."""
     return active.label_queue(ws_of(request), name, strategy, n).to_dict()

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from pixclass.artifact import Manifest
 from pixclass.errors import ConfigError
 from pixclass.store.tables import Annotation, Dataset, Image, Prediction, Run
+from pixclass.train.active import STRATEGIES
 
 
 class Filters(BaseModel):
@@ -32,8 +33,7 @@ class Filters(BaseModel):
     sort: str = Field("id", pattern="^(id|confidence|-confidence|queue:[a-z_]+)$",
                       description="id, suggestion confidence ascending (least sure first) or descending, or "
                                   "queue:STRATEGY (active learning: unlabeled images to label next, most useful "
-                                  "first; margin, balanced_margin, entropy, least_confidence, kcenter or "
-                                  "random).")
+                                  f"first; one of {', '.join(STRATEGIES)}).")
 
 
 @dataclass
