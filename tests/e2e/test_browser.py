@@ -7,6 +7,7 @@ and the image view go to test-artifacts/.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -180,6 +181,29 @@ def test_label_with_keyboard_bulk_tag_train_and_accept(server, page):
     page.click("#apply-filters")
     page.wait_for_selector("#count:has-text('92 images')")
     page.screenshot(path=str(ARTIFACTS / "grid-after.png"), full_page=True)
+
+    # export to Label Studio from the UI: every image a task, our labels as annotations, suggestions as predictions
+    with page.expect_download() as dl:
+        page.click("#export-ls")
+    assert dl.value.suggested_filename == "cloth-labelstudio.json"
+    tasks = json.loads(Path(dl.value.path()).read_text())
+    assert len(tasks) == 92
+    by_id = {t["data"]["pixclass_image_id"]: t for t in tasks}
+    for a in rows:  # the annotator's labels, from the keyboard, bulk tagging and accepted suggestions
+        [ann] = [x for x in by_id[a.image_id]["annotations"] if x["result"][0]["value"]["choices"] == a.labels]
+    with ws.session() as s:
+        run = records.latest_run(s)
+        preds = {p.image_id: p for p in s.scalars(select(Prediction).where(Prediction.run_id == run.id))}
+    assert len(preds) == 92 and all(len(t["predictions"]) == 1 for t in tasks)
+    for im_id, p in preds.items():
+        [lp] = by_id[im_id]["predictions"]
+        assert lp["model_version"] == Path(run.path).name and abs(lp["score"] - p.score) < 1e-5
+        assert lp["result"][0]["value"]["choices"] == p.labels
+    with page.expect_download() as dl:
+        page.click("#export-ls-config")
+    config = Path(dl.value.path()).read_text()
+    assert '<Choices name="choice" toName="image"' in config and all(f'"{c}"' in config
+                                                                       for c in ("hat", "pants", "shoes", "t-shirt"))
 
 
 def test_taxonomy_picker_searches_hundreds_of_classes(server, page):

@@ -235,3 +235,24 @@ def test_multilabel_bulk_add_and_remove(tmp_path, photos4):
     ann.post("/api/annotations/bulk", json={"image_ids": sel[:1], "labels": ["hat"], "mode": "remove"})
     assert srv.client("view").get(f"/api/images/{sel[0]}").json()["labels"] == ["shoes"]
     assert ann.post(f"/api/images/{sel[1]}/annotations", json={"labels": ["hat", "pants"]}).status_code == 200
+
+
+def test_labelstudio_export_download(srv, photos4):
+    first, second = ids(srv)[:2]
+    for who, labels in (("ann", ["hat"]), ("bob", ["shoes"])):
+        assert srv.client(who).post(f"/api/images/{first}/annotations", json={"labels": labels}).status_code == 200
+    assert srv.client().get("/api/datasets/cloth/export/labelstudio").status_code == 401
+    r = srv.client("view").get("/api/datasets/cloth/export/labelstudio", params={"document_root": str(photos4)})
+    assert r.status_code == 200 and "attachment" in r.headers["content-disposition"]
+    tasks = {t["data"]["pixclass_image_id"]: t for t in r.json()}
+    assert len(tasks) == 120 and not any("predictions" in t for t in tasks.values())  # no run yet: no suggestions
+    votes = sorted(a["result"][0]["value"]["choices"][0] for a in tasks[first]["annotations"])
+    assert votes == ["hat", "hat", "shoes"]  # the folder's label and both annotators', none lost
+    # the folder import's labels are there too, and image URLs are relative to Label Studio's document root
+    assert [a["result"][0]["value"]["choices"] for a in tasks[second]["annotations"]]
+    assert tasks[second]["data"]["image"].startswith("/data/local-files/?d=") and str(photos4) not in \
+        tasks[second]["data"]["image"]
+    xml = srv.client("view").get("/api/datasets/cloth/export/labelstudio.xml", params={"from_name": "garment"})
+    assert xml.status_code == 200 and '<Choices name="garment" toName="image"' in xml.text
+    r = srv.client("view").get("/api/datasets/nope/export/labelstudio")
+    assert r.status_code == 400 and "nope" in r.json()["detail"]

@@ -110,26 +110,17 @@ def retrain_cmd(
 
 def _predictions(ws, dataset: str, run_dir: Path | None, quiet: bool):
     """({image_id: TaskPrediction}, model_version) from the run's stored predictions, else computed with it."""
-    from sqlalchemy import select
-
     from pixclass.artifact import Manifest
-    from pixclass.io.labelstudio import TaskPrediction
+    from pixclass.io.labelstudio import TaskPrediction, stored_predictions
     from pixclass.store import records
-    from pixclass.store.tables import Prediction, Run
     from pixclass.train.active import run_probs
 
+    preds, path = stored_predictions(ws, dataset, run_dir)
+    version = Path(path).name if path else ""
+    if preds or not path:
+        return preds, version
     with ws.session() as s:
-        ds = records.get_dataset(s, dataset)
-        run = (s.scalar(select(Run).where(Run.path == str(Path(run_dir).resolve()))) if run_dir
-               else records.latest_run(s, ds))
-        path = str(run_dir) if run_dir else (run.path if run else None)
-        if path is None:
-            return {}, ""
-        version = Path(path).name
-        stored = list(s.scalars(select(Prediction).where(Prediction.run_id == run.id))) if run else []
-        if stored:
-            return {p.image_id: TaskPrediction(tuple(p.labels), p.score) for p in stored}, version
-        its = records.items(s, ds)
+        its = records.items(s, records.get_dataset(s, dataset))
     if not its:
         return {}, version
     classes = Manifest.load(path).classes

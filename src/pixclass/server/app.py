@@ -46,7 +46,8 @@ def create_app(workspace: str | Path | Workspace | None = None, *, db_url: str |
                settings: ServerSettings | None = None) -> FastAPI:
     """The server for one workspace. Reads LABEL_STUDIO_* and PIXCLASS_* settings from the environment
     unless ``settings`` is given."""
-    from pixclass.server import active, auth, classes, jobs, labeling, mlbackend, models, predict_api, review
+    from pixclass.server import (active, auth, classes, exports, jobs, labeling, mlbackend, models, predict_api,
+                                 review)
 
     ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace, url=db_url)
 
@@ -78,6 +79,7 @@ def create_app(workspace: str | Path | Workspace | None = None, *, db_url: str |
     app.include_router(review.router)
     app.include_router(predict_api.router)
     app.include_router(active.router)
+    app.include_router(exports.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)

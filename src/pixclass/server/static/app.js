@@ -78,6 +78,8 @@ async function selectDataset(name) {
   $("#f-predicted").replaceChildren(...opts("any prediction"));
   $("#bulk-class").replaceChildren(...S.ds.classes.map((c) => el("option", { value: c }, c)));
   $("#bulk-mode").hidden = !S.ds.multi;
+  const base = `/api/datasets/${encodeURIComponent(name)}/export/labelstudio`;
+  $("#export-ls").href = base; $("#export-ls-config").href = `${base}.xml`;
   S.selected.clear(); S.offset = 0;
   await loadGrid();
 }
