@@ -26,6 +26,8 @@ if __name__ == "__main__":
     ap.add_argument("--batch", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=10, help="seeds averaged (random's curve is flat near the target "
                     "line, so fewer seeds give a noisy figure)")
+    ap.add_argument("--tune-c", action="store_true", help="pick each round's C on validation, as the live loop's "
+                    "retraining does (default: the full-data fit's C for every round)")
     ap.add_argument("--workspace", default=None, help="reuse a workspace (its embedding cache) between runs")
     a = ap.parse_args()
     ws = Path(a.workspace or tempfile.mkdtemp(prefix="pixclass-al-"))
@@ -42,10 +44,12 @@ if __name__ == "__main__":
     imp = run("import", str(CLOTHING), "--name", "clothing")
     t0 = time.time()
     r = run("al", "simulate", "clothing", "--strategy", a.strategy, "--budget", str(a.budget), "--initial",
-            str(a.initial), "--batch", str(a.batch), "--repeats", str(a.repeats), "--out", str(ws / "al-sim"))
+            str(a.initial), "--batch", str(a.batch), "--repeats", str(a.repeats), "--out", str(ws / "al-sim"),
+            "--tune-c" if a.tune_c else "--fixed-c")
     wall = time.time() - t0
     print(f"clothing-small: pool {r['pool']} train images, test {r['test']}; {a.repeats} seeds, initial {a.initial}, "
-          f"batch {a.batch}, budget {r['settings']['budget']}; {wall:.0f}s wall (embedding included)")
+          f"batch {a.batch}, budget {r['settings']['budget']}; C {r['settings']['C']}; {wall:.0f}s wall (embedding "
+          "included)")
     print(f"full-data linear-mode test accuracy {r['full_accuracy']:.4f}; target 95% = {r['target']:.4f}")
     for name, curve in r["curves"].items():
         marks = {n: acc for n, acc in curve}

@@ -69,6 +69,14 @@ def test_al_simulate_json_curves_csv_png(tmp_path, photos4):
     assert len(items) == len(emb) and emb.shape[1] == 1280 and np.isfinite(emb).all()
     assert {it.split for it in items} == {"test"}
 
+    # --tune-c: each round picks C on validation like a live retraining, so with the whole pool labeled the last
+    # point is exactly the full-data fit
+    tuned = last_json(cli("al", "simulate", "c4", "--strategy", "margin,random", "--initial", "8", "--batch", "40",
+                          "--img-size", "64", "--tune-c", "--out", tmp_path / "sim2", "--json", ws=ws))
+    assert tuned["settings"]["C"] == "tuned per round" and out["settings"]["C"] in (0.03, 0.1, 0.3, 1.0)
+    for curve in tuned["curves"].values():
+        assert curve[-1] == [tuned["pool"], tuned["full_accuracy"]]
+
     bad = cli("al", "simulate", "c4", "--strategy", "margn", ws=ws, ok=False)
     assert bad.exit_code == 2 and "Did you mean margin" in bad.output
 

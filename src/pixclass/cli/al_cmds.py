@@ -29,6 +29,10 @@ def simulate_cmd(
     model: Annotated[str, typer.Option(help="Frozen backbone giving the embeddings.")] = "mobilenetv2_100",
     img_size: Annotated[int, typer.Option(help="Square input size in pixels.")] = 224,
     target: Annotated[float, typer.Option(help="Fraction of full-data accuracy to reach.")] = 0.95,
+    tune_c: Annotated[bool, typer.Option("--tune-c/--fixed-c",
+                                         help="Pick each round's regularisation C on the validation split, as "
+                                              "retraining in the live loop does (slower), instead of the full-data "
+                                              "fit's C.")] = False,
     out: Annotated[Optional[Path], typer.Option(help="Folder for curve.csv and curve.png "
                                                      "(default WORKSPACE/runs/al-DATASET-TIME).")] = None,
     workspace: WorkspaceOpt = None, db_url: DbOpt = None, json_out: JsonOpt = False, quiet: QuietOpt = False,
@@ -39,7 +43,7 @@ def simulate_cmd(
     ws = open_ws(workspace, db_url)
     with progress_bar(quiet or json_out) as bar:
         res = simulate(ws, dataset, [s for s in strategy.split(",") if s.strip()], budget=budget, initial=initial,
-                       batch=batch, repeats=repeats, seed=seed, model=model, img_size=img_size,
+                       batch=batch, repeats=repeats, seed=seed, model=model, img_size=img_size, tune_c=tune_c,
                        target_fraction=target, out=out, progress=bar)
     if json_out:
         return emit_json(res.to_dict())

@@ -77,9 +77,13 @@ def _schedule(initial: int, budget: int, batch: int) -> list[int]:
 
 
 def run_curve(strategy: str, x: np.ndarray, y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray,
-              num_classes: int, sizes: Sequence[int], start: np.ndarray, *, C: float, seed: int = 0,
+              num_classes: int, sizes: Sequence[int], start: np.ndarray, *, C: float | None, seed: int = 0,
+              val: tuple[np.ndarray, np.ndarray] | None = None,
               progress: Callable[[int, int], None] | None = None) -> list[tuple[int, float]]:
-    """Accuracy on the test set after each labeled-pool size in ``sizes``, starting from pool indices ``start``."""
+    """Accuracy on the test set after each labeled-pool size in ``sizes``, starting from pool indices ``start``.
+
+    With ``C=None`` each round picks C on ``val`` (x, y), as `train --mode linear` does at every retraining."""
+    vx, vy = val if val is not None else (None, None)
     labeled = list(start)
     is_labeled = np.zeros(len(x), bool)
     is_labeled[labeled] = True
@@ -97,7 +101,7 @@ def run_curve(strategy: str, x: np.ndarray, y: np.ndarray, test_x: np.ndarray, t
         if len(np.unique(y[labeled])) < 2:
             last = (np.zeros((num_classes, x.shape[1]), np.float32), np.eye(1, num_classes, int(y[labeled[0]]))[0])
         else:
-            last = fit_linear(x[labeled], y[labeled], num_classes, C=C)[:2]
+            last = fit_linear(x[labeled], y[labeled], num_classes, val_x=vx, val_y=vy, C=C)[:2]
         curve.append((len(labeled), _accuracy(*last, test_x, test_y)))
         if progress:
             progress(step + 1, len(sizes))
@@ -110,11 +114,14 @@ def first_reaching(curve: Sequence[tuple[int, float]], target: float) -> int | N
 
 def simulate(ws: Workspace, dataset: str, strategies: Sequence[str] = ("margin", "entropy", "random"), *,
              budget: int | None = None, initial: int = 20, batch: int = 20, seed: int = 0, repeats: int = 1,
-             model: str = DEFAULT_MODEL, img_size: int = 224, C: float | None = None,
+             model: str = DEFAULT_MODEL, img_size: int = 224, C: float | None = None, tune_c: bool = False,
              target_fraction: float = 0.95, out: str | Path | None = None,
              progress: Progress | None = None) -> SimulationResult:
     """Replay ``dataset`` (labeled train and test splits) for each strategy; writes curve.csv and curve.png
-    to ``out``."""
+    to ``out``.
+
+    Each round's model uses ``C`` (default: the C that validation picks for the full-data fit); with ``tune_c``
+    every round picks its own C on the validation split instead, as the live loop's retraining does (slower)."""
     t0 = time.time()
     names = list(dict.fromkeys(check_strategy(s) for s in strategies))
     if not names:
@@ -149,7 +156,10 @@ def simulate(ws: Workspace, dataset: str, strategies: Sequence[str] = ("margin",
     with threadpool_limits(limits=1):
         w, b, c_full = fit_linear(x, y, K, val_x=vx if len(vy) else None, val_y=vy if len(vy) else None, C=C)
     full = _accuracy(w, b, tx, ty)
-    c_rounds = C if C is not None else c_full
+    if tune_c and (C is not None or not len(vy)):
+        log.warning("tune_c needs a labeled validation split and no fixed C; every round uses C=%g", C or c_full)
+        tune_c = False
+    c_rounds = None if tune_c else C if C is not None else c_full
     target = target_fraction * full
     sizes = _schedule(initial, budget, batch)
 
@@ -165,7 +175,7 @@ def simulate(ws: Workspace, dataset: str, strategies: Sequence[str] = ("margin",
                 start = np.random.default_rng(seed + 1000 * r).permutation(len(x))[:initial]
                 tick = (lambda d, t, base=done: progress("simulate", base + d, total)) if progress else None
                 curve = run_curve(name, x, y, tx, ty, K, sizes, start, C=c_rounds, seed=seed + 1000 * r,
-                                  progress=tick)
+                                  val=(vx, vy) if tune_c else None, progress=tick)
                 accs[r] = [a for _, a in curve]
                 done += len(sizes)
             curves[name] = [(n, round(float(a), 4)) for n, a in zip(sizes, accs.mean(0))]
@@ -178,7 +188,7 @@ def simulate(ws: Workspace, dataset: str, strategies: Sequence[str] = ("margin",
         full_accuracy=round(full, 4), target=round(target, 4), target_fraction=target_fraction, pool=len(x),
         test=len(tx),
         settings={"model": model, "img_size": img_size, "initial": initial, "batch": batch, "budget": budget,
-                  "repeats": repeats, "seed": seed, "C": c_rounds},
+                  "repeats": repeats, "seed": seed, "C": c_rounds if c_rounds is not None else "tuned per round"},
     )
     out_dir = Path(out) if out else ws.runs_dir / f"al-{dataset}-{datetime.now():%Y%m%d-%H%M%S}"
     out_dir.mkdir(parents=True, exist_ok=True)
