@@ -290,3 +290,60 @@ def test_admin_imports_uploads_and_adds_a_user(server, page, tmp_path, photos4):
         items = records.items(s, ds)
         assert len(items) == 7 and sum(1 for it in items if it.labels) == 6
         assert records.load_schema(s, ds).classes == ("hat", "shoes")
+
+
+def test_auto_retrain_every_n_labels_while_labeling(server, page, tmp_path, photos4):
+    """An admin sets "retrain every N labels"; the Nth keyboard label starts a linear retraining job, and the image
+    view gets the new model's suggestion without leaving the image."""
+    base, ws = server
+    labeled, unlabeled = tmp_path / "labeled", tmp_path / "unlabeled"
+    unlabeled.mkdir()
+    for cls in ("hat", "pants", "shoes", "t-shirt"):
+        files = sorted((photos4 / cls).glob("*.jpg"))
+        (labeled / cls).mkdir(parents=True)
+        for f in files[:8]:
+            shutil.copy(f, labeled / cls / f.name)
+        shutil.copy(files[29], unlabeled / f"{cls}-{files[29].name}")
+    import_dataset(ws, labeled, "auto")
+    import_dataset(ws, unlabeled, "auto")
+
+    ctx = page.context.browser.new_context(viewport={"width": 1280, "height": 900})
+    pg = ctx.new_page()
+    pg.set_default_timeout(20_000)
+    pg.goto(base)
+    pg.fill("#login-name", "root")
+    pg.fill("#login-password", "root-pw")
+    pg.click("#login-submit")
+    pg.wait_for_selector("#grid .card")
+    pg.select_option("#dataset", "auto")
+    pg.wait_for_selector("#autotrain-info:has-text('32 new labels since the last run')")  # no run yet: every label
+    pg.fill("#autotrain-every", "35")
+    pg.click("#autotrain-btn")
+    pg.wait_for_selector("#grid-msg:has-text('Retraining after every 35 new labels')")
+    pg.wait_for_selector("#autotrain-info:has-text('retrains (linear) every 35')")
+
+    pg.select_option("#f-status", "unlabeled")
+    pg.click("#apply-filters")
+    pg.wait_for_selector("#count:has-text('4 images')")
+    pg.locator("#grid .card img").first.click()
+    pg.wait_for_selector("#image-view:not([hidden])")
+    assert pg.locator("#suggested").count() == 0  # no model yet
+    for i, key in enumerate("123"):
+        pg.keyboard.press(key)
+        pg.wait_for_selector(f"#pos:has-text('{i + 2} / 4')")
+    assert "retraining (job" in pg.inner_text("#image-msg")
+    pg.wait_for_selector("#image-msg:has-text('suggestions refreshed')", timeout=240_000)
+    assert pg.is_visible("#image-view") and "4 / 4" in pg.inner_text("#pos")  # still labeling the same image
+    suggested = pg.inner_text("#suggested")
+    pg.keyboard.press("Escape")
+    pg.wait_for_selector("#autotrain-info:has-text('0 new labels since the last run')")
+    ctx.close()
+
+    with ws.session() as s:
+        ds = records.get_dataset(s, "auto")
+        run = records.latest_run(s, ds)
+        assert run is not None and run.mode == "linear"
+        last = s.scalar(select(Image).where(Image.dataset_id == ds.id).order_by(Image.id.desc()).limit(1))
+        pred = s.scalar(select(Prediction).where(Prediction.run_id == run.id, Prediction.image_id == last.id))
+        assert pred is not None and pred.labels == [suggested]
+    assert [a.labels for a in human(ws) if a.author == "root"] == [["hat"], ["pants"], ["shoes"]]

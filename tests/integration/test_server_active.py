@@ -2,6 +2,9 @@
 
 import time
 
+from fastapi.testclient import TestClient
+
+from pixclass.server import create_app
 from tests.integration.server_fixtures import make_server
 
 
@@ -27,6 +30,12 @@ def test_queue_orders_unlabeled_images_and_autotrain_retrains(tmp_path, photos4)
         time.sleep(0.2)
     assert job["status"] == "done", job.get("error")
     assert ann.get("/api/datasets/cloth/autotrain").json()["new_labels"] == 0
+    # the rule is stored in the workspace: a restarted server keeps it, and null turns it off
+    again = TestClient(create_app(srv.ws))
+    again.headers["Authorization"] = f"Bearer {srv.tokens['root']}"
+    assert again.get("/api/datasets/cloth/autotrain").json()["every"] == 2
+    assert again.put("/api/datasets/cloth/autotrain", json={"every": None}).json()["every"] is None
+    assert admin.get("/api/datasets/cloth/autotrain").json() == {"dataset": "cloth", "new_labels": 0, "every": None}
 
 
 def test_queue_on_unlabeled_folder(tmp_path, photos4):

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from pixclass.server.auth import Principal, require
 from pixclass.server.labeling import ws_of
+from pixclass.store import records
 from pixclass.train import active
 
 log = logging.getLogger(__name__)
@@ -30,27 +31,31 @@ def queue(name: str, request: Request, strategy: str = "margin", n: int = 50,
     return active.label_queue(ws_of(request), name, strategy, n).to_dict()
 
 
+def autotrain_rule(request: Request, dataset: str) -> dict | None:
+    """The dataset's auto-retrain rule ({every, img_size}), stored in the workspace so it outlives a restart."""
+    with ws_of(request).session() as s:
+        return records.get_setting(s, records.get_dataset(s, dataset), "autotrain")
+
+
 @router.put("/datasets/{name}/autotrain")
 def set_autotrain(name: str, body: AutoTrainBody, request: Request, _: Principal = Depends(require("admin"))) -> dict:
-    settings = request.app.state.autotrain
-    if body.every is None:
-        settings.pop(name, None)
-    else:
-        settings[name] = body.model_dump()
-    return {"dataset": name, **(settings.get(name) or {"every": None})}
+    with ws_of(request).session() as s:
+        records.set_setting(s, records.get_dataset(s, name), "autotrain",
+                            None if body.every is None else body.model_dump())
+    return {"dataset": name, **(autotrain_rule(request, name) or {"every": None})}
 
 
 @router.get("/datasets/{name}/autotrain")
 def get_autotrain(name: str, request: Request, _: Principal = Depends(require("viewer"))) -> dict:
     return {"dataset": name, "new_labels": active.labels_since_last_run(ws_of(request), name),
-            **(request.app.state.autotrain.get(name) or {"every": None})}
+            **(autotrain_rule(request, name) or {"every": None})}
 
 
 def maybe_retrain(request: Request, dataset: str, user: str) -> str | None:
     """After a human label: start a train-and-prelabel job when the dataset's N new labels are reached."""
     from pixclass.server import tasks
 
-    conf = request.app.state.autotrain.get(dataset)
+    conf = autotrain_rule(request, dataset)
     jobs = request.app.state.jobs
     if not conf or jobs.busy("train"):
         return None

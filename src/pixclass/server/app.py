@@ -64,7 +64,6 @@ def create_app(workspace: str | Path | Workspace | None = None, *, db_url: str |
     app.state.settings = settings or ServerSettings.from_env()
     app.state.jobs = jobs.JobManager()
     app.state.models = models.ModelCache(ws)
-    app.state.autotrain = {}  # dataset -> {every, img_size}: retrain after every N new human labels
     app.state.auth_cache = auth.BasicCache()
 
     @app.exception_handler(PixclassError)  # DataError, ConfigError and the rest: the caller's input, 400

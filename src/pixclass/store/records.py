@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
@@ -10,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from pixclass.errors import DataError
 from pixclass.schema import LabelSchema
-from pixclass.store.tables import Annotation, BrokenFile, Dataset, Image, LabelClass, Run
+from pixclass.store.tables import Annotation, BrokenFile, Dataset, Image, LabelClass, Meta, Run
 
 
 @dataclass(frozen=True)
@@ -157,3 +158,21 @@ def dataset_stats(s: Session, ds: Dataset) -> dict:
         "formats": formats,
         "broken": broken_files(s, ds),
     }
+
+
+def get_setting(s: Session, ds: Dataset, name: str) -> dict | None:
+    """A dataset's stored setting (JSON object) such as its auto-retrain rule, or None."""
+    row = s.get(Meta, f"{name}:{ds.id}")
+    return json.loads(row.value) if row else None
+
+
+def set_setting(s: Session, ds: Dataset, name: str, value: dict | None) -> None:
+    """Store (or, with None, remove) a dataset setting; it outlives the server process."""
+    row = s.get(Meta, f"{name}:{ds.id}")
+    if value is None:
+        if row is not None:
+            s.delete(row)
+    elif row is None:
+        s.add(Meta(key=f"{name}:{ds.id}", value=json.dumps(value)))
+    else:
+        row.value = json.dumps(value)

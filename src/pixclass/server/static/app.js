@@ -83,6 +83,12 @@ async function selectDataset(name) {
   S.selected.clear(); S.offset = 0;
   await loadGrid();
 }
+async function loadAutotrain() {  // "N new labels since the last run", and the auto-retrain setting
+  const a = await api(`/api/datasets/${encodeURIComponent(S.ds.name)}/autotrain`);
+  $("#autotrain-every").value = a.every ?? "";
+  $("#autotrain-info").textContent = `${a.new_labels} new labels since the last run` +
+    (a.every ? `; retrains (linear) every ${a.every}` : "");
+}
 
 // ------------------------------------------------------------------ grid
 function filters() {
@@ -99,6 +105,7 @@ async function loadGrid() {
     $("#count").textContent = `${res.total} images`;
     $("#page-info").textContent = res.total ? `${S.offset + 1}-${Math.min(S.offset + PAGE, res.total)} of ${res.total}` : "";
     renderGrid();
+    await loadAutotrain();
   });
 }
 function renderGrid() {
@@ -140,6 +147,13 @@ $("#accept-btn").addEventListener("click", () => guard("#grid-msg", async () => 
   const res = await api(`/api/datasets/${encodeURIComponent(S.ds.name)}/accept-suggestions`, { method: "POST", body });
   flash("#grid-msg", `Accepted ${res.accepted} suggestions; ${res.skipped_labeled} already labeled (kept); ${res.below_threshold} below threshold.`);
   await loadGrid();
+}));
+$("#autotrain-btn").addEventListener("click", () => guard("#grid-msg", async () => {
+  const v = $("#autotrain-every").value.trim();
+  const a = await api(`/api/datasets/${encodeURIComponent(S.ds.name)}/autotrain`, { method: "PUT",
+    body: { every: v === "" ? null : Number(v) } });
+  flash("#grid-msg", a.every ? `Retraining after every ${a.every} new labels.` : "Automatic retraining off.");
+  await loadAutotrain();
 }));
 $("#train-btn").addEventListener("click", () => guard("#grid-msg", async () => {
   const job = await api("/api/train", { method: "POST", body: { dataset: S.ds.name, mode: "linear" } });
@@ -200,7 +214,9 @@ async function save(labels, accepted = false) {
     const a = await api(`/api/images/${S.image.id}/annotations`, { method: "POST", body: {
       labels, time_spent: (performance.now() - S.shownAt) / 1000, accepted_suggestion: accepted } });
     S.undo.push({ id: a.id, pos: S.pos });
-    flash("#image-msg", `Saved ${labels.join(", ") || "no labels"}.`);
+    flash("#image-msg", `Saved ${labels.join(", ") || "no labels"}.` +
+          (a.retrain_job ? ` Enough new labels: retraining (job ${a.retrain_job}).` : ""));
+    if (a.retrain_job) { S.watch = a.retrain_job; pollJobs(); }
     if (S.pos + 1 < S.ids.length) await openImage(S.pos + 1); else await openImage(S.pos);
   });
 }
@@ -216,7 +232,8 @@ async function undo() {
 async function review(id, status) {
   await guard("#image-msg", async () => { await api(`/api/annotations/${id}/review`, { method: "POST", body: { status } }); await openImage(S.pos); });
 }
-$("#back").addEventListener("click", () => { show("grid"); loadGrid(); });
+function backToGrid() { show("grid"); loadGrid(); }
+$("#back").addEventListener("click", backToGrid);
 $("#save-btn").addEventListener("click", () => save([...S.checked]));
 document.addEventListener("keydown", (ev) => {
   if ($("#image-view").hidden || ev.target.tagName === "INPUT" && ev.target.type !== "radio" && ev.target.type !== "checkbox" || ev.ctrlKey && ev.key !== "z" || ev.metaKey || ev.altKey) return;
@@ -235,7 +252,7 @@ document.addEventListener("keydown", (ev) => {
     else flash("#image-msg", "No suggestion for this image; train a model first.", true);
   } else if (ev.key === "Enter") { ev.preventDefault(); save([...S.checked]); }
   else if (ev.key === "z" || ev.key === "Backspace") { ev.preventDefault(); undo(); }
-  else if (ev.key === "Escape") { show("grid"); loadGrid(); }
+  else if (ev.key === "Escape") backToGrid();
   else if (ev.key === "/" && hier()) { ev.preventDefault(); $("#taxonomy-search").focus(); }
 });
 
@@ -333,7 +350,10 @@ async function pollJobs() {
           `${r.broken.length} unreadable${r.broken.length ? `: ${r.broken.map((b) => `${b.path} (${b.reason})`).join(", ")}` : ""}.`, r.broken.length > 0);
     return;
   }
-  if (S.ds) { await loadDatasets(S.ds.name); flash("#grid-msg", "Job finished; suggestions refreshed."); }
+  if (S.ds && !$("#image-view").hidden) {  // labeling goes on: refresh this image's suggestion, keep the list
+    S.image = await api(`/api/images/${S.image.id}`); renderImage(); await loadAutotrain();
+    flash("#image-msg", "Retrained; suggestions refreshed.");
+  } else if (S.ds) { await loadDatasets(S.ds.name); flash("#grid-msg", "Job finished; suggestions refreshed."); }
 }
 
 start();
