@@ -8,6 +8,15 @@ from pixclass.server import create_app
 from tests.integration.server_fixtures import make_server
 
 
+def wait_job(client, job_id: str, timeout: float = 300) -> dict:
+    end = time.time() + timeout
+    while True:
+        job = client.get(f"/api/jobs/{job_id}").json()
+        if job["status"] in ("done", "failed") or time.time() > end:
+            return job
+        time.sleep(0.2)
+
+
 def test_queue_orders_unlabeled_images_and_autotrain_retrains(tmp_path, photos4):
     srv = make_server(tmp_path / "ws", photos4)
     admin, ann = srv.client("root"), srv.client("ann")
@@ -22,12 +31,7 @@ def test_queue_orders_unlabeled_images_and_autotrain_retrains(tmp_path, photos4)
     second = ann.post(f"/api/images/{ids[1]}/annotations", json={"labels": ["hat"]}).json()
     job_id = first["retrain_job"] or second["retrain_job"]
     assert job_id, "two new labels with every=2 start a retraining job"
-    end = time.time() + 300
-    while time.time() < end:
-        job = ann.get(f"/api/jobs/{job_id}").json()
-        if job["status"] in ("done", "failed"):
-            break
-        time.sleep(0.2)
+    job = wait_job(ann, job_id)
     assert job["status"] == "done", job.get("error")
     assert ann.get("/api/datasets/cloth/autotrain").json()["new_labels"] == 0
     # the rule is stored in the workspace: a restarted server keeps it, and null turns it off
@@ -36,6 +40,16 @@ def test_queue_orders_unlabeled_images_and_autotrain_retrains(tmp_path, photos4)
     assert again.get("/api/datasets/cloth/autotrain").json()["every"] == 2
     assert again.put("/api/datasets/cloth/autotrain", json={"every": None}).json()["every"] is None
     assert admin.get("/api/datasets/cloth/autotrain").json() == {"dataset": "cloth", "new_labels": 0, "every": None}
+
+    # labels arriving from Label Studio's webhook count toward the rule too
+    assert admin.put("/api/datasets/cloth/autotrain", json={"every": 1, "img_size": 64}).json()["every"] == 1
+    event = {"action": "ANNOTATION_CREATED", "task": {"id": 5, "data": {"image": "x", "pixclass_image_id": ids[2]}},
+             "annotation": {"id": 9, "completed_by": 3, "result": [{"from_name": "choice", "to_name": "image",
+                                                                    "type": "choices", "value": {"choices": ["hat"]}}]}}
+    r = ann.post("/webhook", json=event).json()
+    assert r["stored"] == 1 and r["retrain_job"], r
+    assert wait_job(ann, r["retrain_job"])["status"] == "done"
+    assert ann.get("/api/datasets/cloth/autotrain").json()["new_labels"] == 0
 
 
 def test_queue_on_unlabeled_folder(tmp_path, photos4):

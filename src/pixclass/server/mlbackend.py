@@ -19,6 +19,7 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from pixclass.errors import DataError, NotFittedError, PixclassError
+from pixclass.server.active import maybe_retrain
 from pixclass.server.auth import Principal, require
 from pixclass.store import records
 from pixclass.store.tables import Annotation, Dataset, Image
@@ -212,7 +213,10 @@ def _webhook(request: Request, body: dict, user: Principal) -> tuple[dict, int]:
             return {"status": "ok", "stored": 0, "reason": f"unknown classes {unknown}"}, 201
         s.add(Annotation(image_id=im.id, labels=labels, source="human", author=author[:200],
                          time_spent=annotation.get("lead_time")))
-    return {"status": "ok", "stored": 1, "image_id": im.id}, 201
+        dataset = s.get(Dataset, im.dataset_id).name
+    # a Label Studio label counts toward the dataset's "retrain every N labels" rule like one made in our UI
+    return {"status": "ok", "stored": 1, "image_id": im.id,
+            "retrain_job": maybe_retrain(request, dataset, user.name)}, 201
 
 
 @router.post("/webhook")
