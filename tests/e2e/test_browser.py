@@ -115,13 +115,23 @@ def test_label_with_keyboard_bulk_tag_train_and_accept(server, page):
     page.screenshot(path=str(ARTIFACTS / "grid.png"), full_page=True)
 
     # keyboard labeling: 1 = hat, 3 = shoes, arrows move, z undoes
+    files: list[str] = []
+    record = lambda r: files.append(r.url) if r.url.endswith("/file") else None  # noqa: E731
+    page.on("request", record)
     page.locator("#grid .card img").first.click()
     page.wait_for_selector("#image-view:not([hidden])")
     page.wait_for_function("document.querySelector('#big').complete")
     page.screenshot(path=str(ARTIFACTS / "image-view.png"), full_page=True)
     page.wait_for_timeout(300)  # some time_spent to record
+    for _ in range(50):  # the next image is fetched while this one is shown
+        if len(files) >= 2:
+            break
+        page.wait_for_timeout(100)
+    assert len(set(files)) == 2, files
     page.keyboard.press("1")
     page.wait_for_selector("#pos:has-text('2 / 12')")
+    page.remove_listener("request", record)
+    assert page.evaluate("document.querySelector('#big').src") == files[1]
     page.keyboard.press("3")
     page.wait_for_selector("#pos:has-text('3 / 12')")
     page.keyboard.press("ArrowRight")

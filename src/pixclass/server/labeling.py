@@ -194,7 +194,8 @@ def image_file(image_id: int, request: Request, _: Principal = Depends(require("
         path = Path(_image(s, image_id).path)
     if not path.is_file():
         raise HTTPException(410, f"Image {image_id} is registered but its file is gone.")
-    return FileResponse(path, media_type=mimetypes.guess_type(path.name)[0] or "application/octet-stream")
+    return FileResponse(path, media_type=mimetypes.guess_type(path.name)[0] or "application/octet-stream",
+                        headers={"Cache-Control": "private, max-age=600"})  # lets the UI prefetch the next image
 
 
 @router.get("/images/{image_id}/thumb")

@@ -171,6 +171,7 @@ async function openImage(pos) {
     S.checked = new Set(S.image.labels); S.search = ""; S.shownAt = performance.now();
     show("image");
     $("#big").src = `/api/images/${S.image.id}/file`;
+    if (pos + 1 < S.ids.length) new Image().src = `/api/images/${S.ids[pos + 1]}/file`;  // keyboard labeling: no wait
     $("#big").alt = S.image.name;
     $("#pos").textContent = `${pos + 1} / ${S.ids.length} · #${S.image.id} ${S.image.name}`;
     renderImage();
