@@ -86,6 +86,19 @@ def page(server):
         browser.close()
 
 
+def logged_in_page(page, base: str, name: str, password: str):
+    """A second browser context (its own cookies) logged in as ``name``, showing the grid."""
+    ctx = page.context.browser.new_context(viewport={"width": 1280, "height": 900})
+    pg = ctx.new_page()
+    pg.set_default_timeout(20_000)
+    pg.goto(base)
+    pg.fill("#login-name", name)
+    pg.fill("#login-password", password)
+    pg.click("#login-submit")
+    pg.wait_for_selector("#grid .card")
+    return ctx, pg
+
+
 def human(ws: Workspace) -> list[Annotation]:
     with ws.session() as s:
         return list(s.scalars(select(Annotation).where(Annotation.source == "human").order_by(Annotation.id)))
@@ -260,14 +273,7 @@ def test_admin_imports_uploads_and_adds_a_user(server, page, tmp_path, photos4):
     upload = sorted((photos4 / "pants").glob("*.jpg"))[28]
 
     assert page.locator("button[data-tab=admin]").is_hidden()  # the annotator's page
-    ctx = page.context.browser.new_context(viewport={"width": 1280, "height": 900})
-    pg = ctx.new_page()
-    pg.set_default_timeout(20_000)
-    pg.goto(base)
-    pg.fill("#login-name", "root")
-    pg.fill("#login-password", "root-pw")
-    pg.click("#login-submit")
-    pg.wait_for_selector("#grid .card")
+    ctx, pg = logged_in_page(page, base, "root", "root-pw")
     pg.click("button[data-tab=admin]")
     pg.wait_for_selector("#users tbody tr")
     assert {r.split("\t")[0] for r in pg.locator("#users tbody tr").all_inner_texts()} == {"ann", "root"}
@@ -317,14 +323,7 @@ def test_auto_retrain_every_n_labels_while_labeling(server, page, tmp_path, phot
     import_dataset(ws, labeled, "auto")
     import_dataset(ws, unlabeled, "auto")
 
-    ctx = page.context.browser.new_context(viewport={"width": 1280, "height": 900})
-    pg = ctx.new_page()
-    pg.set_default_timeout(20_000)
-    pg.goto(base)
-    pg.fill("#login-name", "root")
-    pg.fill("#login-password", "root-pw")
-    pg.click("#login-submit")
-    pg.wait_for_selector("#grid .card")
+    ctx, pg = logged_in_page(page, base, "root", "root-pw")
     pg.select_option("#dataset", "auto")
     pg.wait_for_selector("#autotrain-info:has-text('32 new labels since the last run')")  # no run yet: every label
     pg.fill("#autotrain-every", "35")
