@@ -39,10 +39,10 @@ def autotrain_rule(request: Request, dataset: str) -> dict | None:
 
 @router.put("/datasets/{name}/autotrain")
 def set_autotrain(name: str, body: AutoTrainBody, request: Request, _: Principal = Depends(require("admin"))) -> dict:
+    rule = None if body.every is None else body.model_dump()
     with ws_of(request).session() as s:
-        records.set_setting(s, records.get_dataset(s, name), "autotrain",
-                            None if body.every is None else body.model_dump())
-    return {"dataset": name, **(autotrain_rule(request, name) or {"every": None})}
+        records.set_setting(s, records.get_dataset(s, name), "autotrain", rule)
+    return {"dataset": name, **(rule or {"every": None})}
 
 
 @router.get("/datasets/{name}/autotrain")

@@ -207,13 +207,14 @@ def _webhook(request: Request, body: dict, user: Principal) -> tuple[dict, int]:
         if im is None or not labels:
             return {"status": "ok", "stored": 0, "reason": "task image not registered in pixclass"
                     if im is None else "no choices in the annotation"}, 201
-        schema = records.load_schema(s, s.get(Dataset, im.dataset_id))
+        ds = s.get(Dataset, im.dataset_id)
+        schema = records.load_schema(s, ds)
         unknown = [x for x in labels if x not in schema.classes]
         if unknown:
             return {"status": "ok", "stored": 0, "reason": f"unknown classes {unknown}"}, 201
         s.add(Annotation(image_id=im.id, labels=labels, source="human", author=author[:200],
                          time_spent=annotation.get("lead_time")))
-        dataset = s.get(Dataset, im.dataset_id).name
+        dataset = ds.name
     # a Label Studio label counts toward the dataset's "retrain every N labels" rule like one made in our UI
     return {"status": "ok", "stored": 1, "image_id": im.id,
             "retrain_job": maybe_retrain(request, dataset, user.name)}, 201

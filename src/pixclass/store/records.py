@@ -160,19 +160,24 @@ def dataset_stats(s: Session, ds: Dataset) -> dict:
     }
 
 
+def _setting_key(ds: Dataset, name: str) -> str:
+    return f"{name}:{ds.id}"
+
+
 def get_setting(s: Session, ds: Dataset, name: str) -> dict | None:
     """A dataset's stored setting (JSON object) such as its auto-retrain rule, or None."""
-    row = s.get(Meta, f"{name}:{ds.id}")
+    row = s.get(Meta, _setting_key(ds, name))
     return json.loads(row.value) if row else None
 
 
 def set_setting(s: Session, ds: Dataset, name: str, value: dict | None) -> None:
     """Store (or, with None, remove) a dataset setting; it outlives the server process."""
-    row = s.get(Meta, f"{name}:{ds.id}")
+    key = _setting_key(ds, name)
+    row = s.get(Meta, key)
     if value is None:
         if row is not None:
             s.delete(row)
     elif row is None:
-        s.add(Meta(key=f"{name}:{ds.id}", value=json.dumps(value)))
+        s.add(Meta(key=key, value=json.dumps(value)))
     else:
         row.value = json.dumps(value)
