@@ -64,7 +64,7 @@ def maybe_retrain(request: Request, dataset: str, user: str) -> str | None:
         return None
     params = {"mode": "linear", "img_size": conf["img_size"]}
     log.info("%s: %d new labels reached; retraining", dataset, conf["every"])
-    job = jobs.submit("train", user, {"dataset": dataset, "auto": True, **params},
-                      lambda progress: tasks.train_and_prelabel(ws, request.app.state.models, dataset, params,
-                                                                progress))
-    return job.id
+    job = jobs.submit_if_idle("train", user, {"dataset": dataset, "auto": True, **params},
+                              lambda progress: tasks.train_and_prelabel(ws, request.app.state.models, dataset,
+                                                                        params, progress))
+    return job.id if job else None  # None: another label's request started the retraining first

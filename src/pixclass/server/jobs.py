@@ -51,8 +51,21 @@ class JobManager:
         self._pool: ThreadPoolExecutor | None = None
 
     def submit(self, kind: str, user: str, params: dict, fn: Callable[[Progress], dict]) -> Job:
+        job = self.submit_if_idle(kind, user, params, fn, only_if_idle=False)
+        assert job is not None
+        return job
+
+    def submit_if_idle(self, kind: str, user: str, params: dict, fn: Callable[[Progress], dict], *,
+                       only_if_idle: bool = True) -> Job | None:
+        """Like submit, but returns None instead when a job of this kind is queued or running.
+
+        The check and the submission happen under one lock, so two requests racing (two annotators' Nth label)
+        start one job, not two.
+        """
         job = Job(uuid.uuid4().hex[:12], kind, user, params)
         with self._lock:
+            if only_if_idle and self._busy(kind):
+                return None
             if self._pool is None:  # started on first use, never at import
                 self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pixclass-job")
             self._jobs[job.id] = job
@@ -85,7 +98,11 @@ class JobManager:
             return sorted(self._jobs.values(), key=lambda j: j.created, reverse=True)
 
     def busy(self, kind: str) -> bool:
-        return any(j.kind == kind and j.status in ("queued", "running") for j in self.list())
+        with self._lock:
+            return self._busy(kind)
+
+    def _busy(self, kind: str) -> bool:
+        return any(j.kind == kind and j.status in ("queued", "running") for j in self._jobs.values())
 
     def wait(self, job_id: str, timeout: float = 60.0) -> Job:
         """Block until the job finishes (tests and scripts)."""
