@@ -10,7 +10,8 @@ Shapes (Label Studio "JSON" export and pre-annotation import format)::
                                    "value": {"choices": ["shoes"]}, "score": 0.93}]}]}]
 
 The "JSON-MIN" export (one flat record per annotation: the task's data fields plus, per control, a single choice as
-text, ``{"choices": [...]}`` for several, or ``[{"taxonomy": [[...]]}]``) is read too, converted to the shape above.
+text, ``{"choices": [...]}`` for several, or ``[{"taxonomy": [[...]]}]``) is read too, converted to the shape above,
+and so is the "CSV" export (the same records as rows; several choices and taxonomies are JSON text in their cells).
 
 Choices give one label (single) or several (multiple: a multilabel dataset); Taxonomy gives paths
 (``{"taxonomy": [["clothes", "shoes"]]}``), stored as '/'-joined hierarchical class names.
@@ -21,6 +22,7 @@ broken, never downloaded.
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import os
@@ -56,7 +58,41 @@ class LSEntry(Entry):
 
 # ---------------------------------------------------------------- reading exports
 
+def is_labelstudio_csv(path: Path) -> bool:
+    """A Label Studio CSV export: its header has the JSON-MIN meta columns and no ``path`` column."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            header = {c.strip().lower() for c in next(csv.reader(f), [])}
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return False
+    return "path" not in header and {"annotation_id", "lead_time"} <= header
+
+
+def _cell(value: str) -> object:
+    """A CSV cell as JSON-MIN has it: several choices and taxonomies are JSON text, everything else plain."""
+    v = value.strip()
+    if v[:1] in "[{":
+        try:
+            return json.loads(v)
+        except json.JSONDecodeError:
+            pass
+    return v
+
+
+def _load_csv(path: Path) -> list:
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.DictReader(f))
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise DataError(f"{path}: not a readable UTF-8 CSV ({e}). Export the project from Label Studio as 'CSV' "
+                        f"or 'JSON'.") from None
+    # Empty cells are fields the annotation did not fill (an unlabeled task has an empty choice column).
+    return [{k.strip(): _cell(v) for k, v in row.items() if k and isinstance(v, str) and v.strip()} for row in rows]
+
+
 def _load(path: Path) -> list:
+    if path.suffix.lower() == ".csv":
+        return _load_csv(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as e:

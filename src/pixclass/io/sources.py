@@ -21,18 +21,18 @@ class Entry:
 
 def read_source(src: str | Path, *, label_sep: str = "|") -> list[Entry]:
     """A folder tree (``root/<class>/img``, ``root/<split>/<class>/img``, nested classes for taxonomies), a CSV, or a
-    Label Studio JSON export."""
+    Label Studio export (JSON, JSON-MIN or CSV)."""
     src = Path(src).expanduser()
     if not src.exists():
         raise DataError(f"{src}: no such file or folder. Give a folder of images or a CSV file.")
     if src.is_file():
-        if src.suffix.lower() == ".json":  # a Label Studio JSON export
-            from pixclass.io.labelstudio import read_labelstudio
+        from pixclass.io.labelstudio import is_labelstudio_csv, read_labelstudio  # it imports this module
 
+        if src.suffix.lower() == ".json" or src.suffix.lower() == ".csv" and is_labelstudio_csv(src):
             return read_labelstudio(src)
         if src.suffix.lower() != ".csv":
             raise DataError(f"{src}: a file source must be a .csv with columns path,label[,split] "
-                            f"or a Label Studio .json export.")
+                            f"or a Label Studio .json or .csv export.")
         return read_csv(src, label_sep=label_sep)
     return read_folder(src)
 
@@ -69,7 +69,8 @@ def read_csv(path: Path, *, label_sep: str = "|") -> list[Entry]:
         raise DataError(f"{path}: the CSV has no rows. It needs a header line path,label[,split] and one row per image.")
     cols = {c.strip().lower(): c for c in rows[0] if c}
     if "path" not in cols:
-        raise DataError(f"{path}: the CSV has no 'path' column (found: {', '.join(cols) or 'none'}).")
+        raise DataError(f"{path}: the CSV has no 'path' column (found: {', '.join(cols) or 'none'}). Give columns "
+                        f"path,label[,split], or a Label Studio CSV export as it was downloaded.")
     label_col = cols.get("label") or cols.get("labels")
     out = []
     for n, row in enumerate(rows, start=2):

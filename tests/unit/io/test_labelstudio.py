@@ -133,3 +133,47 @@ def test_json_min_export_single_multiple_taxonomy_and_several_annotators(tmp_pat
     with pytest.raises(DataError, match="several classification controls.*kind, quality"):
         read_labelstudio(f, document_root=root)
     assert read_labelstudio(f, document_root=root, from_name="quality")[0].labels == ("blurry",)
+
+
+def test_csv_export_reads_like_json_min_and_plain_csvs_stay_plain(tmp_path):
+    """Label Studio's CSV export: JSON-MIN records as rows, several choices and taxonomies as JSON text in cells."""
+    import csv
+
+    from pixclass.io.sources import read_source
+
+    root = tmp_path / "root"
+    for name in ("a.jpg", "b.jpg", "c.jpg", "d.jpg"):
+        _img(root / name)
+    header = ["image", "id", "choice", "tags", "annotator", "annotation_id", "created_at", "updated_at", "lead_time"]
+    rows = [  # a.jpg: two annotators, the newer wins; c.jpg: never labeled (empty cells)
+        ["/data/local-files/?d=a.jpg", "1", "hat", "", "1", "11", "2024-01-01T00:00:00Z", "", "3.1"],
+        ["/data/local-files/?d=a.jpg", "1", "cap", "", "2", "12", "2024-02-01T00:00:00Z", "", "2.0"],
+        ["/data/local-files/?d=b.jpg", "2", "shoes", "", "1", "13", "2024-01-01T00:00:00Z", "", "1.5"],
+        ["/data/local-files/?d=c.jpg", "3", "", "", "", "", "", "", ""],
+    ]
+    f = tmp_path / "project-1-at-2024.csv"
+    with f.open("w", newline="") as fh:
+        csv.writer(fh).writerows([header, *rows])
+    entries = read_labelstudio(f, document_root=root)
+    assert [(e.path.name, e.labels) for e in entries] == [("a.jpg", ("cap",)), ("b.jpg", ("shoes",)), ("c.jpg", ())]
+
+    multi = [["/data/local-files/?d=d.jpg", "4", "", json.dumps({"choices": ["hat", "red"]}), "1", "14", "", "", "1"],
+             ["/data/local-files/?d=c.jpg", "3", "", json.dumps([{"taxonomy": [["clothes", "hat"]]}]), "1", "15", "",
+              "", "1"]]
+    with f.open("w", newline="") as fh:
+        csv.writer(fh).writerows([header, *multi])
+    assert [e.labels for e in read_labelstudio(f, document_root=root)] == [("hat", "red"), ("clothes/hat",)]
+
+    # read_source (what `pixclass import` uses) tells the two CSV kinds apart by the header.
+    rel = tmp_path / "rel"
+    _img(rel / "x.jpg")
+    ls = rel / "ls.csv"
+    ls.write_text("image,choice,annotation_id,lead_time\nx.jpg,hat,1,2.0\n")
+    assert [(e.path, e.labels) for e in read_source(ls)] == [(rel / "x.jpg", ("hat",))]
+    plain = rel / "plain.csv"
+    plain.write_text("path,label\nx.jpg,cap\n")
+    assert [(e.path, e.labels) for e in read_source(plain)] == [(rel / "x.jpg", ("cap",))]
+    broken = rel / "broken.csv"
+    broken.write_bytes(b"image,choice,annotation_id,lead_time\n\xff\xfe,hat,1,2\n")
+    with pytest.raises(DataError, match=r"broken\.csv: not a readable UTF-8 CSV"):
+        read_source(broken)
