@@ -42,18 +42,28 @@ def user_add(
     password: Annotated[Optional[str], typer.Option(help="Password (prompted when left out).")] = None,
     workspace: WorkspaceOpt = None, db_url: DbOpt = None, json_out: JsonOpt = False,
 ) -> None:
-    """Create an account (or reset its role and password)."""
+    """Create an account, or update an existing one: it gets ROLE and, if it differs, the new password, which
+    revokes its sessions and API tokens."""
     from pixclass.store import users
 
     if password is None:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     ws = open_ws(workspace, db_url)
     with ws.session() as s:
-        u = users.create_user(s, name, role, password)
-        out = {"id": u.id, "name": u.name, "role": u.role}
+        old = users.find_user(s, name)
+        old_hash = old.password_hash if old is not None else None
+        u = users.create_user(s, name, role, password, replace=True)
+        out = {"id": u.id, "name": u.name, "role": u.role, "updated": old is not None,
+               "tokens_revoked": old is not None and u.password_hash != old_hash}
     if json_out:
         return emit_json(out)
-    console.print(f"User [bold]{out['name']}[/] ({out['role']}) saved.")
+    if not out["updated"]:
+        console.print(f"User [bold]{out['name']}[/] ({out['role']}) created.")
+    elif out["tokens_revoked"]:
+        console.print(f"Existing user [bold]{out['name']}[/] updated: role {out['role']}, new password; "
+                      "its sessions and API tokens are revoked.")
+    else:
+        console.print(f"Existing user [bold]{out['name']}[/] updated: role {out['role']}, same password.")
 
 
 @user_app.command("token")

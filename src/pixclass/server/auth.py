@@ -20,6 +20,7 @@ from pixclass.store import users
 COOKIE = "pixclass_session"
 CSRF_HEADER = "x-requested-with"  # cookie-authenticated writes must carry it; cross-site forms cannot
 BASIC_TTL = 60.0  # seconds a verified basic-auth pair is remembered, so Label Studio's calls skip argon2
+# (each hit still reads the user row: a new password or role applies at once, even one set by another process)
 
 router = APIRouter(prefix="/api", tags=["auth"])
 
@@ -35,20 +36,21 @@ class Principal:
 
 
 class BasicCache:
-    """sha256(name, password) -> (Principal, expiry). Lets repeated basic-auth requests skip argon2."""
+    """sha256(name, password) -> (user id, stored password hash, expiry). Lets repeated basic-auth requests skip
+    argon2; a hit counts only while the user's stored hash is still the one the password was verified against."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._d: dict[str, tuple[Principal, float]] = {}
+        self._d: dict[str, tuple[int, str, float]] = {}
 
-    def get(self, key: str) -> Principal | None:
+    def get(self, key: str) -> tuple[int, str] | None:
         with self._lock:
             hit = self._d.get(key)
-            return hit[0] if hit and hit[1] > time.monotonic() else None
+            return (hit[0], hit[1]) if hit and hit[2] > time.monotonic() else None
 
-    def put(self, key: str, p: Principal) -> None:
+    def put(self, key: str, user_id: int, password_hash: str) -> None:
         with self._lock:
-            self._d[key] = (p, time.monotonic() + BASIC_TTL)
+            self._d[key] = (user_id, password_hash, time.monotonic() + BASIC_TTL)
 
     def clear(self) -> None:
         with self._lock:
@@ -74,15 +76,16 @@ def _basic(request: Request, value: str) -> Principal:
         raise _unauthorized("Malformed basic auth header.", request) from None
     key = hashlib.sha256(f"{name}\0{password}".encode()).hexdigest()
     cache: BasicCache = request.app.state.auth_cache
-    if (p := cache.get(key)) is not None:
-        return p
     with request.app.state.ws.session() as s:
+        if (hit := cache.get(key)) is not None:
+            u = s.get(users.User, hit[0])
+            if u is not None and u.password_hash == hit[1]:
+                return _principal(u)  # the role as stored now
         u = users.authenticate(s, name, password)
         if u is None:
             raise _unauthorized("Wrong user name or password.", request)
-        p = _principal(u)
-    cache.put(key, p)
-    return p
+        cache.put(key, u.id, u.password_hash)
+        return _principal(u)
 
 
 def current_user(request: Request) -> Principal:
@@ -137,6 +140,8 @@ class NewUser(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     role: str
     password: str = Field(min_length=4, max_length=1000)
+    replace: bool = Field(False, description="Give an existing user this role and password (a new password "
+                                             "revokes its sessions and API tokens). Without it, 409.")
 
 
 @router.post("/auth/login", response_model=UserOut)
@@ -185,8 +190,10 @@ def list_users(request: Request, _: Principal = Depends(require("admin"))) -> li
 
 @router.post("/users", response_model=UserOut)
 def add_user(body: NewUser, request: Request, _: Principal = Depends(require("admin"))) -> UserOut:
+    """Create an account; 409 if the name exists, unless ``replace`` is true."""
     with request.app.state.ws.session() as s:
-        u = users.create_user(s, body.name, body.role, body.password)
-        out = UserOut(id=u.id, name=u.name, role=u.role)
-    request.app.state.auth_cache.clear()
-    return out
+        if not body.replace and users.find_user(s, body.name) is not None:
+            raise HTTPException(409, f"User {body.name!r} already exists. Send \"replace\": true to give it "
+                                     "the new role and password (a new password signs it out everywhere).")
+        u = users.create_user(s, body.name, body.role, body.password, replace=body.replace)
+        return UserOut(id=u.id, name=u.name, role=u.role)

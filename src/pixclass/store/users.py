@@ -1,4 +1,7 @@
-"""Accounts and tokens: users with a role, argon2 password hashes, API and session tokens (stored hashed)."""
+"""Accounts and tokens: users with a role, argon2 password hashes, API and session tokens (stored hashed).
+
+A new password revokes the user's tokens, API and session alike: whoever had them must log in or ask for new ones.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import ForeignKey, Integer, String, select
+from sqlalchemy import ForeignKey, Integer, String, delete, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from pixclass.errors import ConfigError
@@ -50,34 +53,47 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_user(s: Session, name: str, role: str, password: str) -> User:
-    """Add an account; an existing name gets the new role and password."""
+def find_user(s: Session, name: str) -> User | None:
+    return s.scalar(select(User).where(User.name == name))
+
+
+def create_user(s: Session, name: str, role: str, password: str, *, replace: bool = False) -> User:
+    """Add an account. An existing name is an error unless ``replace``: then it gets the new role and, if the
+    password differs, the new password, and all its tokens (API and session) are revoked."""
     _check_role(role)
     if not name or len(name) > 200 or ":" in name:
         raise ConfigError(f"User name {name!r} must be 1-200 characters without ':'.")
     if len(password) < 4:
         raise ConfigError("The password must have at least 4 characters.")
-    user = s.scalar(select(User).where(User.name == name))
+    user = find_user(s, name)
     if user is None:
         user = User(name=name, role=role, password_hash=_hasher.hash(password))
         s.add(user)
+    elif not replace:
+        raise ConfigError(f"User {name!r} already exists. Replace it explicitly to change its role or password.")
     else:
-        user.role, user.password_hash = role, _hasher.hash(password)
+        user.role = role
+        if not _matches(user.password_hash, password):
+            user.password_hash = _hasher.hash(password)
+            s.execute(delete(ApiToken).where(ApiToken.user_id == user.id))
     s.flush()
     return user
 
 
+def _matches(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
 def authenticate(s: Session, name: str, password: str) -> User | None:
     """The user if the password matches, else None. Takes ~50 ms (argon2) on purpose."""
-    user = s.scalar(select(User).where(User.name == name))
+    user = find_user(s, name)
     if user is None:
         _hasher.hash(password)  # same cost either way, so timing does not reveal which names exist
         return None
-    try:
-        _hasher.verify(user.password_hash, password)
-    except (VerificationError, InvalidHashError):
-        return None
-    return user
+    return user if _matches(user.password_hash, password) else None
 
 
 def create_token(s: Session, user: User, *, kind: str = "api", days: float | None = None) -> str:
