@@ -163,9 +163,31 @@ def test_rest_predict_upload_ids_batch_and_errors(srv, trained, photos4):
     assert c.post("/api/predict", params={"run_id": 999}, files={"file": ("a.jpg", b"x")}).status_code == 400
 
 
+def test_rest_predict_bad_files_say_why_once_without_reprs(srv, trained, photos4):
+    c = srv.client("view")
+    data = min((photos4 / "shoes").glob("*.jpg")).read_bytes()  # predicted "shoes" above
+    bad = {"empty.jpg": (b"", "empty.jpg: empty file (0 bytes)."),
+           "notes.txt": (b"this is not an image",
+                         "notes.txt: not an image file Pillow can read (wrong extension or not an image)."),
+           "half.jpg": (data[: len(data) // 2], "half.jpg: corrupt image data: truncated file (")}
+    for name, (content, reason) in bad.items():
+        r = c.post("/api/predict", files={"file": (name, content, "image/jpeg")})
+        assert r.status_code == 400, r.text
+        detail = r.json()["detail"]
+        assert detail.startswith(reason) and detail.count(name) == 1 and "<_io" not in detail, detail
+    r = c.post("/api/predict/batch", files=[("files", (n, content, "image/jpeg")) for n, (content, _) in bad.items()]
+               + [("files", ("good.jpg", data, "image/jpeg"))])
+    assert r.status_code == 200, r.text
+    preds = r.json()["predictions"]
+    assert [p["name"] for p in preds] == [*bad, "good.jpg"] and preds[-1]["label"] == "shoes"
+    for p, (_, reason) in zip(preds, bad.values()):
+        assert p["error"].startswith(reason) and p["error"].count(p["name"]) == 1 and "<_io" not in p["error"]
+    assert preds[0]["error"] == "empty.jpg: empty file (0 bytes)."
+
+
 def test_label_studio_predict_downloads_with_token_and_formats(srv, trained, photos4):
     photo = sorted((photos4 / "hat").glob("*.jpg"))[3]
-    FakeLabelStudio.files = {"/data/upload/7/hat.jpg": photo.read_bytes()}
+    FakeLabelStudio.files = {"/data/upload/7/hat.jpg": photo.read_bytes(), "/data/upload/7/empty.jpg": b""}
     auth = basic("ann", PASSWORDS["ann"])
     ls = srv.client()
     setup = ls.post("/setup", json={"project": "7.1700000000", "schema": LABEL_CONFIG, "hostname": "x"},
@@ -173,18 +195,26 @@ def test_label_studio_predict_downloads_with_token_and_formats(srv, trained, pho
     assert setup["model_version"].startswith("pixclass-run-")
     tasks = [{"id": 1, "data": {"photo": "/data/upload/7/hat.jpg"}},
              {"id": 2, "data": {"photo": "/data/upload/7/missing.jpg"}},
-             {"id": 3, "data": {"photo": "http://elsewhere.example/x.jpg"}}]
+             {"id": 3, "data": {"photo": "http://elsewhere.example/x.jpg"}},
+             {"id": 4, "data": {"photo": "/data/upload/7/empty.jpg"}}]
     r = ls.post("/predict", json={"tasks": tasks, "label_config": LABEL_CONFIG, "project": "7.1700000000",
                                   "params": {"context": None}}, headers=auth)
     assert r.status_code == 200
     results = r.json()["results"]
-    assert len(results) == 3
+    assert len(results) == 4
     first = results[0]
     assert first["model_version"] == setup["model_version"] and 0 < first["score"] <= 1
     item = first["result"][0]
     assert (item["from_name"], item["to_name"], item["type"]) == ("garment", "img", "choices")
     assert item["value"] == {"choices": ["hat"]}
-    assert results[1]["result"] == [] and results[2]["result"] == []
+    assert "error" not in first
+    # one prediction per task: a task whose image cannot be had is empty, with the reason in `error`
+    for r in results[1:]:
+        assert r["result"] == [] and r["score"] == 0.0 and r["model_version"] == setup["model_version"]
+    assert results[1]["error"] == (f"{srv.app.state.settings.label_studio_url}/data/upload/7/missing.jpg: "
+                                   f"Label Studio answered 404. Check LABEL_STUDIO_API_KEY.")
+    assert results[2]["error"].startswith("Not fetching http://elsewhere.example/x.jpg: only images served by ")
+    assert results[3]["error"] == "/data/upload/7/empty.jpg: empty file (0 bytes)."
     assert f"Token {LS_KEY}" in FakeLabelStudio.seen_auth
 
 

@@ -119,14 +119,23 @@ def decode_bytes(data: bytes, size: int, name: str = "<upload>") -> np.ndarray:
     """Like load_rgb for an in-memory file (uploads)."""
     import io
 
+    if not data:
+        raise DataError(f"{name}: empty file (0 bytes).")
     try:
         img = Image.open(io.BytesIO(data))
         if img.format == "JPEG":
             img.draft("RGB", (size, size))
         img.load()
         return np.asarray(fit_square(to_rgb(ImageOps.exif_transpose(img)), size), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise DataError(f"{name}: cannot decode image ({e or type(e).__name__}).") from None
+    except UnidentifiedImageError:  # its message is the repr of the buffer: say it in words
+        raise DataError(f"{name}: not an image file Pillow can read (wrong extension or not an image).") from None
+    except Image.DecompressionBombError as e:
+        raise DataError(f"{name}: image too large ({e}).") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        reason = str(e) or type(e).__name__
+        if "truncated" in reason.lower():
+            reason = f"truncated file ({reason})"
+        raise DataError(f"{name}: corrupt image data: {reason}.") from None
 
 
 def iter_image_files(root: Path) -> list[Path]:

@@ -46,7 +46,8 @@ def _tv_names() -> set[str]:
     return {f"tv/{n}" for n in torchvision.models.list_models(module=torchvision.models)}
 
 
-def _check_name(name: str) -> str:
+def check_model_name(name: str) -> str:
+    """The family ("builtin", "torchvision", "timm") of a model name; ConfigError naming close matches if unknown."""
     if name in BUILTIN:
         return "builtin"
     if name.startswith("tv/"):
@@ -121,7 +122,7 @@ def create_model(name: str, *, pretrained: bool = False, num_classes: int = 2,
 
     Weights: ``weights`` file if given; else ImageNet weights when ``pretrained`` (see models.weights).
     """
-    family = _check_name(name)
+    family = check_model_name(name)
     mean, std = mean_std(name, family)
     if family == "builtin":
         backbone = BUILTIN[name]()
@@ -169,7 +170,7 @@ def list_models(all_names: bool = False) -> list[ModelInfo]:
     names = sorted(set(BUILTIN) | _timm_names() | _tv_names()) if all_names else SUGGESTED
     out = []
     for name in names:
-        family = _check_name(name)
+        family = check_model_name(name)
         if family == "builtin":
             out.append(ModelInfo(name, family, False, "none (trained from scratch)"))
             continue

@@ -2,7 +2,9 @@
 
 Label Studio authenticates with HTTP basic auth (a pixclass user's name and password). /health and /setup
 never load a model (Label Studio allows them 1 s and 3 s). Task images are fetched from LABEL_STUDIO_URL with
-`Authorization: Token LABEL_STUDIO_API_KEY`. Request and response shapes follow label-studio-ml-backend's api.py.
+`Authorization: Token LABEL_STUDIO_API_KEY`, except for tasks pixclass exported (their data carries
+``pixclass_image_id``), which are read from the workspace. Request and response shapes follow label-studio-ml-backend's api.py.
+A malformed body (not JSON, or a field of the wrong shape) is a 400 naming the field.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlparse
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
@@ -66,11 +68,24 @@ def format_prediction(ctrl: Control, labels: list[str], score: float, version: s
 
 
 def labels_from_result(result: list[dict]) -> list[str]:
+    """The choices and taxonomy paths of an annotation's result items; DataError naming the field if malformed."""
+    if not isinstance(result or [], list):
+        raise DataError("field 'annotation.result' must be a list of result objects.")
     out: list[str] = []
-    for item in result or []:
-        v = item.get("value", {})
-        out += [str(c) for c in v.get("choices", [])]
-        out += ["/".join(map(str, path)) for path in v.get("taxonomy", [])]
+    for i, item in enumerate(result or []):
+        where = f"annotation.result[{i}]"
+        if not isinstance(item, dict):
+            raise DataError(f"field '{where}' must be an object with 'value'.")
+        v = item.get("value") or {}
+        if not isinstance(v, dict):
+            raise DataError(f"field '{where}.value' must be an object.")
+        choices, taxonomy = v.get("choices") or [], v.get("taxonomy") or []
+        if not isinstance(choices, list):
+            raise DataError(f"field '{where}.value.choices' must be a list of class names.")
+        if not isinstance(taxonomy, list) or not all(isinstance(path, list) for path in taxonomy):
+            raise DataError(f"field '{where}.value.taxonomy' must be a list of paths (lists of names).")
+        out += [str(c) for c in choices]
+        out += ["/".join(map(str, path)) for path in taxonomy]
     return list(dict.fromkeys(out))
 
 
@@ -113,6 +128,54 @@ def _image_url(task: dict, ctrl: Control) -> str | None:
     return next((v for v in data.values() if isinstance(v, str) and v.startswith(("/data/", "http"))), None)
 
 
+def _json_type(v: object) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}
+    return names.get(type(v), "a number")
+
+
+async def _json_object(request: Request, fields: str) -> dict:
+    """The request body as a JSON object, else a 400 saying what Label Studio should have sent."""
+    if not (await request.body()).strip():
+        raise HTTPException(400, f"The body is empty; send a JSON object with {fields}.")
+    try:
+        body = await request.json()
+    except ValueError:  # not JSON, or not UTF-8
+        raise HTTPException(400, f"The body is not valid JSON; send a JSON object with {fields}.") from None
+    if not isinstance(body, dict):
+        raise HTTPException(400, f"The body is {_json_type(body)}; send a JSON object with {fields}.")
+    return body
+
+
+def _check_predict_body(body: dict) -> None:
+    tasks = body.get("tasks")
+    if not isinstance(tasks, list):
+        got = _json_type(tasks) if "tasks" in body else "no such field"
+        raise HTTPException(400, f"field 'tasks' must be a list of task objects; got {got}.")
+    bad = next((i for i, t in enumerate(tasks) if not isinstance(t, dict)), None)
+    if bad is not None:
+        raise HTTPException(400, f"field 'tasks' must be a list of task objects; item {bad} is "
+                                 f"{_json_type(tasks[bad])}.")
+    bad = next((i for i, t in enumerate(tasks) if not isinstance(t.get("data") or {}, dict)), None)
+    if bad is not None:
+        raise HTTPException(400, f"field 'tasks[{bad}].data' must be an object.")
+    if not isinstance(body.get("label_config") or "", str):
+        raise HTTPException(400, "field 'label_config' must be a string (the project's labeling config XML).")
+
+
+def _check_webhook_body(body: dict) -> None:
+    """Shapes that annotation events need; other events (Label Studio sends many) are answered as unknown."""
+    if body.get("action") not in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED"):
+        return
+    for key in ("task", "annotation"):
+        if not isinstance(body.get(key) or {}, dict):
+            raise HTTPException(400, f"field '{key}' must be an object.")
+    if not isinstance((body.get("task") or {}).get("data") or {}, dict):
+        raise HTTPException(400, "field 'task.data' must be an object.")
+    lead = (body.get("annotation") or {}).get("lead_time")
+    if lead is not None and (isinstance(lead, bool) or not isinstance(lead, (int, float))):
+        raise HTTPException(400, "field 'annotation.lead_time' must be a number of seconds.")
+
+
 @router.get("/health")
 def health() -> dict:
     """Liveness for Label Studio and monitors: no auth, no database, no model."""
@@ -144,33 +207,46 @@ def _predict_tasks(request: Request, body: dict) -> list[dict]:
     except NotFittedError:
         return []  # no model yet: no predictions, not an error
     ctrl = parse_config(body.get("label_config"))
+    tasks = body.get("tasks") or []
+    with request.app.state.ws.session() as s:  # tasks exported by pixclass name their image: no download needed
+        local = [im.path if (im := _find_image(s, t)) is not None else None for t in tasks]
     out = []
-    for task in body.get("tasks") or []:
+    for task, path in zip(tasks, local):
         url = _image_url(task, ctrl)
         try:
-            if url is None:
+            if path is not None:
+                p = handle.predict_paths([path], k=1)[0]
+                if isinstance(p, str):
+                    raise DataError(p)
+            elif url is None:
                 raise DataError(f"Task {task.get('id')} has no image URL under data.{ctrl.value_key}.")
-            p = handle.predict_bytes(fetch_image(url, settings.label_studio_url, settings.label_studio_api_key),
-                                     url, k=1)
+            else:
+                p = handle.predict_bytes(fetch_image(url, settings.label_studio_url, settings.label_studio_api_key),
+                                         url, k=1)
             out.append(format_prediction(ctrl, [p.label], round(p.score, 6), handle.version))
         except DataError as e:
             log.warning("Label Studio task %s: %s", task.get("id"), e)
-            out.append({"result": [], "score": 0.0, "model_version": handle.version})
+            out.append({"result": [], "score": 0.0, "model_version": handle.version, "error": str(e)})
     return out
 
 
 @router.post("/predict")
 async def ls_predict(request: Request, _: Principal = Depends(require("viewer"))) -> dict:
-    """Predictions for Label Studio tasks: {"results": [one prediction per task]}; [] before any training."""
-    body = await request.json()
+    """Predictions for Label Studio tasks: {"results": [one prediction per task]}; [] before any training.
+
+    A task whose image cannot be fetched or decoded gets an empty prediction (score 0) with an extra ``error``
+    field giving the reason; Label Studio ignores the field, other callers can show it."""
+    body = await _json_object(request, "'tasks' (a list of task objects)")
+    _check_predict_body(body)
     return {"results": await run_in_threadpool(_predict_tasks, request, body)}
 
 
 def _find_image(s, task: dict) -> Image | None:
     data = task.get("data") or {}
     for key in ("pixclass_image_id", "pixclass_id"):
-        if str(data.get(key, "")).isdigit():
-            return s.get(Image, int(data[key]))
+        v = str(data.get(key, ""))
+        if v.isascii() and v.isdigit() and len(v) < 19:  # an id that fits the integer column
+            return s.get(Image, int(v))
     for v in data.values():
         if isinstance(v, str) and "?d=" in v:
             rel = parse_qs(urlparse(v).query).get("d", [""])[0].lstrip("/")
@@ -224,6 +300,7 @@ def _webhook(request: Request, body: dict, user: Principal) -> tuple[dict, int]:
 async def webhook(request: Request, user: Principal = Depends(require("annotator"))) -> JSONResponse:
     """Label Studio events: ANNOTATION_CREATED/UPDATED store the label (source human, author
     label-studio:USER) on the matching registered image; START_TRAINING trains a linear run as a job."""
-    body = await request.json()
+    body = await _json_object(request, "'action' and, for annotation events, 'task' and 'annotation'")
+    _check_webhook_body(body)
     out, status = await run_in_threadpool(_webhook, request, body, user)
     return JSONResponse(out, status_code=status)

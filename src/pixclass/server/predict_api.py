@@ -67,7 +67,7 @@ async def _predict(request: Request, run_id: int | None, artifact: str | None, k
                 out.append(_pred(p, k, name=name))
             except DataError as e:
                 if not batch:
-                    raise HTTPException(400, f"Cannot decode {name}: {e}") from None
+                    raise HTTPException(400, str(e)) from None  # names the file and the reason
                 out.append({"name": name, "error": str(e)})
     else:
         raise HTTPException(415, "Send multipart/form-data with a file, or JSON {\"image_ids\": [...]}.")
@@ -101,13 +101,25 @@ class TrainBody(BaseModel):
     time_budget: float | None = Field(None, gt=0)
 
 
+def _check_model(name: str) -> None:
+    """ConfigError (a 400) for a model name that `pixclass models` would not know, before any job is queued."""
+    try:  # torch is needed to train at all; a server without it lets the job report that
+        from pixclass.models.classical import CLASSICAL
+        from pixclass.models.registry import check_model_name
+    except ImportError:
+        return
+    if name not in CLASSICAL:
+        check_model_name(name)
+
+
 @router.post("/train")
 def train(body: TrainBody, request: Request, user: Principal = Depends(require("annotator"))) -> dict:
     """Train a run as a background job (linear mode takes seconds to a minute), then pre-label the dataset with it.
-    Poll GET /api/jobs/{id} for progress."""
+    Poll GET /api/jobs/{id} for progress. An unknown dataset or model name is a 400 at once."""
     ws, jobs, cache = request.app.state.ws, request.app.state.jobs, request.app.state.models
     with ws.session() as s:
         records.get_dataset(s, body.dataset)
+    _check_model(body.model)
     params = body.model_dump(exclude={"dataset"}, exclude_none=True)
     return jobs.submit("train", user.name, body.model_dump(),
                        lambda progress: tasks.train_and_prelabel(ws, cache, body.dataset, params, progress)).to_dict()
