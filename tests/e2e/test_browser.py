@@ -356,3 +356,48 @@ def test_auto_retrain_every_n_labels_while_labeling(server, page, tmp_path, phot
         pred = s.scalar(select(Prediction).where(Prediction.run_id == run.id, Prediction.image_id == last.id))
         assert pred is not None and pred.labels == [suggested]
     assert [a.labels for a in human(ws) if a.author == "root"] == [["hat"], ["pants"], ["shoes"]]
+
+
+def test_held_key_and_double_tap_label_only_images_on_screen(server, page, tmp_path, photos4):
+    """Key auto-repeat and taps faster than a save never label an image twice or one that was never shown."""
+    base, ws = server
+    labeled, folder = tmp_path / "labeled", tmp_path / "burst"
+    folder.mkdir()
+    for cls in ("hat", "pants", "shoes", "t-shirt"):
+        files = sorted((photos4 / cls).glob("*.jpg"))
+        (labeled / cls).mkdir(parents=True)
+        shutil.copy(files[0], labeled / cls / files[0].name)
+        for f in files[1:4]:
+            shutil.copy(f, folder / f"{cls}-{f.name}")
+    import_dataset(ws, labeled, "burst")
+    import_dataset(ws, folder, "burst")
+    with ws.session() as s:
+        ids = [it.image_id for it in records.items(s, records.get_dataset(s, "burst"), labeled=False)]
+    ctx, pg = logged_in_page(page, base, "ann", "ann-pw")
+    pg.select_option("#dataset", "burst")
+    pg.select_option("#f-status", "unlabeled")
+    pg.click("#apply-filters")
+    pg.wait_for_selector("#count:has-text('12 images')")
+    pg.locator("#grid .card img").first.click()
+    pg.wait_for_selector("#pos:has-text('1 / 12')")
+
+    pg.keyboard.down("2")  # held: one keydown, then auto-repeats
+    for _ in range(6):
+        pg.keyboard.down("2")
+        pg.wait_for_timeout(40)
+    pg.keyboard.up("2")
+    pg.wait_for_selector("#pos:has-text('2 / 12')")
+    pg.wait_for_timeout(500)  # any stray save would have landed by now
+    assert "2 / 12" in pg.inner_text("#pos")
+    assert [(a.image_id, a.labels) for a in human(ws) if a.image_id in ids] == [(ids[0], ["pants"])]
+
+    for _ in range(3):  # taps with no wait between them: each lands on the image shown when it was pressed
+        pg.keyboard.press("3")
+    pg.wait_for_timeout(800)
+    rows = [a for a in human(ws) if a.image_id in ids]
+    labeled = [a.image_id for a in rows]
+    assert len(labeled) == len(set(labeled)), "an image was labeled twice"
+    assert labeled == ids[:len(labeled)], "an image was skipped"  # contiguous from the first image
+    shown = int(pg.inner_text("#pos").split(" / ")[0])
+    assert shown == len(labeled) + 1 and all(a.labels == ["shoes"] for a in rows[1:])
+    ctx.close()

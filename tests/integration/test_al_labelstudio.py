@@ -51,6 +51,8 @@ def test_al_simulate_json_curves_csv_png(tmp_path, photos4):
         assert curve[-1][1] >= 0.5, (name, curve)  # 4 classes: chance is 0.25
     assert out["full_accuracy"] >= 0.6 and out["target"] == pytest.approx(0.95 * out["full_accuracy"], abs=1e-3)
     assert set(out["labels_to_target"]) == set(out["curves"])
+    [warning] = out["warnings"]  # 120 images: a test split this small makes the figures coarse, and it says so
+    assert f"The test split has {out['test']} labeled images" in warning
     for name, n in out["labels_to_target"].items():  # the first point at or above the target, if any
         hits = [m for m, a in out["curves"][name] if a >= out["target"]]
         assert n == (hits[0] if hits else None)
@@ -180,3 +182,27 @@ def test_labelstudio_round_trip_and_bad_json(tmp_path, photos4):
     bad.write_text("[{,")
     res = cli("import", bad, "--name", "bad", ws=ws, ok=False)
     assert res.exit_code == 2 and "broken-export.json: not valid JSON" in res.output
+
+
+def test_labelstudio_remote_reference_reported_as_written(tmp_path, photos4):
+    ws = tmp_path / "ws"
+    src = tmp_path / "ls"
+    src.mkdir()
+    shutil.copy(min((photos4 / "hat").glob("*.jpg")), src / "a.jpg")
+    export = src / "export.json"
+    export.write_text(json.dumps([
+        {"data": {"image": "a.jpg"}, "annotations": [{"result": [
+            {"from_name": "choice", "to_name": "image", "type": "choices", "value": {"choices": ["hat"]}}]}]},
+        {"data": {"image": "https://example.com/b.jpg"}, "annotations": []},
+    ]))
+    res = last_json(cli("import", export, "--name", "remote", "--json", ws=ws))
+    assert res["imported"] == 1
+    [broken] = res["broken"]
+    assert broken["path"] == "https://example.com/b.jpg"  # not https:/example.com/b.jpg
+    assert broken["reason"].startswith("a remote URL; pixclass imports local files only.")  # named once, by path
+    w = Workspace.open(ws)
+    with w.session() as s:
+        stored = records.broken_files(s, records.get_dataset(s, "remote"))
+    assert stored == [broken]
+    shown = cli("stats", "remote", ws=ws).output
+    assert "broken https://example.com/b.jpg: a remote URL" in shown and "https:/example" not in shown

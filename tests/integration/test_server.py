@@ -210,11 +210,15 @@ def test_bulk_tagging_and_class_editing(srv):
     assert srv.client("ann").post("/api/annotations/bulk", json={"image_ids": sel, "labels": ["belt"]}).json() == \
         {"annotated": 4, "retrain_job": None}  # no automatic retraining configured
     assert ids(srv, label="belt") == sel
+    stale = srv.client("ann").post("/api/annotations/bulk", json={"image_ids": [sel[0], 999999], "labels": ["hat"]})
+    assert stale.status_code == 404 and "999999" in stale.json()["detail"] and ids(srv, label="belt") == sel
     assert srv.client("ann").post("/api/annotations/bulk", json={"image_ids": sel, "labels": ["belt"],
                                                                 "mode": "add"}).status_code == 400  # multiclass
     r = admin.post("/api/datasets/cloth/classes/rename", json={"old": "belt", "new": "strap"})
     assert "strap" in r.json()["classes"] and "belt" not in r.json()["classes"] and r.json()["relabeled"] == 4
     assert ids(srv, label="strap") == sel
+    same = admin.post("/api/datasets/cloth/classes/rename", json={"old": "strap", "new": "strap"})
+    assert same.status_code == 400 and "already has that name" in same.json()["detail"]
     assert admin.post("/api/datasets/cloth/classes/rename", json={"old": "strap", "new": "hat"}).status_code == 409
     r = admin.post("/api/datasets/cloth/classes/merge", json={"sources": ["strap", "scarf", "pants"],
                                                              "target": "bottoms"})

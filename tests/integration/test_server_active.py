@@ -1,11 +1,16 @@
 """The "next to label" queue and automatic retraining after N new labels, through the API."""
 
+import shutil
 import time
+from pathlib import Path
 
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from pixclass.server import create_app
-from tests.integration.server_fixtures import make_server
+from pixclass.store import records
+from pixclass.store.tables import Image, Prediction
+from tests.integration.server_fixtures import PASSWORDS, basic, make_server
 
 
 def wait_job(client, job_id: str, timeout: float = 300) -> dict:
@@ -79,3 +84,62 @@ def test_grid_sorted_by_queue(tmp_path, photos4):
     q = c.get("/api/datasets/new/queue", params={"strategy": "kcenter", "n": 100}).json()["image_ids"]
     grid = c.get("/api/datasets/new/images", params={"sort": "queue:kcenter"}).json()
     assert grid["ids"] == q and grid["total"] == len(q) == 15
+
+
+def test_suggestions_follow_class_renames_and_merges_made_after_training(tmp_path, photos4):
+    """A model trained before a rename or merge still answers in today's class names (merged classes add up), so
+    accepting its suggestion works and nothing shows a class that no longer exists."""
+    shutil.copytree(photos4, tmp_path / "photos")  # one file gets broken below
+    srv = make_server(tmp_path / "ws", tmp_path / "photos")
+    admin, ann = srv.client("root"), srv.client("ann")
+    job = ann.post("/api/train", json={"dataset": "cloth", "mode": "linear", "img_size": 64}).json()
+    assert wait_job(ann, job["id"])["status"] == "done"
+    ids = ann.get("/api/datasets/cloth/images").json()["ids"]
+    before = {i: ann.get(f"/api/images/{i}").json()["top"] for i in ids[:12]}
+    assert all(len(t) == 4 for t in before.values())
+
+    assert admin.post("/api/datasets/cloth/classes/rename", json={"old": "hat", "new": "cap"}).status_code == 200
+    r = admin.post("/api/datasets/cloth/classes/merge", json={"sources": ["pants", "shoes"], "target": "lower"})
+    assert r.json()["classes"] == ["cap", "lower", "t-shirt"]
+    assert admin.post("/api/datasets/cloth/classes/rename", json={"old": "lower", "new": "legs"}).status_code == 200
+    for i, old in before.items():
+        now = ann.get(f"/api/images/{i}").json()
+        got = {t["label"]: t["score"] for t in now["top"]}
+        want = {"cap": 0.0, "legs": 0.0, "t-shirt": 0.0}
+        for t in old:
+            want[{"hat": "cap", "pants": "legs", "shoes": "legs"}.get(t["label"], t["label"])] += t["score"]
+        assert got.keys() == want.keys() and all(abs(got[c] - want[c]) < 2e-4 for c in got), (got, want)
+        assert now["prediction"]["label"] == now["top"][0]["label"]  # the grid shows what the image view shows
+        assert abs(now["prediction"]["score"] - now["top"][0]["score"]) < 2e-4
+    # predictions through the REST API and the Label Studio backend answer in today's names too
+    photo = sorted((photos4 / "pants").glob("*.jpg"))[0]
+    r = ann.post("/api/predict", files={"file": ("p.jpg", photo.read_bytes(), "image/jpeg")}).json()
+    assert {t["label"] for t in r["predictions"][0]["top"]} == {"cap", "legs", "t-shirt"}
+    event = {"tasks": [{"id": 1, "data": {"image": "x", "pixclass_image_id": ids[0]}}]}
+    [ls] = srv.client().post("/predict", json=event, headers=basic("ann", PASSWORDS["ann"])).json()["results"]
+    assert ls["result"][0]["value"]["choices"][0] in {"cap", "legs", "t-shirt"}
+    # accepting the suggestion (space in the UI) stores today's name
+    i = ids[0]
+    top = ann.get(f"/api/images/{i}").json()["top"][0]["label"]
+    r = ann.post(f"/api/images/{i}/annotations", json={"labels": [top], "accepted_suggestion": True})
+    assert r.status_code == 200, r.text
+    with srv.ws.session() as s:
+        run_id = records.latest_run(s).id
+    # a model trained after the renames knows only today's names, and a new class reusing an old name is its own
+    assert admin.post("/api/datasets/cloth/classes", json={"names": ["hat"]}).status_code == 200
+    job = ann.post("/api/train", json={"dataset": "cloth", "mode": "linear", "img_size": 64}).json()
+    done = wait_job(ann, job["id"])
+    assert done["status"] == "done", done["error"]
+    labels = {t["label"] for t in ann.get(f"/api/images/{ids[1]}").json()["top"]}
+    assert labels == {"cap", "legs", "t-shirt", "hat"}  # the new "hat" is not today's "cap"
+    # pre-labeling again with the old run stores today's names, and skips a file that broke since the import
+    with srv.ws.session() as s:
+        broken = s.get(Image, ids[-1]).path
+    Path(broken).write_bytes(b"\xff\xd8\xff broken since the import")
+    shutil.rmtree(srv.ws.cache_dir)  # decoded images are cached by content: make it read the files again
+    job = ann.post("/api/datasets/cloth/prelabel", json={"run_id": run_id}).json()
+    done = wait_job(ann, job["id"])
+    assert done["status"] == "done" and done["result"]["failed"] == 1, done
+    with srv.ws.session() as s:
+        stored = {p.labels[0] for p in s.scalars(select(Prediction).where(Prediction.run_id == run_id))}
+    assert stored <= {"cap", "legs", "t-shirt"}, stored

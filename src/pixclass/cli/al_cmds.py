@@ -54,6 +54,8 @@ def simulate_cmd(
         extra = f" ({savings[name]:.2f}x fewer than random)" if savings.get(name) and name != "random" else ""
         console.print(f"  {name:>16}: {n if n is not None else 'not reached'} labels to target, "
                       f"final accuracy {res.curves[name][-1][1]:.4f}{extra}")
+    for w in res.warnings:
+        console.print(f"[yellow]Warning:[/] {w}")
     console.print(f"Curve: {res.csv} and {res.png}")
 
 

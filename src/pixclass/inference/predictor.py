@@ -49,6 +49,18 @@ def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
     return out
 
 
+def merge_classes(probs: np.ndarray, names: Sequence[str], *, multilabel: bool = False
+                  ) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Probabilities (N, K) over classes now called ``names`` (K, with repeats where classes were merged) ->
+    (N, K') over the distinct names: merged classes add up (one label per image) or take the max (multi-label)."""
+    unique = tuple(dict.fromkeys(names))
+    if len(unique) == len(names):
+        return probs, unique
+    join = np.max if multilabel else np.sum
+    cols = [[i for i, n in enumerate(names) if n == u] for u in unique]
+    return np.stack([join(probs[:, c], axis=1) for c in cols], 1), unique
+
+
 def to_predictions(paths: Sequence[str], probs: np.ndarray, classes: Sequence[str], k: int = 5, *,
                    schema: LabelSchema | None = None, thresholds: dict[str, float] | None = None) -> list[Prediction]:
     """Predictions from probabilities (N, K); with a schema, decisions follow its task (see pixclass.decision)."""

@@ -41,7 +41,8 @@ class ImportResult:
 
 def _probe(entry: Entry) -> ImageInfo | str:
     if getattr(entry, "reason", ""):  # a source that could not resolve the image (Label Studio URL) says why
-        return entry.reason  # type: ignore[attr-defined]
+        reason, ref = entry.reason, getattr(entry, "ref", "")  # type: ignore[attr-defined]
+        return reason[len(ref) + 2 :] if ref and reason.startswith(f"{ref}: ") else reason  # the report names it
     try:
         return probe(entry.path)
     except DataError as e:
@@ -107,7 +108,9 @@ def import_dataset(ws: Workspace, src: str | Path, name: str, *, task: str | Non
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for n, (entry, info) in enumerate(zip(todo, pool.map(_probe, todo)), start=1):
             if isinstance(info, str):
-                result.broken.append({"path": str(entry.path), "reason": info})
+                # an unresolved reference (a Label Studio URL) as written: Path() would turn https:// into https:/
+                where = getattr(entry, "ref", "") if getattr(entry, "reason", "") else ""
+                result.broken.append({"path": where or str(entry.path), "reason": info})
             elif info.sha256 in new_at:
                 first, _ = infos[new_at[info.sha256]]
                 merged = first.labels + tuple(lab for lab in entry.labels if lab not in first.labels)
@@ -131,6 +134,10 @@ def import_dataset(ws: Workspace, src: str | Path, name: str, *, task: str | Non
                 infos[i] = (dataclasses.replace(e, labels=e.labels[:1]), info)
     names = set(old_schema.classes) | {lab for e, _ in infos for lab in e.labels} | set(taxonomy_classes(taxonomy))
     schema = LabelSchema.infer(names, task or (old_schema.task if old_schema.classes else None))  # type: ignore[arg-type]
+    if old_schema.classes:  # an existing dataset keeps its class order (digit keys, exported configs): new ones go last
+        added = tuple(c for c in schema.classes if c not in old_schema.index_)
+        schema = LabelSchema(schema.task, old_schema.classes + added,
+                             (old_schema.positive or schema.positive) if schema.task == "binary" else None)
     # Images without a given split get a seeded stratified 80/10/10 split.
     need = [i for i, (e, _) in enumerate(infos) if e.split is None]
     splits = stratified_split(["|".join(infos[i][0].labels) for i in need], seed=seed)

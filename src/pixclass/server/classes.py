@@ -9,9 +9,10 @@ from sqlalchemy import delete, select
 from pixclass.errors import DataError
 from pixclass.schema import LabelSchema
 from pixclass.server.auth import Principal, require
+from pixclass.server import views
 from pixclass.server.labeling import dataset_info, ws_of
 from pixclass.store import records
-from pixclass.store.tables import Annotation, Dataset, Image, LabelClass, Prediction
+from pixclass.store.tables import Annotation, Dataset, Image, LabelClass, Prediction, Run
 
 router = APIRouter(prefix="/api", tags=["classes"])
 
@@ -31,14 +32,29 @@ class Merge(BaseModel):
 
 
 def _relabel(s, ds: Dataset, mapping: dict[str, str]) -> int:
-    """Rewrite class names in every annotation and prediction of the dataset; returns rows changed."""
+    """Rewrite class names in every annotation and prediction of the dataset; returns annotations changed.
+
+    The mapping is also recorded, so that models trained before it (whose files keep the old names) answer in
+    the new names: suggestions, accepting them, and predictions through the API and the Label Studio backend.
+    """
+    records.record_renames(s, ds, mapping)
     changed = 0
     ids = select(Image.id).where(Image.dataset_id == ds.id)
-    for model in (Annotation, Prediction):
-        for row in s.scalars(select(model).where(model.image_id.in_(ids))):
-            new = list(dict.fromkeys(mapping.get(x, x) for x in row.labels))
-            if new != row.labels:
-                row.labels, changed = new, changed + 1
+    for a in s.scalars(select(Annotation).where(Annotation.image_id.in_(ids))):
+        new = list(dict.fromkeys(mapping.get(x, x) for x in a.labels))
+        if new != a.labels:
+            a.labels, changed = new, changed + 1
+    scorers: dict = {}  # run id -> views.current_scorer (None: classes unknown, or a multi-label dataset)
+    for p in s.scalars(select(Prediction).where(Prediction.image_id.in_(ids))):
+        if p.run_id not in scorers:
+            run = s.get(Run, p.run_id)
+            scorers[p.run_id] = views.current_scorer(s, run) if run and ds.task != "multilabel" else None
+        scores = scorers[p.run_id](p.probs) if scorers[p.run_id] else None
+        if scores:  # a merge can change which class wins: the stored suggestion follows top_k
+            best = max(scores, key=scores.__getitem__)
+            p.labels, p.score = [best], scores[best]
+        else:
+            p.labels = list(dict.fromkeys(mapping.get(x, x) for x in p.labels))
     return changed
 
 
@@ -61,6 +77,8 @@ def rename_class(name: str, body: Rename, request: Request, _: Principal = Depen
     with ws_of(request).session() as s:
         ds = records.get_dataset(s, name)
         records.load_schema(s, ds).index(body.old)
+        if body.new.strip() == body.old:
+            raise DataError(f"Class {body.old!r} already has that name; give a different new name.")
         row = s.scalar(select(LabelClass).where(LabelClass.dataset_id == ds.id, LabelClass.name == body.old))
         if s.scalar(select(LabelClass).where(LabelClass.dataset_id == ds.id, LabelClass.name == body.new)):
             raise HTTPException(409, f"Class {body.new!r} exists; merge into it instead.")
@@ -69,7 +87,9 @@ def rename_class(name: str, body: Rename, request: Request, _: Principal = Depen
             ds.positive = body.new
         changed = _relabel(s, ds, {body.old: body.new})
         s.flush()
-        return {**dataset_info(s, ds), "relabeled": changed}
+        out = {**dataset_info(s, ds), "relabeled": changed}
+    request.app.state.models.forget()  # loaded models answer in today's names
+    return out
 
 
 @router.post("/datasets/{name}/classes/merge")
@@ -91,4 +111,6 @@ def merge_classes(name: str, body: Merge, request: Request, _: Principal = Depen
         classes = kept if body.target in kept else [*kept[:pos], body.target, *kept[pos:]]
         records.save_schema(s, ds, LabelSchema(ds.task, tuple(classes), ds.positive))  # type: ignore[arg-type]
         s.flush()
-        return {**dataset_info(s, ds), "relabeled": changed}
+        out = {**dataset_info(s, ds), "relabeled": changed}
+    request.app.state.models.forget()  # loaded models answer in today's names
+    return out

@@ -108,6 +108,9 @@ def import_job(body: ImportBody, request: Request, user: Principal = Depends(req
     ws = ws_of(request)
     if not Path(body.src).exists():
         raise DataError(f"{body.src}: no such file or folder on the server.")
+    with ws.session() as s:  # a bad new name is a 400 now, not a failed job later
+        if s.scalar(select(Dataset.id).where(Dataset.name == body.name)) is None:
+            records.check_dataset_name(body.name)
 
     def run(progress) -> dict:
         return import_dataset(ws, body.src, body.name, task=body.task,
@@ -301,8 +304,10 @@ def bulk(body: BulkBody, request: Request, user: Principal = Depends(require("an
         ims = list(s.scalars(select(Image).where(Image.id.in_(body.image_ids))))
         if len({im.dataset_id for im in ims}) > 1:
             raise DataError("A bulk edit must stay within one dataset.")
-        if not ims:
-            raise HTTPException(404, "None of these images exist.")
+        missing = sorted(set(body.image_ids) - {im.id for im in ims})
+        if missing:  # all or nothing: a stale selection should not half-apply
+            raise HTTPException(404, f"No image with id {', '.join(map(str, missing[:20]))}"
+                                     f"{' ...' if len(missing) > 20 else ''}; nothing was tagged. Reload the grid.")
         ds = s.get(Dataset, ims[0].dataset_id)
         schema = records.load_schema(s, ds)
         if body.mode != "set" and schema.task != "multilabel":

@@ -15,10 +15,10 @@ from sqlalchemy import select
 
 from pixclass.artifact import Manifest
 from pixclass.errors import ConfigError, NotFittedError
-from pixclass.inference.predictor import Prediction, to_predictions
+from pixclass.inference.predictor import Prediction, merge_classes, to_predictions
 from pixclass.io.images import decode_bytes, load_rgb
 from pixclass.store import Workspace, records
-from pixclass.store.tables import Run
+from pixclass.store.tables import Dataset, Run
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +34,17 @@ class Handle:
     manifest: Manifest
     backend: str  # onnx | torch
     _fn: object
+    names_now: tuple[str, ...] = ()  # today's name of each class, for a run whose classes were renamed or merged
+    multilabel: bool = False
 
     @property
     def classes(self) -> tuple[str, ...]:
+        """The model's classes as it was trained (the columns of ``probs``)."""
         return self.manifest.classes
+
+    def current(self, probs: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
+        """``probs`` over today's class names: what answers show (see inference.predictor.merge_classes)."""
+        return merge_classes(probs, self.names_now or self.classes, multilabel=self.multilabel)
 
     @property
     def img_size(self) -> int:
@@ -48,7 +55,7 @@ class Handle:
 
     def predict_bytes(self, data: bytes, name: str, k: int = 5) -> Prediction:
         arr = decode_bytes(data, self.img_size, name)
-        return to_predictions([name], self.probs(arr[None]), self.classes, k)[0]
+        return to_predictions([name], *self.current(self.probs(arr[None])), k)[0]
 
     def predict_paths(self, paths: list[str], k: int = 5) -> list[Prediction | str]:
         """One Prediction per path, or the decode error message."""
@@ -60,7 +67,7 @@ class Handle:
                 out.append(None)
             except Exception as e:  # noqa: BLE001 - load_rgb raises DataError; keep any reason per file
                 out.append(str(e))
-        preds = iter(to_predictions(good, self.probs(np.stack(arrays)), self.classes, k) if arrays else [])
+        preds = iter(to_predictions(good, *self.current(self.probs(np.stack(arrays))), k) if arrays else [])
         return [next(preds) if o is None else o for o in out]
 
 
@@ -139,10 +146,20 @@ class ModelCache:
             if h is None:
                 backend, fn, manifest = _load(source)
                 version = f"pixclass-run-{rid}" if rid is not None else f"pixclass-{source.name}"
-                h = Handle(key, version, rid, source, manifest, backend, fn)
+                h = Handle(key, version, rid, source, manifest, backend, fn, *self._names_now(rid, manifest))
                 self._handles[key] = h
                 log.info("loaded %s (%s) from %s", key, backend, source)
             return h
+
+    def _names_now(self, run_id: int | None, manifest: Manifest) -> tuple[tuple[str, ...], bool]:
+        """(today's name of each class, multi-label?) for a run; renaming or merging classes calls forget()."""
+        if run_id is None:  # an artifact directory stands alone
+            return (), manifest.schema.task == "multilabel"
+        with self.ws.session() as s:
+            run = s.get(Run, run_id)
+            ds = s.get(Dataset, run.dataset_id)
+            name = records.current_names(s, ds, run.created_at)
+            return tuple(name(c) for c in manifest.classes), ds.task == "multilabel"
 
     def forget(self) -> None:
         with self._lock:

@@ -13,7 +13,7 @@ import numpy as np
 from sqlalchemy import delete, select
 
 from pixclass.errors import DataError
-from pixclass.io.images import probe
+from pixclass.io.images import load_rgb, probe
 from pixclass.server.models import ModelCache
 from pixclass.store import Workspace, records
 from pixclass.store.tables import Image, Prediction
@@ -46,18 +46,24 @@ def prelabel(ws: Workspace, cache: ModelCache, dataset: str, *, run_id: int | No
         try:
             arrays = icache.get([r.path for r in chunk], [r.sha256 for r in chunk], workers=2)
             probs, ok = handle.probs(arrays), [True] * len(chunk)
-        except DataError:  # a file changed or broke since import: predict one by one, skip the bad ones
-            preds = handle.predict_paths([r.path for r in chunk], k=k)
-            ok = [not isinstance(p, str) for p in preds]
-            probs = np.array([[dict(p.top)[c] for c in classes] for p in preds if not isinstance(p, str)])
+        except DataError:  # a file changed or broke since import: decode one by one, skip the bad ones
+            arrays, ok = [], []
+            for r in chunk:
+                try:
+                    arrays.append(load_rgb(r.path, handle.img_size))
+                    ok.append(True)
+                except DataError:
+                    ok.append(False)
+            probs = handle.probs(np.stack(arrays)) if arrays else np.zeros((0, k), np.float32)
         good = [r for r, g in zip(chunk, ok) if g]
         failed += len(chunk) - len(good)
         with ws.session() as s:
             s.execute(delete(Prediction).where(Prediction.run_id == handle.run_id,
                                                Prediction.image_id.in_([r.id for r in chunk])))
-            for r, p in zip(good, probs):
-                top = int(np.argmax(p))
-                s.add(Prediction(image_id=r.id, run_id=handle.run_id, labels=[classes[top]], score=float(p[top]),
+            now, names = handle.current(np.asarray(probs)) if len(good) else (probs, classes)
+            for r, p, q in zip(good, probs, now):  # probs as the run has them; the label in today's names
+                top = int(np.argmax(q))
+                s.add(Prediction(image_id=r.id, run_id=handle.run_id, labels=[names[top]], score=float(q[top]),
                                  probs=[round(float(v), 5) for v in p]))
         stored += len(good)
         if progress:

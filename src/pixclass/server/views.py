@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from pixclass.artifact import Manifest
 from pixclass.errors import ConfigError
+from pixclass.inference.predictor import merge_classes
+from pixclass.store import records
 from pixclass.store.tables import Annotation, Dataset, Image, Prediction, Run
 from pixclass.train.active import STRATEGIES
 
@@ -135,16 +139,35 @@ def run_classes(run_path: str) -> tuple[str, ...]:
     return Manifest.load(Path(run_path)).classes
 
 
+def current_scorer(s: Session, run: Run) -> Callable[[list[float]], dict[str, float] | None] | None:
+    """probs -> {class: score} for a run's stored predictions under today's class names (renames and merges made
+    since the run applied; see inference.predictor.merge_classes). None if the run's classes are unknown; the
+    scorer answers None for probabilities that do not match them."""
+    try:
+        classes = run_classes(run.path)
+    except ConfigError:
+        return None
+    ds = s.get(Dataset, run.dataset_id)
+    name = records.current_names(s, ds, run.created_at)
+    names = [name(c) for c in classes]
+
+    def scores(probs: list[float]) -> dict[str, float] | None:
+        if len(probs) != len(names):
+            return None
+        merged, now = merge_classes(np.asarray([probs], dtype=np.float64), names, multilabel=ds.task == "multilabel")
+        return dict(zip(now, merged[0].tolist()))
+
+    return scores
+
+
 def top_k(s: Session, pred: Prediction, k: int = 5) -> list[dict]:
     run = s.get(Run, pred.run_id)
-    try:
-        classes = run_classes(run.path) if run else ()
-    except ConfigError:
-        classes = ()
-    if len(classes) != len(pred.probs):
+    scorer = current_scorer(s, run) if run else None
+    scores = scorer(pred.probs) if scorer else None
+    if not scores:
         return [{"label": lab, "score": pred.score} for lab in pred.labels]
-    order = sorted(range(len(classes)), key=lambda i: -pred.probs[i])[:k]
-    return [{"label": classes[i], "score": round(pred.probs[i], 4)} for i in order]
+    order = sorted(scores, key=lambda c: -scores[c])[:k]
+    return [{"label": c, "score": round(scores[c], 4)} for c in order]
 
 
 def annotation_dict(a: Annotation) -> dict:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import difflib
 import json
+import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from pixclass.errors import DataError
 from pixclass.schema import LabelSchema
-from pixclass.store.tables import Annotation, BrokenFile, Dataset, Image, LabelClass, Meta, Run
+from pixclass.store.tables import Annotation, BrokenFile, Dataset, Image, LabelClass, Meta, Run, utcnow
 
 
 @dataclass(frozen=True)
@@ -35,9 +38,22 @@ def get_dataset(s: Session, name: str) -> Dataset:
     return ds
 
 
+def check_dataset_name(name: str) -> None:
+    """A new dataset's name must work as one URL path segment: DataError naming the rule it breaks."""
+    bad = next((c for c in name if c in "/\\" or unicodedata.category(c) == "Cc"), None)
+    problem = ("is empty or only spaces" if not name.strip() else
+               f"has {len(name)} characters; the limit is 100" if len(name) > 100 else
+               "starts or ends with whitespace" if name != name.strip() else
+               "is only dots" if set(name) == {"."} else
+               f"contains {bad!r}; '/', '\\' and control characters are not allowed" if bad else "")
+    if problem:
+        raise DataError(f"Dataset name {name!r} {problem}. Use letters, digits, spaces, '-', '_' or '.'.")
+
+
 def get_or_create_dataset(s: Session, name: str, *, task: str | None = None, source: str = "") -> Dataset:
     ds = s.scalar(select(Dataset).where(Dataset.name == name))
     if ds is None:
+        check_dataset_name(name)
         ds = Dataset(name=name, task=task or "multiclass", source=source)
         s.add(ds)
         s.flush()
@@ -181,3 +197,23 @@ def set_setting(s: Session, ds: Dataset, name: str, value: dict | None) -> None:
         s.add(Meta(key=key, value=json.dumps(value)))
     else:
         row.value = json.dumps(value)
+
+
+def record_renames(s: Session, ds: Dataset, mapping: dict[str, str]) -> None:
+    """Remember a class rename or merge (old name -> new), so models trained before it answer in today's names."""
+    events = (get_setting(s, ds, "class_renames") or {}).get("events", [])
+    events.append({"at": utcnow().isoformat(), "map": mapping})
+    set_setting(s, ds, "class_renames", {"events": events})
+
+
+def current_names(s: Session, ds: Dataset, since: datetime) -> Callable[[str], str]:
+    """Class name as a model trained at ``since`` knows it -> the name today (later renames and merges applied)."""
+    events = [e["map"] for e in (get_setting(s, ds, "class_renames") or {}).get("events", [])
+              if datetime.fromisoformat(e["at"]) > since]
+
+    def name(c: str) -> str:
+        for mapping in events:
+            c = mapping.get(c, c)
+        return c
+
+    return name

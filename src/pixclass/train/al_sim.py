@@ -28,6 +28,7 @@ from pixclass.train.linear import fit_linear
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
+SMALL_TEST = 100  # fewer labeled test images than this: the curves are too coarse to compare strategies
 
 
 @dataclass
@@ -45,6 +46,7 @@ class SimulationResult:
     png: str = ""
     seconds: float = 0.0
     settings: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     def savings(self, baseline: str = "random") -> dict[str, float | None]:
         """labels_to_target of the baseline / that of each strategy (2.0 = half the labels)."""
@@ -57,7 +59,7 @@ class SimulationResult:
                 "target": self.target, "target_fraction": self.target_fraction, "pool": self.pool, "test": self.test,
                 "savings_vs_random": self.savings() if "random" in self.curves else {},
                 "labels_to_target_per_repeat": self.per_repeat, "csv": self.csv,
-                "png": self.png, "seconds": self.seconds, "settings": self.settings}
+                "png": self.png, "seconds": self.seconds, "settings": self.settings, "warnings": self.warnings}
 
 
 def _accuracy(w: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.ndarray) -> float:
@@ -190,6 +192,12 @@ def simulate(ws: Workspace, dataset: str, strategies: Sequence[str] = ("margin",
         settings={"model": model, "img_size": img_size, "initial": initial, "batch": batch, "budget": budget,
                   "repeats": repeats, "seed": seed, "C": c_rounds if c_rounds is not None else "tuned per round"},
     )
+    if len(tx) < SMALL_TEST:
+        result.warnings.append(f"The test split has {len(tx)} labeled images, so accuracy moves in steps of "
+                               f"{1 / len(tx):.1%} and the labels-to-target figures are noisy. Label more test "
+                               f"images (at least {SMALL_TEST}) for figures to act on.")
+    for w_ in result.warnings:
+        log.warning(w_)
     out_dir = Path(out) if out else ws.runs_dir / f"al-{dataset}-{datetime.now():%Y%m%d-%H%M%S}"
     out_dir.mkdir(parents=True, exist_ok=True)
     result.csv = str(write_csv(result, out_dir / "curve.csv"))

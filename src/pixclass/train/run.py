@@ -77,6 +77,20 @@ def linear_head(model: Classifier, train: SplitData, val: SplitData, cfg: TrainC
     return c
 
 
+def _check_trainable(dataset: str, schema, data: dict[str, SplitData]) -> None:
+    """A DataError saying what to label, before a library fails on data it cannot learn from."""
+    train = data["train"]
+    if len(train) == 0:
+        held = [f"{len(d)} in {sp}" for sp, d in data.items() if sp != "train" and len(d)]
+        raise DataError(f"Dataset {dataset!r} has no labeled training images"
+                        + (f" ({', '.join(held)}, held out for validation and testing)" if held else "")
+                        + ". Label more images: new images are split 80/10/10 into train/val/test at import.")
+    if schema.task != "multilabel" and len(np.unique(train.labels)) < 2:
+        only = schema.classes[int(np.asarray(train.labels).ravel()[0])]
+        raise DataError(f"Dataset {dataset!r} has training labels of one class only ({only!r}, {len(train)} "
+                        f"images); a classifier needs at least two. Label images of another class first.")
+
+
 def train(ws: Workspace, dataset: str, cfg: TrainConfig, *, out: str | Path | None = None,
           progress: Progress | None = None) -> RunResult:
     if cfg.model in CLASSICAL:  # scikit-learn models on features: their own trainer, same run directory contract
@@ -96,8 +110,7 @@ def train(ws: Workspace, dataset: str, cfg: TrainConfig, *, out: str | Path | No
         (run_dir / "history.jsonl").unlink(missing_ok=True)
 
     schema, data = load_splits(ws, dataset, cfg.img_size, workers=cfg.workers, progress=_stage(progress, "decode"))
-    if len(data["train"]) == 0:
-        raise DataError(f"Dataset {dataset!r} has no labeled training images.")
+    _check_trainable(dataset, schema, data)
     _ensure_val(data, cfg.seed)
     model = create_model(cfg.model, pretrained=cfg.pretrained, num_classes=schema.num_classes, weights=cfg.weights)
     model.multilabel = schema.task == "multilabel"

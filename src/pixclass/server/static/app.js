@@ -15,7 +15,8 @@ const el = (tag, attrs = {}, ...kids) => {
 };
 const PAGE = 60;
 const S = { me: null, ds: null, ids: [], items: [], offset: 0, selected: new Set(), pos: 0, image: null,
-            shownAt: 0, undo: [], checked: new Set(), search: "", polling: null, watch: null };
+            shownAt: 0, undo: [], checked: new Set(), search: "", polling: null, watch: null,
+            saving: false, loading: false };
 const pct = (x) => (x === null || x === undefined ? "" : `${Math.round(x * 100)}%`);
 const single = () => S.ds && !S.ds.multi;
 const hier = () => S.ds && S.ds.task === "hierarchical";
@@ -165,9 +166,11 @@ $("#train-btn").addEventListener("click", () => guard("#grid-msg", async () => {
 // ------------------------------------------------------------------ image view
 async function openImage(pos) {
   if (pos < 0 || pos >= S.ids.length) return;
-  S.pos = pos;
+  S.pos = pos; S.loading = true;  // labels wait until this image is shown (see save)
   await guard("#image-msg", async () => {
-    S.image = await api(`/api/images/${S.ids[pos]}`);
+    const image = await api(`/api/images/${S.ids[pos]}`);
+    if (S.pos !== pos) return;  // moved on while this one loaded: the later move wins
+    S.image = image;
     S.checked = new Set(S.image.labels); S.search = ""; S.shownAt = performance.now();
     show("image");
     $("#big").src = `/api/images/${S.image.id}/file`;
@@ -176,6 +179,7 @@ async function openImage(pos) {
     $("#pos").textContent = `${pos + 1} / ${S.ids.length} · #${S.image.id} ${S.image.name}`;
     renderImage();
   });
+  if (S.pos === pos) S.loading = false;
 }
 function renderImage() {
   const im = S.image;
@@ -211,17 +215,26 @@ function renderPicker() {
 }
 function toggle(c, on) { on ? S.checked.add(c) : S.checked.delete(c); renderPicker(); }
 async function save(labels, accepted = false) {
-  await guard("#image-msg", async () => {
-    const a = await api(`/api/images/${S.image.id}/annotations`, { method: "POST", body: {
-      labels, time_spent: (performance.now() - S.shownAt) / 1000, accepted_suggestion: accepted } });
-    S.undo.push({ id: a.id, pos: S.pos });
-    flash("#image-msg", `Saved ${labels.join(", ") || "no labels"}.` +
-          (a.retrain_job ? ` Enough new labels: retraining (job ${a.retrain_job}).` : ""));
-    if (a.retrain_job) { S.watch = a.retrain_job; pollJobs(); }
-    if (S.pos + 1 < S.ids.length) await openImage(S.pos + 1); else await openImage(S.pos);
-  });
+  // One save at a time, onto the image on screen: a double tap or a held key labels one image, not a run of
+  // images never shown (or the previous image twice).
+  if (S.saving || S.loading) return;
+  S.saving = true;
+  const im = S.image, pos = S.pos;
+  try {
+    await guard("#image-msg", async () => {
+      const a = await api(`/api/images/${im.id}/annotations`, { method: "POST", body: {
+        labels, time_spent: (performance.now() - S.shownAt) / 1000, accepted_suggestion: accepted } });
+      S.undo.push({ id: a.id, pos });
+      flash("#image-msg", `Saved ${labels.join(", ") || "no labels"}.` +
+            (a.retrain_job ? ` Enough new labels: retraining (job ${a.retrain_job}).` : ""));
+      if (a.retrain_job) { S.watch = a.retrain_job; pollJobs(); }
+      S.saving = false;
+      if (S.pos === pos) await openImage(Math.min(pos + 1, S.ids.length - 1));  // unless the annotator moved meanwhile
+    });
+  } finally { S.saving = false; }
 }
 async function undo() {
+  if (S.saving) return;  // the label being saved is not on the undo stack yet
   const last = S.undo.pop();
   if (!last) { flash("#image-msg", "Nothing to undo.", true); return; }
   await guard("#image-msg", async () => {
@@ -238,6 +251,7 @@ $("#back").addEventListener("click", backToGrid);
 $("#save-btn").addEventListener("click", () => save([...S.checked]));
 document.addEventListener("keydown", (ev) => {
   if ($("#image-view").hidden || ev.target.tagName === "INPUT" && ev.target.type !== "radio" && ev.target.type !== "checkbox" || ev.ctrlKey && ev.key !== "z" || ev.metaKey || ev.altKey) return;
+  if (ev.repeat && !ev.key.startsWith("Arrow")) { ev.preventDefault(); return; }  // a held key labels once
   const shown = hier() ? S.ds.classes.filter((c) => c.toLowerCase().includes(S.search.toLowerCase())).slice(0, 50) : S.ds.classes;
   if (/^[0-9]$/.test(ev.key)) {
     const i = ev.key === "0" ? 9 : Number(ev.key) - 1;
@@ -297,10 +311,18 @@ async function loadUsers() {
   });
 }
 $("#user-form").addEventListener("submit", (ev) => { ev.preventDefault(); guard("#admin-msg", async () => {
-  const u = await api("/api/users", { method: "POST", body: { name: $("#user-name").value.trim(), role: $("#user-role").value,
-                                                              password: $("#user-password").value } });
+  const body = { name: $("#user-name").value.trim(), role: $("#user-role").value, password: $("#user-password").value };
+  let u, verb = "Added";
+  try { u = await api("/api/users", { method: "POST", body }); } catch (e) {
+    if (!(e instanceof ApiError && e.status === 409)) throw e;
+    flash("#admin-msg", e.message, true); // the user exists: replace only when the admin says so
+    if (!confirm(`${body.name} already exists. Give it the role ${body.role} and this password?\n` +
+                 "A new password signs it out everywhere.")) return;
+    u = await api("/api/users", { method: "POST", body: { ...body, replace: true } });
+    verb = "Updated";
+  }
   $("#user-name").value = ""; $("#user-password").value = "";
-  flash("#admin-msg", `Added ${u.name} (${u.role}).`);
+  flash("#admin-msg", `${verb} ${u.name} (${u.role}).`);
   await loadUsers();
 }); });
 $("#import-form").addEventListener("submit", (ev) => { ev.preventDefault(); guard("#admin-msg", async () => {
