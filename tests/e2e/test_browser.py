@@ -284,6 +284,18 @@ def test_admin_imports_uploads_and_adds_a_user(server, page, tmp_path, photos4):
     pg.click("#user-add")
     pg.wait_for_selector("#admin-msg:has-text('Added bob (viewer)')")
     assert pg.locator("#users tbody tr").count() == 3
+    # adding an existing name asks first: dismissed, bob stays as he is; accepted, bob is updated
+    pg.fill("#user-name", "bob")
+    pg.fill("#user-password", "bob-pw-2")
+    pg.once("dialog", lambda d: d.dismiss())
+    pg.click("#user-add")
+    pg.wait_for_selector("#admin-msg:has-text('already exists')")
+    with ws.session() as s:
+        assert users.authenticate(s, "bob", "bob-pw-1") is not None
+    pg.fill("#user-password", "bob-pw-1")
+    pg.once("dialog", lambda d: d.accept())
+    pg.click("#user-add")
+    pg.wait_for_selector("#admin-msg:has-text('Updated bob (viewer)')")
 
     pg.fill("#import-src", str(src))
     pg.fill("#import-name", "fresh")
@@ -400,4 +412,13 @@ def test_held_key_and_double_tap_label_only_images_on_screen(server, page, tmp_p
     assert labeled == ids[:len(labeled)], "an image was skipped"  # contiguous from the first image
     shown = int(pg.inner_text("#pos").split(" / ")[0])
     assert shown == len(labeled) + 1 and all(a.labels == ["shoes"] for a in rows[1:])
+    ctx.close()
+
+    # a viewer sees the grid but not the buttons that would answer 403
+    with ws.session() as s:
+        users.create_user(s, "vic", "viewer", "vic-pw")
+    ctx, pg = logged_in_page(page, base, "vic", "vic-pw")
+    for sel in ("#train-btn", "#accept-btn", "#bulk-btn", "#bulk-class", "#threshold", "#autotrain-btn"):
+        assert not pg.is_visible(sel), sel
+    assert pg.is_visible("#export-ls") and pg.is_visible("#apply-filters")
     ctx.close()

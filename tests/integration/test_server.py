@@ -100,6 +100,7 @@ def test_filters(srv):
                                 files={"files": ("new.png", _png(), "image/png")})
     new_id = up.json()["added"][0]
     assert ids(srv, unlabeled="true") == [new_id]
+    assert new_id not in ids(srv, labeled="true") and len(ids(srv, labeled="true")) == len(ids(srv)) - 1
     assert set(ids(srv, split="train")) < set(everything + [new_id])
     assert srv.client("view").get("/api/datasets/cloth/images", params={"min_conf": 2}).status_code == 422
 

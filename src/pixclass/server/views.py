@@ -26,6 +26,7 @@ class Filters(BaseModel):
     """Which images of a dataset to list. Every field is optional; set ones are combined with AND."""
 
     unlabeled: bool = Field(False, description="Only images without a current label.")
+    labeled: bool = Field(False, description="Only images with a current label.")
     label: str | None = Field(None, description="Only images whose current labels include this class.")
     annotator: str | None = Field(None, description="Only images labeled by this user.")
     predicted: str | None = Field(None, description="Only images whose model suggestion is this class.")
@@ -109,7 +110,7 @@ def apply(rows: dict[int, Row], f: Filters) -> list[Row]:
     out = []
     for r in rows.values():
         p = r.prediction
-        if f.unlabeled and r.labels:
+        if f.unlabeled and r.labels or f.labeled and not r.labels:
             continue
         if f.label and f.label not in r.labels:
             continue

@@ -41,6 +41,7 @@ async function start() {
   try { S.me = await api("/api/auth/me"); } catch { show("login"); return; }
   $("#whoami").textContent = `${S.me.name} (${S.me.role})`;
   document.querySelectorAll(".admin-only").forEach((b) => (b.hidden = S.me.role !== "admin"));
+  document.querySelectorAll(".writer").forEach((b) => (b.hidden = S.me.role === "viewer"));  // they would get 403
   await loadDatasets();
   show("grid");
   pollJobs();
@@ -78,7 +79,7 @@ async function selectDataset(name) {
   $("#f-label").replaceChildren(...opts("any class"));
   $("#f-predicted").replaceChildren(...opts("any prediction"));
   $("#bulk-class").replaceChildren(...S.ds.classes.map((c) => el("option", { value: c }, c)));
-  $("#bulk-mode").hidden = !S.ds.multi;
+  $("#bulk-mode").hidden = !S.ds.multi || S.me.role === "viewer";
   const base = `/api/datasets/${encodeURIComponent(name)}/export/labelstudio`;
   $("#export-ls").href = base; $("#export-ls-config").href = `${base}.xml`;
   S.selected.clear(); S.offset = 0;
@@ -93,7 +94,8 @@ async function loadAutotrain() {  // "N new labels since the last run", and the 
 
 // ------------------------------------------------------------------ grid
 function filters() {
-  return { unlabeled: $("#f-status").value === "unlabeled", label: $("#f-label").value, annotator: $("#f-annotator").value.trim(),
+  const status = $("#f-status").value;
+  return { unlabeled: status === "unlabeled", labeled: status === "labeled", label: $("#f-label").value, annotator: $("#f-annotator").value.trim(),
            predicted: $("#f-predicted").value, min_conf: $("#f-min").value, max_conf: $("#f-max").value,
            excluded: $("#f-excluded").value, conflicts: $("#f-conflicts").checked, sort: $("#f-sort").value };
 }
