@@ -37,15 +37,7 @@ def _free_port() -> int:
 def server(tmp_path_factory, photos4):
     need_browser()
     root = tmp_path_factory.mktemp("browser")
-    labeled, unlabeled = root / "labeled", root / "unlabeled"
-    for cls in ("hat", "pants", "shoes", "t-shirt"):
-        files = sorted((photos4 / cls).glob("*.jpg"))
-        (labeled / cls).mkdir(parents=True)
-        unlabeled.mkdir(exist_ok=True)
-        for f in files[:20]:
-            shutil.copy(f, labeled / cls / f.name)
-        for f in files[20:23]:
-            shutil.copy(f, unlabeled / f"{cls}-{f.name}")
+    labeled, unlabeled = copy_photos(photos4, root, slice(0, 20), slice(20, 23))
     ws = Workspace.open(root / "ws")
     import_dataset(ws, labeled, "cloth")
     import_dataset(ws, unlabeled, "cloth")
@@ -97,6 +89,20 @@ def logged_in_page(page, base: str, name: str, password: str):
     pg.click("#login-submit")
     pg.wait_for_selector("#grid .card")
     return ctx, pg
+
+
+def copy_photos(photos4: Path, root: Path, labeled: slice, unlabeled: slice) -> tuple[Path, Path]:
+    """root/labeled/<class>/ (imports labeled) and root/unlabeled/<class>-<name> (imports unlabeled)."""
+    lab, unl = root / "labeled", root / "unlabeled"
+    unl.mkdir(parents=True)
+    for cls in ("hat", "pants", "shoes", "t-shirt"):
+        files = sorted((photos4 / cls).glob("*.jpg"))
+        (lab / cls).mkdir(parents=True)
+        for f in files[labeled]:
+            shutil.copy(f, lab / cls / f.name)
+        for f in files[unlabeled]:
+            shutil.copy(f, unl / f"{cls}-{f.name}")
+    return lab, unl
 
 
 def human(ws: Workspace) -> list[Annotation]:
@@ -324,14 +330,7 @@ def test_auto_retrain_every_n_labels_while_labeling(server, page, tmp_path, phot
     """An admin sets "retrain every N labels"; the Nth keyboard label starts a linear retraining job, and the image
     view gets the new model's suggestion without leaving the image."""
     base, ws = server
-    labeled, unlabeled = tmp_path / "labeled", tmp_path / "unlabeled"
-    unlabeled.mkdir()
-    for cls in ("hat", "pants", "shoes", "t-shirt"):
-        files = sorted((photos4 / cls).glob("*.jpg"))
-        (labeled / cls).mkdir(parents=True)
-        for f in files[:8]:
-            shutil.copy(f, labeled / cls / f.name)
-        shutil.copy(files[29], unlabeled / f"{cls}-{files[29].name}")
+    labeled, unlabeled = copy_photos(photos4, tmp_path, slice(0, 8), slice(29, 30))
     import_dataset(ws, labeled, "auto")
     import_dataset(ws, unlabeled, "auto")
 
@@ -373,14 +372,7 @@ def test_auto_retrain_every_n_labels_while_labeling(server, page, tmp_path, phot
 def test_held_key_and_double_tap_label_only_images_on_screen(server, page, tmp_path, photos4):
     """Key auto-repeat and taps faster than a save never label an image twice or one that was never shown."""
     base, ws = server
-    labeled, folder = tmp_path / "labeled", tmp_path / "burst"
-    folder.mkdir()
-    for cls in ("hat", "pants", "shoes", "t-shirt"):
-        files = sorted((photos4 / cls).glob("*.jpg"))
-        (labeled / cls).mkdir(parents=True)
-        shutil.copy(files[0], labeled / cls / files[0].name)
-        for f in files[1:4]:
-            shutil.copy(f, folder / f"{cls}-{f.name}")
+    labeled, folder = copy_photos(photos4, tmp_path, slice(0, 1), slice(1, 4))
     import_dataset(ws, labeled, "burst")
     import_dataset(ws, folder, "burst")
     with ws.session() as s:

@@ -3,7 +3,8 @@
 Label Studio authenticates with HTTP basic auth (a pixclass user's name and password). /health and /setup
 never load a model (Label Studio allows them 1 s and 3 s). Task images are fetched from LABEL_STUDIO_URL with
 `Authorization: Token LABEL_STUDIO_API_KEY`, except for tasks pixclass exported (their data carries
-``pixclass_image_id``), which are read from the workspace. Request and response shapes follow label-studio-ml-backend's api.py.
+``pixclass_image_id``), which are read from the workspace. Request and response shapes follow
+label-studio-ml-backend's api.py.
 A malformed body (not JSON, or a field of the wrong shape) is a 400 naming the field.
 """
 
