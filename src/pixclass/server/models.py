@@ -18,7 +18,7 @@ from pixclass.errors import ConfigError, NotFittedError
 from pixclass.inference.predictor import Prediction, merge_classes, to_predictions
 from pixclass.io.images import decode_bytes, load_rgb
 from pixclass.store import Workspace, records
-from pixclass.store.tables import Dataset, Run
+from pixclass.store.tables import Run
 
 log = logging.getLogger(__name__)
 
@@ -156,10 +156,7 @@ class ModelCache:
         if run_id is None:  # an artifact directory stands alone
             return (), manifest.schema.task == "multilabel"
         with self.ws.session() as s:
-            run = s.get(Run, run_id)
-            ds = s.get(Dataset, run.dataset_id)
-            name = records.current_names(s, ds, run.created_at)
-            return tuple(name(c) for c in manifest.classes), ds.task == "multilabel"
+            return records.run_class_names(s, s.get(Run, run_id), manifest.classes)
 
     def forget(self) -> None:
         with self._lock:

@@ -36,7 +36,7 @@ def prelabel(ws: Workspace, cache: ModelCache, dataset: str, *, run_id: int | No
         ds = records.get_dataset(s, dataset)
         rows = s.execute(select(Image.id, Image.path, Image.sha256).where(Image.dataset_id == ds.id)
                          .order_by(Image.id)).all()
-    classes, k = handle.classes, len(handle.classes)
+    k = len(handle.classes)
     from pixclass.data.cache import ImageCache
 
     icache = ImageCache(ws.cache_dir, handle.img_size)
@@ -60,7 +60,7 @@ def prelabel(ws: Workspace, cache: ModelCache, dataset: str, *, run_id: int | No
         with ws.session() as s:
             s.execute(delete(Prediction).where(Prediction.run_id == handle.run_id,
                                                Prediction.image_id.in_([r.id for r in chunk])))
-            now, names = handle.current(np.asarray(probs)) if len(good) else (probs, classes)
+            now, names = handle.current(np.asarray(probs))
             for r, p, q in zip(good, probs, now):  # probs as the run has them; the label in today's names
                 top = int(np.argmax(q))
                 s.add(Prediction(image_id=r.id, run_id=handle.run_id, labels=[names[top]], score=float(q[top]),

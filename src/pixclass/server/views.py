@@ -148,14 +148,12 @@ def current_scorer(s: Session, run: Run) -> Callable[[list[float]], dict[str, fl
         classes = run_classes(run.path)
     except ConfigError:
         return None
-    ds = s.get(Dataset, run.dataset_id)
-    name = records.current_names(s, ds, run.created_at)
-    names = [name(c) for c in classes]
+    names, multilabel = records.run_class_names(s, run, classes)
 
     def scores(probs: list[float]) -> dict[str, float] | None:
         if len(probs) != len(names):
             return None
-        merged, now = merge_classes(np.asarray([probs], dtype=np.float64), names, multilabel=ds.task == "multilabel")
+        merged, now = merge_classes(np.asarray([probs], dtype=np.float64), names, multilabel=multilabel)
         return dict(zip(now, merged[0].tolist()))
 
     return scores

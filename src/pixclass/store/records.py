@@ -217,3 +217,10 @@ def current_names(s: Session, ds: Dataset, since: datetime) -> Callable[[str], s
         return c
 
     return name
+
+
+def run_class_names(s: Session, run: Run, classes: tuple[str, ...]) -> tuple[tuple[str, ...], bool]:
+    """(today's name of each of a run's ``classes``, whether its dataset is multi-label)."""
+    ds = s.get(Dataset, run.dataset_id)
+    name = current_names(s, ds, run.created_at)
+    return tuple(name(c) for c in classes), ds.task == "multilabel"
