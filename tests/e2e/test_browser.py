@@ -161,6 +161,7 @@ def test_label_with_keyboard_bulk_tag_train_and_accept(server, page):
     page.wait_for_selector("#pos:has-text('4 / 12')")
     page.keyboard.press("z")  # takes back the "pants" label of image 3
     page.wait_for_selector("#image-msg:has-text('Undone')")
+    page.wait_for_function("document.querySelector('#dataset').selectedOptions[0].textContent === 'cloth (82/92)'")
     assert "3 / 12" in page.inner_text("#pos")
     rows = human(ws)
     assert [(a.labels, a.author) for a in rows] == [(["hat"], "ann"), (["shoes"], "ann")]
@@ -175,6 +176,16 @@ def test_label_with_keyboard_bulk_tag_train_and_accept(server, page):
     cards.nth(0).check()
     cards.nth(1).check()
     page.wait_for_selector("#sel-count:has-text('2 selected')")
+    page.select_option("#bulk-class", "pants")
+    page.click("#bulk-btn")
+    page.wait_for_selector("#grid-msg:has-text('Tagged 2 images')")
+    assert [a.labels for a in human(ws)[2:]] == [["pants"], ["pants"]]
+    page.click("#undo-bulk")  # a wrong bulk tag is taken back whole
+    page.wait_for_selector("#grid-msg:has-text('Undone: 2 labels')")
+    assert len(human(ws)) == 2
+    page.wait_for_selector("#count:has-text('10 images')")
+    cards.nth(0).check()
+    cards.nth(1).check()
     page.select_option("#bulk-class", "t-shirt")
     page.click("#bulk-btn")
     page.wait_for_selector("#grid-msg:has-text('Tagged 2 images')")
@@ -195,12 +206,27 @@ def test_label_with_keyboard_bulk_tag_train_and_accept(server, page):
     page.keyboard.press("Escape")
     page.wait_for_selector("#count:has-text('7 images')")
     page.fill("#threshold", "0.3")
+    asked: list[str] = []
+    page.once("dialog", lambda d: (asked.append(d.message), d.dismiss()))  # asked first; "no" stores nothing
+    page.click("#accept-btn")
+    for _ in range(100):
+        if asked:
+            break
+        page.wait_for_timeout(100)
+    page.wait_for_timeout(300)
+    assert len(asked) == 1 and asked[0].startswith("Accept ") and len(human(ws)) == 5
+    page.once("dialog", lambda d: d.accept())
     page.click("#accept-btn")
     page.wait_for_selector("#grid-msg:has-text('Accepted')")
     msg = page.inner_text("#grid-msg")
     n = int(msg.split()[1])
+    assert f"Accept {n} model suggestions" in asked[0]  # the question counted what was then accepted
     rows = human(ws)
     assert n >= 1 and len(rows) == 5 + n and all(a.from_run for a in rows[5:])
+    page.select_option("#f-status", "accepted")  # accepted suggestions can be found again, and are marked
+    page.click("#apply-filters")
+    page.wait_for_selector(f"#count:has-text('{n + 1} images')")  # the bulk ones and the one taken with space
+    assert page.locator("#grid .card .labels:has-text('accepted')").count() == n + 1
     with ws.session() as s:  # each accepted label is exactly the stored suggestion of that image
         for a in rows[4:]:
             pred = s.scalar(select(Prediction).where(Prediction.image_id == a.image_id,
@@ -264,6 +290,66 @@ def test_taxonomy_picker_searches_hundreds_of_classes(server, page):
     assert a.labels == ["clothing/feet/item040"] and a.author == "ann"
 
 
+def test_class_lists_past_ten_are_searchable(server, page):
+    """With more classes than digits, a flat list gets the search box too: digits pick among the matches, Enter picks
+    the first match (single label) or ticks it (multi-label), and the search stays for the next image."""
+    from pixclass.schema import LabelSchema
+
+    base, ws = server
+    fruit = ("apple", "apricot", "banana", "blueberry", "cherry", "grape", "kiwi", "lemon", "mango", "orange",
+             "peach", "pear")
+    with ws.session() as s:
+        src = list(s.scalars(select(Image).order_by(Image.id).limit(2)))
+        for name, task in (("fruit", "multiclass"), ("fruit-tags", "multilabel")):
+            ds = records.get_or_create_dataset(s, name, task=task)
+            records.save_schema(s, ds, LabelSchema(task, fruit))
+            for im in src:
+                s.add(Image(dataset_id=ds.id, path=im.path, sha256=im.sha256, width=im.width, height=im.height,
+                            format=im.format, split="train"))
+    ctx, pg = logged_in_page(page, base, "ann", "ann-pw")
+
+    def open_first(dataset: str) -> None:
+        pg.select_option("#dataset", dataset)
+        pg.wait_for_selector("#count:has-text('2 images')")
+        pg.locator("#grid .card img").first.click()
+        pg.wait_for_selector("#pos:has-text('1 / 2')")
+
+    def newest(n: int) -> list[list[str]]:
+        return [a.labels for a in human(ws)[-n:]]
+
+    open_first("fruit")
+    assert pg.locator("#picker label").count() == 12
+    pg.keyboard.press("/")
+    pg.keyboard.type("pe")  # grape, peach, pear
+    pg.wait_for_function("document.querySelectorAll('#picker label').length === 3")
+    pg.keyboard.press("Escape")
+    pg.keyboard.press("3")  # the third match: pear, the twelfth class
+    pg.wait_for_selector("#image-msg:has-text('Saved pear')")
+    pg.wait_for_selector("#pos:has-text('2 / 2')")
+    assert pg.input_value("#taxonomy-search") == "pe" and pg.locator("#picker label").count() == 3
+    pg.keyboard.press("/")
+    pg.keyboard.press("Enter")  # the first match
+    pg.wait_for_selector("#image-msg:has-text('Saved grape')")
+    assert newest(2) == [["pear"], ["grape"]]
+
+    before = len(human(ws))
+    open_first("fruit-tags")  # a new dataset starts with an empty search
+    assert pg.input_value("#taxonomy-search") == ""
+    pg.keyboard.press("/")
+    pg.keyboard.type("an")  # banana, mango, orange
+    pg.wait_for_function("document.querySelectorAll('#picker label').length === 3")
+    pg.keyboard.press("Enter")  # ticks banana, saves nothing yet
+    pg.wait_for_selector("#picker label.active:has-text('banana')")
+    pg.keyboard.press("Escape")
+    pg.keyboard.press("3")  # ticks orange
+    pg.wait_for_selector("#picker label.active:has-text('orange')")
+    assert len(human(ws)) == before  # nothing saved while ticking
+    pg.keyboard.press("Enter")
+    pg.wait_for_selector("#image-msg:has-text('Saved banana, orange')")
+    assert newest(1) == [["banana", "orange"]]
+    ctx.close()
+
+
 def test_admin_imports_uploads_and_adds_a_user(server, page, tmp_path, photos4):
     """The admin tab: import a server folder as a background job (its broken file named), upload images into the
     current dataset (a non-image rejected with the reason), add an account; an annotator does not see the tab."""
@@ -286,6 +372,9 @@ def test_admin_imports_uploads_and_adds_a_user(server, page, tmp_path, photos4):
 
     pg.fill("#user-name", "bob")
     pg.select_option("#user-role", "viewer")
+    pg.fill("#user-password", "abc")  # too short: the reason in words, naming the field
+    pg.click("#user-add")
+    pg.wait_for_selector("#admin-msg:has-text('password: String should have at least 4 characters')")
     pg.fill("#user-password", "bob-pw-1")
     pg.click("#user-add")
     pg.wait_for_selector("#admin-msg:has-text('Added bob (viewer)')")

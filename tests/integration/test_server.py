@@ -208,8 +208,17 @@ def test_bulk_tagging_and_class_editing(srv):
     r = admin.post("/api/datasets/cloth/classes", json={"names": ["scarf", "belt", "hat", " "]})
     assert r.json()["added"] == 2 and r.json()["classes"][-2:] == ["scarf", "belt"]
     sel = ids(srv, label="pants")[:4]
-    assert srv.client("ann").post("/api/annotations/bulk", json={"image_ids": sel, "labels": ["belt"]}).json() == \
-        {"annotated": 4, "retrain_job": None}  # no automatic retraining configured
+    wrong = srv.client("ann").post("/api/annotations/bulk", json={"image_ids": sel, "labels": ["scarf"]}).json()
+    assert wrong["annotated"] == 4 and wrong["retrain_job"] is None  # no automatic retraining configured
+    assert ids(srv, label="scarf") == sel and len(wrong["annotation_ids"]) == 4
+    # a bulk edit is taken back whole: only by its author (or an admin), all or nothing
+    assert srv.client("bob").post("/api/annotations/undo", json={"ids": wrong["annotation_ids"]}).status_code == 403
+    assert ids(srv, label="scarf") == sel
+    undone = srv.client("ann").post("/api/annotations/undo", json={"ids": wrong["annotation_ids"] + [987654]})
+    assert undone.json() == {"deleted": 4} and ids(srv, label="scarf") == [] and ids(srv, label="pants")[:4] == sel
+    assert srv.client("ann").post("/api/annotations/undo", json={"ids": []}).status_code == 422
+    assert srv.client("ann").post("/api/annotations/bulk", json={"image_ids": sel, "labels": ["belt"]}).json()[
+        "annotated"] == 4
     assert ids(srv, label="belt") == sel
     stale = srv.client("ann").post("/api/annotations/bulk", json={"image_ids": [sel[0], 999999], "labels": ["hat"]})
     assert stale.status_code == 404 and "999999" in stale.json()["detail"] and ids(srv, label="belt") == sel

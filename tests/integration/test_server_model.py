@@ -127,8 +127,16 @@ def test_accept_suggestions_above_threshold_never_overwrites(srv, trained):
                     ).json()["added"][0]
     job = c.post("/api/datasets/cloth/prelabel", json={}).json()
     assert wait_job(c, job["id"])["result"]["predicted"] == 121
+    dry = c.post("/api/datasets/cloth/accept-suggestions", json={"threshold": 0.0, "dry_run": True}).json()
+    assert dry["accepted"] == 1 and dry["annotation_ids"] == []
+    with srv.ws.session() as s:
+        assert s.scalar(select(Annotation).where(Annotation.image_id == new_id)) is None  # a dry run stores nothing
     r = c.post("/api/datasets/cloth/accept-suggestions", json={"threshold": 0.0}).json()
-    assert r == {"accepted": 1, "skipped_labeled": 120, "below_threshold": 0}
+    assert {k: r[k] for k in ("accepted", "skipped_labeled", "below_threshold")} == \
+        {"accepted": 1, "skipped_labeled": 120, "below_threshold": 0}
+    listed = lambda origin: c.get("/api/datasets/cloth/images", params={"origin": origin}).json()  # noqa: E731
+    assert listed("accepted")["ids"] == [new_id] and listed("accepted")["items"][0]["accepted"] is True
+    assert new_id not in listed("manual")["ids"] and listed("manual")["total"] == 120
     with srv.ws.session() as s:
         accepted = s.scalar(select(Annotation).where(Annotation.image_id == new_id))
         assert accepted.source == "human" and accepted.author == "bob" and accepted.from_run is not None
@@ -138,6 +146,9 @@ def test_accept_suggestions_above_threshold_never_overwrites(srv, trained):
     assert [a.labels for a in relabeled] == [["hat"], ["pants"]]  # the human label stayed, nothing added
     high = c.post("/api/datasets/cloth/accept-suggestions", json={"threshold": 1.0}).json()
     assert high["accepted"] == 0
+    assert c.post("/api/annotations/undo", json={"ids": r["annotation_ids"]}).json() == {"deleted": 1}
+    assert listed("accepted")["total"] == 0 and new_id in listed("")["ids"]
+    c.post("/api/datasets/cloth/accept-suggestions", json={"threshold": 0.0})  # as before, for the tests below
 
 
 def test_rest_predict_upload_ids_batch_and_errors(srv, trained, photos4):

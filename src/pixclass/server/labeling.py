@@ -271,6 +271,11 @@ class AcceptBody(BaseModel):
     threshold: float = Field(ge=0, le=1)
     filters: Filters = Filters()
     image_ids: list[int] | None = Field(None, description="Restrict to these images (e.g. the selection).")
+    dry_run: bool = Field(False, description="Only count what would be accepted; store nothing.")
+
+
+class UndoBody(BaseModel):
+    ids: list[int] = Field(min_length=1, max_length=100_000, description="Annotation ids, e.g. a bulk answer's.")
 
 
 def _add(s, im_id: int, labels: list[str], user: Principal, time_spent: float | None,
@@ -316,6 +321,7 @@ def bulk(body: BulkBody, request: Request, user: Principal = Depends(require("an
             schema.index(lab)
         current = records.current_labels(s, [im.id for im in ims])
         each = body.time_spent / len(ims) if body.time_spent is not None else None
+        added = []
         for im in ims:
             have = current.get(im.id, [])
             if body.mode == "add":
@@ -324,9 +330,17 @@ def bulk(body: BulkBody, request: Request, user: Principal = Depends(require("an
                 labels = [x for x in have if x not in body.labels]
             else:
                 labels = check_labels(schema, body.labels)
-            _add(s, im.id, labels, user, each)
-        dataset = ds.name
-    return {"annotated": len(ims), "retrain_job": _retrain_if_due(request, dataset, user.name)}
+            added.append(_add(s, im.id, labels, user, each))
+        s.flush()
+        ids, dataset = [a.id for a in added], ds.name
+    return {"annotated": len(ims), "annotation_ids": ids, "retrain_job": _retrain_if_due(request, dataset, user.name)}
+
+
+def _check_undo(a: Annotation, user: Principal) -> None:
+    own = a.source == "human" and a.author == user.name and a.created_at > utcnow() - UNDO_WINDOW
+    if not (own or user.can("admin")):
+        raise HTTPException(403, f"Annotation {a.id}: annotators may take back only their own annotations of the "
+                                 f"last {UNDO_WINDOW.seconds // 60} minutes.")
 
 
 @router.delete("/annotations/{annotation_id}")
@@ -336,11 +350,22 @@ def undo(annotation_id: int, request: Request, user: Principal = Depends(require
         a = s.get(Annotation, annotation_id)
         if a is None:
             raise HTTPException(404, f"No annotation {annotation_id}.")
-        own = a.source == "human" and a.author == user.name and a.created_at > utcnow() - UNDO_WINDOW
-        if not (own or user.can("admin")):
-            raise HTTPException(403, "Annotators may take back only their own recent annotations.")
+        _check_undo(a, user)
         s.delete(a)
     return {"deleted": annotation_id}
+
+
+@router.post("/annotations/undo")
+def undo_many(body: UndoBody, request: Request, user: Principal = Depends(require("annotator"))) -> dict:
+    """Take back a bulk edit (tagging, accepted suggestions) by its annotation ids: all or nothing. Ids already
+    gone (e.g. undone one by one) are skipped."""
+    with ws_of(request).session() as s:
+        rows = list(s.scalars(select(Annotation).where(Annotation.id.in_(body.ids))))
+        for a in rows:
+            _check_undo(a, user)
+        for a in rows:
+            s.delete(a)
+    return {"deleted": len(rows)}
 
 
 @router.post("/datasets/{name}/accept-suggestions")
@@ -351,17 +376,21 @@ def accept_suggestions(name: str, body: AcceptBody, request: Request,
     with ws_of(request).session() as s:
         ds = records.get_dataset(s, name)
         rows = views.apply(views.table(s, ds, body.image_ids), body.filters)
-        accepted = skipped = low = 0
+        added, skipped, low = [], 0, 0
         for r in rows:
             p = r.prediction
             if p is None or p["score"] < body.threshold:
                 low += 1
             elif r.labels:
                 skipped += 1
+            elif body.dry_run:
+                added.append(None)
             else:
-                _add(s, r.id, list(p["labels"]), user, 0.0, p["run_id"])
-                accepted += 1
-    return {"accepted": accepted, "skipped_labeled": skipped, "below_threshold": low}
+                added.append(_add(s, r.id, list(p["labels"]), user, 0.0, p["run_id"]))
+        s.flush()
+        ids = [a.id for a in added if a is not None]
+    return {"accepted": len(added), "skipped_labeled": skipped, "below_threshold": low, "dry_run": body.dry_run,
+            "annotation_ids": ids}
 
 
 def _retrain_if_due(request: Request, dataset: str, user: str) -> str | None:

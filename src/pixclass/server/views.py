@@ -29,6 +29,9 @@ class Filters(BaseModel):
     labeled: bool = Field(False, description="Only images with a current label.")
     label: str | None = Field(None, description="Only images whose current labels include this class.")
     annotator: str | None = Field(None, description="Only images labeled by this user.")
+    origin: str | None = Field(None, pattern="^(manual|accepted|)$",
+                               description="Only images whose current label is an accepted model suggestion "
+                                           "(accepted), or one that is not: chosen by hand or imported (manual).")
     predicted: str | None = Field(None, description="Only images whose model suggestion is this class.")
     min_conf: float | None = Field(None, ge=0, le=1, description="Suggestion confidence at least this.")
     max_conf: float | None = Field(None, ge=0, le=1, description="Suggestion confidence at most this.")
@@ -48,6 +51,7 @@ class Row:
     excluded: bool
     labels: list[str] = field(default_factory=list)  # current: newest non-model annotation
     source: str | None = None
+    accepted: bool = False  # the current label is an accepted model suggestion
     by_author: dict[str, list[str]] = field(default_factory=dict)  # newest human annotation per user
     prediction: dict | None = None  # {"label", "score", "run_id"}
 
@@ -66,8 +70,8 @@ class Row:
 
     def to_dict(self) -> dict:
         return {"id": self.id, "split": self.split, "excluded": self.excluded, "labels": self.labels,
-                "source": self.source, "annotators": sorted(self.by_author), "prediction": self.prediction,
-                "agreement": self.agreement, "conflict": self.conflict}
+                "source": self.source, "accepted": self.accepted, "annotators": sorted(self.by_author),
+                "prediction": self.prediction, "agreement": self.agreement, "conflict": self.conflict}
 
 
 def prediction_run(s: Session, ds: Dataset) -> int | None:
@@ -82,16 +86,17 @@ def table(s: Session, ds: Dataset, image_ids: list[int] | None = None) -> dict[i
     if image_ids is not None:
         q = q.where(Image.id.in_(image_ids))
     rows = {i: Row(i, sp, bool(ex)) for i, sp, ex in s.execute(q.order_by(Image.id))}
-    aq = (select(Annotation.image_id, Annotation.labels, Annotation.source, Annotation.author, Annotation.review)
+    aq = (select(Annotation.image_id, Annotation.labels, Annotation.source, Annotation.author, Annotation.review,
+                 Annotation.from_run)
           .join(Image, Image.id == Annotation.image_id).where(Image.dataset_id == ds.id)
           .where(Annotation.source != "model").order_by(Annotation.id))
     if image_ids is not None:
         aq = aq.where(Annotation.image_id.in_(image_ids))
-    for image_id, labels, source, author, review in s.execute(aq):
+    for image_id, labels, source, author, review, from_run in s.execute(aq):
         r = rows.get(image_id)
         if r is None:
             continue
-        r.labels, r.source = list(labels), source
+        r.labels, r.source, r.accepted = list(labels), source, from_run is not None
         if source == "human" and review != "rejected":
             r.by_author[author] = list(labels)
     run_id = prediction_run(s, ds)
@@ -115,6 +120,8 @@ def apply(rows: dict[int, Row], f: Filters) -> list[Row]:
         if f.label and f.label not in r.labels:
             continue
         if f.annotator and f.annotator not in r.by_author:
+            continue
+        if f.origin and not (r.labels and r.accepted == (f.origin == "accepted")):
             continue
         if f.predicted and (p is None or f.predicted not in p["labels"]):
             continue

@@ -14,11 +14,20 @@ export async function api(path, { method = "GET", body, form } = {}) {
   const text = await res.text();
   let data = null;
   try { data = text ? JSON.parse(text) : null; } catch { data = text; }
-  if (!res.ok) {
-    const d = data && data.detail;
-    throw new ApiError(res.status, typeof d === "string" ? d : JSON.stringify(d || data));
-  }
+  if (!res.ok) throw new ApiError(res.status, reason(data && data.detail, data));
   return data;
+}
+
+// FastAPI's 422 detail is a list of {loc, msg}: "password: String should have at least 4 characters".
+function reason(detail, data) {
+  if (typeof detail === "string") return detail;
+  if (Array.isArray(detail) && detail.length) {
+    return detail.map((d) => {
+      const where = (d.loc || []).filter((p) => p !== "body" && p !== "query").join(".");
+      return where ? `${where}: ${d.msg}` : d.msg;
+    }).join("; ");
+  }
+  return JSON.stringify(detail || data);
 }
 
 export const qs = (obj) => new URLSearchParams(

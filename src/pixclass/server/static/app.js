@@ -14,12 +14,14 @@ const el = (tag, attrs = {}, ...kids) => {
   return e;
 };
 const PAGE = 60;
-const S = { me: null, ds: null, ids: [], items: [], offset: 0, selected: new Set(), pos: 0, image: null,
+const S = { me: null, ds: null, ids: [], items: [], offset: 0, selected: new Set(), pos: 0, image: null, counts: {},
             shownAt: 0, undo: [], checked: new Set(), search: "", polling: null, watch: null,
             saving: false, loading: false };
 const pct = (x) => (x === null || x === undefined ? "" : `${Math.round(x * 100)}%`);
 const single = () => S.ds && !S.ds.multi;
 const hier = () => S.ds && S.ds.task === "hierarchical";
+const searchable = () => hier() || S.ds.classes.length > 10;  // past ten classes, digits cannot reach them all
+const shown = () => S.ds.classes.filter((c) => c.toLowerCase().includes(S.search.toLowerCase())).slice(0, 50);
 
 function show(view) {
   for (const v of ["login", "grid", "image", "review", "classes", "jobs", "admin"]) $(`#${v}-view`).hidden = v !== view;
@@ -48,9 +50,22 @@ async function start() {
 }
 async function loadDatasets(keep = null) {
   const datasets = await api("/api/datasets");
-  $("#dataset").replaceChildren(...datasets.map((d) => el("option", { value: d.name }, `${d.name} (${d.labeled}/${d.images})`)));
+  $("#dataset").replaceChildren(...datasets.map((d) => el("option", { value: d.name })));
+  showCounts(datasets);
   const name = datasets.some((d) => d.name === keep) ? keep : datasets.length ? datasets[0].name : null;
   if (name) { $("#dataset").value = name; await selectDataset(name); }
+}
+function showCounts(datasets) {  // "name (labeled/images)" in the dataset dropdown
+  for (const d of datasets) S.counts[d.name] = { labeled: d.labeled, images: d.images };
+  for (const o of $("#dataset").options) {
+    const c = S.counts[o.value];
+    if (c) o.textContent = `${o.value} (${c.labeled}/${c.images})`;
+  }
+}
+async function refreshCounts() { try { showCounts(await api("/api/datasets")); } catch { /* the next refresh will do */ } }
+function bumpLabeled(before, after) {  // one image's labels changed from the image view: no round trip
+  const c = S.counts[S.ds.name];
+  if (c && !before.length !== !after.length) { c.labeled += after.length ? 1 : -1; showCounts([]); }
 }
 $("#login-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
@@ -82,7 +97,7 @@ async function selectDataset(name) {
   $("#bulk-mode").hidden = !S.ds.multi || S.me.role === "viewer";
   const base = `/api/datasets/${encodeURIComponent(name)}/export/labelstudio`;
   $("#export-ls").href = base; $("#export-ls-config").href = `${base}.xml`;
-  S.selected.clear(); S.offset = 0;
+  S.selected.clear(); S.offset = 0; S.search = "";
   await loadGrid();
 }
 async function loadAutotrain() {  // "N new labels since the last run", and the auto-retrain setting
@@ -95,7 +110,8 @@ async function loadAutotrain() {  // "N new labels since the last run", and the 
 // ------------------------------------------------------------------ grid
 function filters() {
   const status = $("#f-status").value;
-  return { unlabeled: status === "unlabeled", labeled: status === "labeled", label: $("#f-label").value, annotator: $("#f-annotator").value.trim(),
+  return { unlabeled: status === "unlabeled", labeled: status === "labeled", origin: ["accepted", "manual"].includes(status) ? status : "",
+           label: $("#f-label").value, annotator: $("#f-annotator").value.trim(),
            predicted: $("#f-predicted").value, min_conf: $("#f-min").value, max_conf: $("#f-max").value,
            excluded: $("#f-excluded").value, conflicts: $("#f-conflicts").checked, sort: $("#f-sort").value };
 }
@@ -110,6 +126,7 @@ async function loadGrid() {
     renderGrid();
     await loadAutotrain();
   });
+  refreshCounts();
 }
 function renderGrid() {
   $("#grid").replaceChildren(...S.items.map((it, i) => {
@@ -119,14 +136,15 @@ function renderGrid() {
       el("input", { type: "checkbox", class: "sel", "aria-label": `select ${it.id}`, checked: S.selected.has(it.id),
                     onchange: (ev) => { ev.target.checked ? S.selected.add(it.id) : S.selected.delete(it.id); updateSel(); } }),
       el("img", { src: `/api/images/${it.id}/thumb?size=160`, loading: "lazy", alt: `image ${it.id}`, onclick: () => openImage(S.offset + i) }),
-      el("div", { class: "labels" }, it.labels.join(", ") || "—"),
+      el("div", { class: "labels" }, it.labels.join(", ") || "—", it.accepted ? el("span", { class: "muted", title: "an accepted model suggestion" }, " · accepted") : ""),
       el("div", { class: "pred" }, p ? `model: ${p.label} ${pct(p.score)}` : "no suggestion",
          it.agreement !== null ? ` · agree ${pct(it.agreement)}` : ""));
   }));
   updateSel();
 }
 function updateSel() {
-  $("#sel-count").textContent = `${S.selected.size} selected`;
+  const here = S.items.filter((it) => S.selected.has(it.id)).length;  // a selection spans pages: say so
+  $("#sel-count").textContent = `${S.selected.size} selected` + (S.selected.size > here ? ` (${S.selected.size - here} on other pages)` : "");
   document.querySelectorAll(".card").forEach((c) => c.classList.toggle("selected", S.selected.has(Number(c.dataset.id))));
 }
 $("#filters").addEventListener("submit", (ev) => { ev.preventDefault(); S.offset = 0; loadGrid(); });
@@ -140,16 +158,29 @@ $("#bulk-btn").addEventListener("click", () => guard("#grid-msg", async () => {
   const res = await api("/api/annotations/bulk", { method: "POST", body: {
     image_ids: [...S.selected], labels: [$("#bulk-class").value], mode: S.ds.multi ? $("#bulk-mode").value : "set",
     time_spent: (performance.now() - t0) / 1000 } });
-  flash("#grid-msg", `Tagged ${res.annotated} images.`);
   S.selected.clear(); await loadGrid();
+  offerUndo(res.annotation_ids, `Tagged ${res.annotated} images.`);
 }));
+function offerUndo(ids, text) {  // a bulk edit's message with a button that takes it back
+  flash("#grid-msg", text);
+  if (!ids.length) return;
+  $("#grid-msg").append(" ", el("button", { id: "undo-bulk", onclick: () => guard("#grid-msg", async () => {
+    const res = await api("/api/annotations/undo", { method: "POST", body: { ids } });
+    await loadGrid();
+    flash("#grid-msg", `Undone: ${res.deleted} labels taken back.`);
+  }) }, "Undo"));
+}
 $("#accept-btn").addEventListener("click", () => guard("#grid-msg", async () => {
-  const f = filters();
-  const body = { threshold: Number($("#threshold").value), filters: { ...f, min_conf: f.min_conf || null, max_conf: f.max_conf || null,
-                 label: f.label || null, annotator: f.annotator || null, predicted: f.predicted || null } };
-  const res = await api(`/api/datasets/${encodeURIComponent(S.ds.name)}/accept-suggestions`, { method: "POST", body });
-  flash("#grid-msg", `Accepted ${res.accepted} suggestions; ${res.skipped_labeled} already labeled (kept); ${res.below_threshold} below threshold.`);
+  const f = Object.fromEntries(Object.entries(filters()).map(([k, v]) => [k, v === "" ? null : v]));  // "" is "any"
+  const body = { threshold: Number($("#threshold").value), filters: f };
+  const path = `/api/datasets/${encodeURIComponent(S.ds.name)}/accept-suggestions`;
+  const dry = await api(path, { method: "POST", body: { ...body, dry_run: true } });
+  if (!dry.accepted) { flash("#grid-msg", `No suggestions to accept: ${dry.skipped_labeled} already labeled, ${dry.below_threshold} below threshold.`, true); return; }
+  if (!confirm(`Accept ${dry.accepted} model suggestions at or above ${pct(body.threshold)} as your labels (images of the current filter)?\n` +
+               `${dry.skipped_labeled} images already labeled are kept as they are.`)) return;
+  const res = await api(path, { method: "POST", body });
   await loadGrid();
+  offerUndo(res.annotation_ids, `Accepted ${res.accepted} suggestions; ${res.skipped_labeled} already labeled (kept); ${res.below_threshold} below threshold.`);
 }));
 $("#autotrain-btn").addEventListener("click", () => guard("#grid-msg", async () => {
   const v = $("#autotrain-every").value.trim();
@@ -173,7 +204,7 @@ async function openImage(pos) {
     const image = await api(`/api/images/${S.ids[pos]}`);
     if (S.pos !== pos) return;  // moved on while this one loaded: the later move wins
     S.image = image;
-    S.checked = new Set(S.image.labels); S.search = ""; S.shownAt = performance.now();
+    S.checked = new Set(S.image.labels); S.shownAt = performance.now();
     show("image");
     $("#big").src = `/api/images/${S.image.id}/file`;
     if (pos + 1 < S.ids.length) new Image().src = `/api/images/${S.ids[pos + 1]}/file`;  // keyboard labeling: no wait
@@ -199,23 +230,29 @@ function renderImage() {
       el("button", { onclick: () => review(a.id, "rejected") }, "reject")] : "")));
 }
 function renderPicker() {
-  const classes = S.ds.classes;
-  if (hier()) {
-    const q = S.search.toLowerCase();
-    const matches = classes.filter((c) => c.toLowerCase().includes(q)).slice(0, 50);
-    const input = el("input", { id: "taxonomy-search", placeholder: `search ${classes.length} classes`, value: S.search,
-      oninput: (ev) => { S.search = ev.target.value; renderPicker(); const i = $("#taxonomy-search"); i.focus(); i.setSelectionRange(i.value.length, i.value.length); },
-      onkeydown: (ev) => { if (ev.key === "Enter" && matches.length) { ev.preventDefault(); save([matches[0]]); } else if (ev.key === "Escape") ev.target.blur(); ev.stopPropagation(); } });
-    $("#picker").replaceChildren(input, ...matches.map((c, i) => el("label", { class: S.checked.has(c) ? "active" : "" },
-      el("span", { class: "key" }, i < 9 ? i + 1 : ""), el("input", { type: "radio", name: "cls", value: c, checked: S.checked.has(c), onchange: () => save([c]) }), c)));
-    return;
-  }
-  $("#picker").replaceChildren(...classes.map((c, i) => el("label", { class: S.checked.has(c) ? "active" : "" },
+  const classes = S.ds.classes, list = searchable() ? shown() : classes;
+  const rows = list.map((c, i) => el("label", { class: S.checked.has(c) ? "active" : "" },
     el("span", { class: "key" }, i < 10 ? (i + 1) % 10 : ""),
     el("input", { type: single() ? "radio" : "checkbox", name: "cls", value: c, checked: S.checked.has(c),
-      onchange: (ev) => single() ? save([c]) : toggle(c, ev.target.checked) }), c)));
+      onchange: (ev) => single() ? save([c]) : toggle(c, ev.target.checked) }), c));
+  if (!searchable()) { $("#picker").replaceChildren(...rows); return; }
+  // type to narrow the list; digits pick among the first ten matches; Enter picks (or, multi-label, ticks) the first
+  const input = el("input", { id: "taxonomy-search", placeholder: `search ${classes.length} classes (/)`, value: S.search,
+    oninput: (ev) => { S.search = ev.target.value; renderPicker(); const i = $("#taxonomy-search"); i.focus(); i.setSelectionRange(i.value.length, i.value.length); },
+    onkeydown: (ev) => {
+      ev.stopPropagation();
+      const first = shown()[0];
+      if (ev.key === "Enter" && first) { ev.preventDefault(); single() ? save([first]) : toggle(first, !S.checked.has(first)); }
+      else if (ev.key === "Escape") ev.target.blur();
+    } });
+  $("#picker").replaceChildren(input, ...rows);
 }
-function toggle(c, on) { on ? S.checked.add(c) : S.checked.delete(c); renderPicker(); }
+function toggle(c, on) {
+  on ? S.checked.add(c) : S.checked.delete(c);
+  const focused = document.activeElement && document.activeElement.id === "taxonomy-search";
+  renderPicker();
+  if (focused) $("#taxonomy-search").focus();
+}
 async function save(labels, accepted = false) {
   // One save at a time, onto the image on screen: a double tap or a held key labels one image, not a run of
   // images never shown (or the previous image twice).
@@ -227,6 +264,7 @@ async function save(labels, accepted = false) {
       const a = await api(`/api/images/${im.id}/annotations`, { method: "POST", body: {
         labels, time_spent: (performance.now() - S.shownAt) / 1000, accepted_suggestion: accepted } });
       S.undo.push({ id: a.id, pos });
+      bumpLabeled(im.labels, labels);
       flash("#image-msg", `Saved ${labels.join(", ") || "no labels"}.` +
             (a.retrain_job ? ` Enough new labels: retraining (job ${a.retrain_job}).` : ""));
       if (a.retrain_job) { S.watch = a.retrain_job; pollJobs(); }
@@ -243,6 +281,7 @@ async function undo() {
     await api(`/api/annotations/${last.id}`, { method: "DELETE" });
     await openImage(last.pos);
     flash("#image-msg", "Undone.");
+    refreshCounts();
   });
 }
 async function review(id, status) {
@@ -254,10 +293,9 @@ $("#save-btn").addEventListener("click", () => save([...S.checked]));
 document.addEventListener("keydown", (ev) => {
   if ($("#image-view").hidden || ev.target.tagName === "INPUT" && ev.target.type !== "radio" && ev.target.type !== "checkbox" || ev.ctrlKey && ev.key !== "z" || ev.metaKey || ev.altKey) return;
   if (ev.repeat && !ev.key.startsWith("Arrow")) { ev.preventDefault(); return; }  // a held key labels once
-  const shown = hier() ? S.ds.classes.filter((c) => c.toLowerCase().includes(S.search.toLowerCase())).slice(0, 50) : S.ds.classes;
   if (/^[0-9]$/.test(ev.key)) {
     const i = ev.key === "0" ? 9 : Number(ev.key) - 1;
-    const c = shown[i];
+    const c = (searchable() ? shown() : S.ds.classes)[i];
     if (!c) return;
     ev.preventDefault();
     if (single()) save([c]); else toggle(c, !S.checked.has(c));
@@ -270,7 +308,7 @@ document.addEventListener("keydown", (ev) => {
   } else if (ev.key === "Enter") { ev.preventDefault(); save([...S.checked]); }
   else if (ev.key === "z" || ev.key === "Backspace") { ev.preventDefault(); undo(); }
   else if (ev.key === "Escape") backToGrid();
-  else if (ev.key === "/" && hier()) { ev.preventDefault(); $("#taxonomy-search").focus(); }
+  else if (ev.key === "/" && searchable()) { ev.preventDefault(); $("#taxonomy-search").focus(); }
 });
 
 // ------------------------------------------------------------------ review
