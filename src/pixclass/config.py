@@ -43,7 +43,7 @@ class TrainConfig:
     bf16: bool = True  # bf16 autocast on CPU roughly doubles speed on AVX-512-bf16 machines
     channels_last: bool = True
     freeze_stages: int = -1  # finetune: leading backbone blocks left frozen; -1 picks a per-model default
-    linear_c: float | None = None  # logistic regression C for --mode linear; None tunes it on validation
+    linear_c: float | None = None  # logistic regression C for --mode linear; None tunes it (validation, or CV)
     features: str = "embed"  # classical models (logreg, svm, ...): embed[:<model>], colorhist, hog or pixels
     loss: Literal["auto", "bce", "asl"] = "auto"  # multi-label: BCE (auto) or asymmetric loss
     hierarchy: Literal["flat", "cascade"] = "flat"  # hierarchical: one network, or per-node classifiers

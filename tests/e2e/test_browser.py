@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from PIL import Image as PILImage
 from sqlalchemy import select
 
 from pixclass.io.importer import import_dataset
@@ -420,8 +421,11 @@ def test_auto_retrain_every_n_labels_while_labeling(server, page, tmp_path, phot
     view gets the new model's suggestion without leaving the image."""
     base, ws = server
     labeled, unlabeled = copy_photos(photos4, tmp_path, slice(0, 8), slice(29, 30))
+    gone = unlabeled / "zz-broken-later.jpg"  # imported fine, then overwritten: pre-labeling skips it and says so
+    PILImage.open(sorted((photos4 / "hat").glob("*.jpg"))[10]).transpose(PILImage.FLIP_TOP_BOTTOM).save(gone)
     import_dataset(ws, labeled, "auto")
     import_dataset(ws, unlabeled, "auto")
+    gone.write_bytes(b"\xff\xd8\xff not a photo any more")
 
     ctx, pg = logged_in_page(page, base, "root", "root-pw")
     pg.select_option("#dataset", "auto")
@@ -433,16 +437,17 @@ def test_auto_retrain_every_n_labels_while_labeling(server, page, tmp_path, phot
 
     pg.select_option("#f-status", "unlabeled")
     pg.click("#apply-filters")
-    pg.wait_for_selector("#count:has-text('4 images')")
+    pg.wait_for_selector("#count:has-text('5 images')")
     pg.locator("#grid .card img").first.click()
     pg.wait_for_selector("#image-view:not([hidden])")
     assert pg.locator("#suggested").count() == 0  # no model yet
     for i, key in enumerate("123"):
         pg.keyboard.press(key)
-        pg.wait_for_selector(f"#pos:has-text('{i + 2} / 4')")
+        pg.wait_for_selector(f"#pos:has-text('{i + 2} / 5')")
     assert "retraining (job" in pg.inner_text("#image-msg")
     pg.wait_for_selector("#image-msg:has-text('suggestions refreshed')", timeout=240_000)
-    assert pg.is_visible("#image-view") and "4 / 4" in pg.inner_text("#pos")  # still labeling the same image
+    assert pg.is_visible("#image-view") and "4 / 5" in pg.inner_text("#pos")  # still labeling the same image
+    assert f"1 images left out, their files no longer decode: {gone}" in pg.inner_text("#image-msg")
     suggested = pg.inner_text("#suggested")
     pg.keyboard.press("Escape")
     pg.wait_for_selector("#autotrain-info:has-text('0 new labels since the last run')")
@@ -452,9 +457,11 @@ def test_auto_retrain_every_n_labels_while_labeling(server, page, tmp_path, phot
         ds = records.get_dataset(s, "auto")
         run = records.latest_run(s, ds)
         assert run is not None and run.mode == "linear"
-        last = s.scalar(select(Image).where(Image.dataset_id == ds.id).order_by(Image.id.desc()).limit(1))
-        pred = s.scalar(select(Prediction).where(Prediction.run_id == run.id, Prediction.image_id == last.id))
+        gone_id, shown_id = s.scalars(select(Image.id).where(Image.dataset_id == ds.id).order_by(Image.id.desc())
+                                      .limit(2))
+        pred = s.scalar(select(Prediction).where(Prediction.run_id == run.id, Prediction.image_id == shown_id))
         assert pred is not None and pred.labels == [suggested]
+        assert s.scalar(select(Prediction).where(Prediction.image_id == gone_id)) is None
     assert [a.labels for a in human(ws) if a.author == "root"] == [["hat"], ["pants"], ["shoes"]]
 
 

@@ -140,6 +140,8 @@ def test_suggestions_follow_class_renames_and_merges_made_after_training(tmp_pat
     job = ann.post("/api/datasets/cloth/prelabel", json={"run_id": run_id}).json()
     done = wait_job(ann, job["id"])
     assert done["status"] == "done" and done["result"]["failed"] == 1, done
+    [bad] = done["result"]["broken"]
+    assert bad["path"] == broken and "not an image file" in bad["reason"], bad
     with srv.ws.session() as s:
         stored = {p.labels[0] for p in s.scalars(select(Prediction).where(Prediction.run_id == run_id))}
     assert stored <= {"cap", "legs", "t-shirt"}, stored

@@ -137,7 +137,12 @@ def train(
     if json_out:
         return emit_json(res.to_dict())
     console.print(f"Run [bold]{res.run}[/] in {res.seconds:.1f}s: " +
-                  ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in res.metrics.items()))
+                  ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in res.metrics.items()
+                            if k != "skipped"))
+    if res.skipped:
+        console.print(f"{len(res.skipped)} images left out: their files no longer decode.")
+    for b in res.skipped:
+        console.print(f"  [red]skipped[/] {b['path']} ({b['split']}): {b['reason']}", highlight=False)
 
 
 @app.command()

@@ -45,7 +45,22 @@ class ImageCache:
 
     def get(self, paths: Sequence[str], hashes: Sequence[str], *, workers: int = 2,
             progress: Progress | None = None) -> np.ndarray:
-        """Arrays (N, size, size, 3) uint8 for the given images, decoding only those not cached yet."""
+        """Arrays (N, size, size, 3) uint8 for the given images, decoding only those not cached yet.
+
+        A file that no longer decodes raises a DataError naming every such file; use ``get_decodable`` to skip them.
+        """
+        arrays, broken = self.get_decodable(paths, hashes, workers=workers, progress=progress)
+        if broken:
+            raise DataError(broken_message([paths[i] for i in broken], list(broken.values())))
+        return arrays
+
+    def get_decodable(self, paths: Sequence[str], hashes: Sequence[str], *, workers: int = 2,
+                      progress: Progress | None = None) -> tuple[np.ndarray, dict[int, str]]:
+        """(arrays (M, size, size, 3) uint8 of the images that decode, in the given order; {position: reason} of
+        those that do not, e.g. files deleted, truncated or overwritten since import).
+
+        A file that fails gets no cache row, so it is decoded again next time (a file fixed later is picked up).
+        """
         self.directory.mkdir(parents=True, exist_ok=True)
         index = self._index()
         row_bytes = self.size * self.size * 3
@@ -54,40 +69,66 @@ class ImageCache:
             index = {}
             self._data_path.unlink()
         missing = list(dict.fromkeys(h for h in hashes if h not in index))
+        failed: dict[str, str] = {}
         if missing:
-            path_of = dict(zip(hashes, paths))
-            self._append(missing, [path_of[h] for h in missing], index, workers, progress)
+            paths_of: dict[str, list[str]] = {}
+            for h, p in zip(hashes, paths):
+                if p not in paths_of.setdefault(h, []):
+                    paths_of[h].append(p)
+            failed = self._append(missing, [paths_of[h] for h in missing], index, workers, progress)
         elif progress:
             progress(len(hashes), len(hashes))
-        if not hashes:
-            return np.zeros((0, self.size, self.size, 3), np.uint8)
+        broken = {i: failed[h] for i, h in enumerate(hashes) if h in failed}
+        rows = [index[h] for h in hashes if h not in failed]
+        if not rows:
+            return np.zeros((0, self.size, self.size, 3), np.uint8), broken
         data = np.memmap(self._data_path, dtype=np.uint8, mode="r").reshape(-1, self.size, self.size, 3)
-        return np.ascontiguousarray(data[[index[h] for h in hashes]])
+        return np.ascontiguousarray(data[rows]), broken
 
-    def _append(self, hashes: list[str], paths: list[str], index: dict[str, int], workers: int,
-                progress: Progress | None) -> None:
-        def decode(path: str) -> np.ndarray | DataError:
-            try:
-                return load_rgb(path, self.size)
-            except DataError as e:
-                return e
+    def _append(self, hashes: list[str], paths: list[list[str]], index: dict[str, int], workers: int,
+                progress: Progress | None) -> dict[str, str]:
+        """Decode and append one row per hash (trying each of its paths); returns {hash: reason} of the failures."""
+        def decode(candidates: list[str]) -> np.ndarray | str:
+            reason = ""
+            for path in candidates:
+                try:
+                    return load_rgb(path, self.size)
+                except DataError as e:
+                    reason = reason or _reason(path, e)
+            return reason
 
-        start = len(index)
+        failed: dict[str, str] = {}
         with open(self._data_path, "ab") as f, ThreadPoolExecutor(max_workers=workers) as pool:
             for n, (h, arr) in enumerate(zip(hashes, pool.map(decode, paths)), start=1):
-                if isinstance(arr, DataError):
-                    self._save_index(index)
-                    raise DataError(f"{arr} (the file changed after import; run `pixclass import` again)")
-                f.write(arr.tobytes())
-                index[h] = start + n - 1
+                if isinstance(arr, str):
+                    failed[h] = arr
+                else:
+                    f.write(arr.tobytes())
+                    index[h] = len(index)
                 if progress:
                     progress(n, len(hashes))
                 if n % 2000 == 0:
                     f.flush()
                     self._save_index(index)
         self._save_index(index)
+        return failed
 
     def _save_index(self, index: dict[str, int]) -> None:
         tmp = self._index_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(index))
         os.replace(tmp, self._index_path)
+
+
+def _reason(path: str, error: DataError) -> str:
+    """The message of a decode error without its leading path (the path is reported beside it)."""
+    text = str(error)
+    return text[len(str(path)) + 2 :] if text.startswith(f"{path}: ") else text
+
+
+def broken_message(paths: Sequence[str], reasons: Sequence[str], *, limit: int = 10) -> str:
+    """A DataError message naming the files that no longer decode and why (the first ``limit`` of them)."""
+    named = "; ".join(f"{p}: {r}" for p, r in list(zip(paths, reasons))[:limit])
+    more = f"; and {len(paths) - limit} more" if len(paths) > limit else ""
+    return (f"{len(paths)} image file(s) changed after import and no longer decode: {named}{more}. Restore them, "
+            "or leave them out of training with `pixclass curate` and `pixclass curate-fix --kind broken "
+            "--action exclude`.")

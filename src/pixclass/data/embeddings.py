@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pixclass.data.cache import ImageCache
+from pixclass.data.cache import ImageCache, broken_message
 from pixclass.errors import DataError
 from pixclass.store import Workspace, records
 
@@ -80,11 +80,14 @@ class EmbeddingCache:
         if dim and embeddings.shape[1] != dim:
             raise DataError(f"{self.index_path}: cached embeddings have {dim} dims, new ones {embeddings.shape[1]}. "
                             f"Delete the file to rebuild the cache.")
-        new = [(h, i) for i, h in enumerate(hashes) if h not in rows]
+        new: dict[str, int] = {}  # hash -> its first position; a hash given twice gets one row
+        for i, h in enumerate(hashes):
+            if h not in rows:
+                new.setdefault(h, i)
         if not new:
             return
         with self.data_path.open("ab") as f:
-            for h, i in new:
+            for h, i in new.items():
                 f.write(embeddings[i].tobytes())
                 rows[h] = len(rows)
         tmp = self.index_path.with_suffix(".tmp")
@@ -98,29 +101,47 @@ class EmbeddingCache:
 
 def embed_items(ws: Workspace, items: Sequence[records.Item], *, model: str = DEFAULT_MODEL, img_size: int = 224,
                 workers: int = 2, progress: Progress | None = None) -> np.ndarray:
-    """Embeddings (N, D) float32 of the given images with ``model``'s ImageNet backbone; only uncached ones are run."""
+    """Embeddings (N, D) float32 of the given images with ``model``'s ImageNet backbone; only uncached ones are run.
+
+    A file that no longer decodes raises a DataError naming every such file; ``embed_decodable`` skips them."""
+    emb, broken = embed_decodable(ws, items, model=model, img_size=img_size, workers=workers, progress=progress)
+    if broken:
+        raise DataError(broken_message([items[i].path for i in broken], list(broken.values())))
+    return emb
+
+
+def embed_decodable(ws: Workspace, items: Sequence[records.Item], *, model: str = DEFAULT_MODEL,
+                    img_size: int = 224, workers: int = 2,
+                    progress: Progress | None = None) -> tuple[np.ndarray, dict[int, str]]:
+    """(embeddings (M, D) float32 of the items whose image decodes, in the given order; {position: reason} of the
+    items whose file no longer decodes). Cached embeddings are used whatever the file's state now."""
     cache = EmbeddingCache(ws.cache_dir, model, img_size)
     hashes = [it.sha256 for it in items]
     out, missing = cache.lookup(hashes)
     if not missing:
-        return out if out is not None else np.zeros((0, 0), np.float32)
-    from pixclass.models import create_model
-    from pixclass.models.embed import run_batches
-
+        return (out if out is not None else np.zeros((0, 0), np.float32)), {}
     todo = [items[i] for i in missing]
-    images = ImageCache(ws.cache_dir, img_size).get(
+    images, failed = ImageCache(ws.cache_dir, img_size).get_decodable(
         [it.path for it in todo], [it.sha256 for it in todo], workers=workers,
         progress=(lambda d, t: progress("decode", d, t)) if progress else None)
-    net = create_model(model, pretrained=True, num_classes=2)
-    emb = run_batches(net.backbone, images, net.mean, net.std,
-                      progress=(lambda d, t: progress("embed", d, t)) if progress else None)
-    cache.add([it.sha256 for it in todo], emb)
-    log.info("embedded %d images with %s at %d px (%d were cached)", len(todo), model, img_size,
-             len(items) - len(todo))
-    if out is None:
-        out = np.empty((len(items), emb.shape[1]), np.float32)
-    out[missing] = emb
-    return out
+    broken = {missing[j]: reason for j, reason in failed.items()}
+    done = [i for j, i in enumerate(missing) if j not in failed]
+    if done:
+        from pixclass.models import create_model
+        from pixclass.models.embed import run_batches
+
+        net = create_model(model, pretrained=True, num_classes=2)
+        emb = run_batches(net.backbone, images, net.mean, net.std,
+                          progress=(lambda d, t: progress("embed", d, t)) if progress else None)
+        cache.add([items[i].sha256 for i in done], emb)
+        log.info("embedded %d images with %s at %d px (%d were cached)", len(done), model, img_size,
+                 len(items) - len(missing))
+        if out is None:
+            out = np.empty((len(items), emb.shape[1]), np.float32)
+        out[done] = emb
+    if out is None:  # nothing cached and nothing decodes
+        return np.zeros((0, 0), np.float32), broken
+    return (out[[i for i in range(len(items)) if i not in broken]] if broken else out), broken
 
 
 def embed_dataset(ws: Workspace, dataset: str, model: str = DEFAULT_MODEL, img_size: int = 224, *,

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from pixclass.data.cache import ImageCache
+from pixclass.data.cache import ImageCache, broken_message
 from pixclass.errors import DataError
 from pixclass.schema import LabelSchema
 from pixclass.store import Workspace, records
@@ -20,6 +20,7 @@ class SplitData:
     items: list[records.Item]
     images: np.ndarray  # (N, S, S, 3) uint8
     labels: np.ndarray  # (N,) int class indices; (N, K) float 0/1 for multi-label tasks
+    skipped: list[dict] = field(default_factory=list)  # {"path", "reason", "split"}: files that no longer decode
 
     def __len__(self) -> int:
         return len(self.items)
@@ -46,8 +47,12 @@ def single_label_indices(items: list[records.Item], schema: LabelSchema) -> np.n
 
 
 def load_splits(ws: Workspace, dataset: str, size: int, *, splits: tuple[str, ...] = ("train", "val", "test"),
-                workers: int = 2, progress: Progress | None = None) -> tuple[LabelSchema, dict[str, SplitData]]:
-    """Schema and {split: SplitData} of the labeled, non-excluded images. Decodes only what is not cached."""
+                workers: int = 2, progress: Progress | None = None,
+                skip_broken: bool = False) -> tuple[LabelSchema, dict[str, SplitData]]:
+    """Schema and {split: SplitData} of the labeled, non-excluded images. Decodes only what is not cached.
+
+    A file that no longer decodes (deleted, truncated, overwritten since import) raises a DataError naming it; with
+    ``skip_broken`` it is left out instead and listed in its split's ``skipped``."""
     with ws.session() as s:
         ds = records.get_dataset(s, dataset)
         schema = records.load_schema(s, ds)
@@ -56,11 +61,17 @@ def load_splits(ws: Workspace, dataset: str, size: int, *, splits: tuple[str, ..
         raise DataError(f"Dataset {dataset!r} has no classes. Import labeled images first.")
     everything = [it for sp in splits for it in chosen[sp]]
     cache = ImageCache(ws.cache_dir, size)
-    arrays = cache.get([it.path for it in everything], [it.sha256 for it in everything], workers=workers,
-                       progress=progress)
-    out, start = {}, 0
+    arrays, broken = cache.get_decodable([it.path for it in everything], [it.sha256 for it in everything],
+                                         workers=workers, progress=progress)
+    if broken and not skip_broken:
+        raise DataError(broken_message([everything[i].path for i in broken], list(broken.values())))
+    out, start, row = {}, 0, 0
     for sp in splits:
         its = chosen[sp]
-        out[sp] = SplitData(its, arrays[start : start + len(its)], encode_labels(its, schema))
+        good = [it for j, it in enumerate(its) if start + j not in broken]
+        skipped = [{"path": it.path, "reason": broken[start + j], "split": sp} for j, it in enumerate(its)
+                   if start + j in broken]
+        out[sp] = SplitData(good, arrays[row : row + len(good)], encode_labels(good, schema), skipped)
         start += len(its)
+        row += len(good)
     return schema, out

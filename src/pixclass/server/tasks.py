@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import delete, select
 
+from pixclass.data.cache import ImageCache
 from pixclass.errors import DataError
-from pixclass.io.images import load_rgb, probe
+from pixclass.io.images import probe
 from pixclass.server.models import ModelCache
 from pixclass.store import Workspace, records
 from pixclass.store.tables import Image, Prediction
@@ -37,26 +38,15 @@ def prelabel(ws: Workspace, cache: ModelCache, dataset: str, *, run_id: int | No
         rows = s.execute(select(Image.id, Image.path, Image.sha256).where(Image.dataset_id == ds.id)
                          .order_by(Image.id)).all()
     k = len(handle.classes)
-    from pixclass.data.cache import ImageCache
-
     icache = ImageCache(ws.cache_dir, handle.img_size)
-    stored = failed = 0
+    stored, failed = 0, []
     for start in range(0, len(rows), BATCH):
         chunk = rows[start : start + BATCH]
-        try:
-            arrays = icache.get([r.path for r in chunk], [r.sha256 for r in chunk], workers=2)
-            probs, ok = handle.probs(arrays), [True] * len(chunk)
-        except DataError:  # a file changed or broke since import: decode one by one, skip the bad ones
-            arrays, ok = [], []
-            for r in chunk:
-                try:
-                    arrays.append(load_rgb(r.path, handle.img_size))
-                    ok.append(True)
-                except DataError:
-                    ok.append(False)
-            probs = handle.probs(np.stack(arrays)) if arrays else np.zeros((0, k), np.float32)
-        good = [r for r, g in zip(chunk, ok) if g]
-        failed += len(chunk) - len(good)
+        # a file changed or broke since import is skipped and named; the rest of the batch is predicted
+        arrays, broken = icache.get_decodable([r.path for r in chunk], [r.sha256 for r in chunk], workers=2)
+        failed += [{"path": chunk[j].path, "reason": why} for j, why in broken.items()]
+        good = [r for j, r in enumerate(chunk) if j not in broken]
+        probs = handle.probs(arrays) if good else np.zeros((0, k), np.float32)
         with ws.session() as s:
             s.execute(delete(Prediction).where(Prediction.run_id == handle.run_id,
                                                Prediction.image_id.in_([r.id for r in chunk])))
@@ -68,7 +58,8 @@ def prelabel(ws: Workspace, cache: ModelCache, dataset: str, *, run_id: int | No
         stored += len(good)
         if progress:
             progress("predict", min(start + BATCH, len(rows)), len(rows))
-    return {"dataset": dataset, "run_id": handle.run_id, "predicted": stored, "failed": failed}
+    return {"dataset": dataset, "run_id": handle.run_id, "predicted": stored, "failed": len(failed),
+            "broken": failed}
 
 
 def train_and_prelabel(ws: Workspace, cache: ModelCache, dataset: str, params: dict,

@@ -23,7 +23,8 @@ from sqlalchemy import func, select
 
 from pixclass.artifact import Manifest
 from pixclass.config import TrainConfig
-from pixclass.data.embeddings import DEFAULT_MODEL, embed_items
+from pixclass.data.cache import broken_message
+from pixclass.data.embeddings import DEFAULT_MODEL, embed_decodable
 from pixclass.errors import ConfigError, DataError
 from pixclass.store import Workspace, records
 from pixclass.store.tables import Annotation, Image
@@ -165,7 +166,17 @@ def run_probs(ws: Workspace, run_dir: str | Path, items: list[records.Item], *, 
     """Class probabilities (N, K) of a trained run for the given images.
 
     Linear runs on pretrained weights reuse the cached embeddings (only the head is applied); other runs go through
-    the whole network over the decoded-image cache."""
+    the whole network over the decoded-image cache. A file that no longer decodes raises a DataError naming it;
+    ``decodable_probs`` skips such files instead."""
+    probs, broken = decodable_probs(ws, run_dir, items, workers=workers, progress=progress)
+    if broken:
+        raise DataError(broken_message([items[i].path for i in broken], list(broken.values())))
+    return probs
+
+
+def decodable_probs(ws: Workspace, run_dir: str | Path, items: list[records.Item], *, workers: int = 2,
+                    progress: Progress | None = None) -> tuple[np.ndarray, dict[int, str]]:
+    """(class probabilities (M, K) of the items whose image decodes, in order; {position: reason} of the others)."""
     import torch
 
     from pixclass.data.cache import ImageCache
@@ -174,18 +185,29 @@ def run_probs(ws: Workspace, run_dir: str | Path, items: list[records.Item], *, 
 
     m = Manifest.load(run_dir)
     if not items:
-        return np.zeros((0, len(m.classes)), np.float32)
+        return np.zeros((0, len(m.classes)), np.float32), {}
     if m.mode == "linear" and m.config.get("pretrained", True) and not m.config.get("weights"):
-        emb = embed_items(ws, items, model=m.model, img_size=m.preprocess.img_size, workers=workers, progress=progress)
+        emb, broken = embed_decodable(ws, items, model=m.model, img_size=m.preprocess.img_size, workers=workers,
+                                      progress=progress)
+        if not len(emb):
+            return np.zeros((0, len(m.classes)), np.float32), broken
         state = torch.load(str(Path(run_dir) / "model.pt"), map_location="cpu", weights_only=False)["state_dict"]
         w, b = state["head.weight"].float().numpy(), state["head.bias"].float().numpy()
-        return _softmax(emb @ w.T + b).astype(np.float32)
+        return _softmax(emb @ w.T + b).astype(np.float32), broken
     model, _ = load_checkpoint(run_dir)
-    images = ImageCache(ws.cache_dir, m.preprocess.img_size).get([it.path for it in items],
-                                                                 [it.sha256 for it in items], workers=workers)
+    images, broken = ImageCache(ws.cache_dir, m.preprocess.img_size).get_decodable(
+        [it.path for it in items], [it.sha256 for it in items], workers=workers)
+    if not len(images):
+        return np.zeros((0, len(m.classes)), np.float32), broken
     logits = run_batches(model, images, model.mean, model.std,
                          progress=(lambda d, t: progress("predict", d, t)) if progress else None)
-    return _softmax(logits).astype(np.float32)
+    return _softmax(logits).astype(np.float32), broken
+
+
+def _without_broken(items: list[records.Item], broken: dict[int, str]) -> list[records.Item]:
+    for i, reason in broken.items():
+        log.warning("left out of the label queue: %s: %s", items[i].path, reason)
+    return [it for i, it in enumerate(items) if i not in broken]
 
 
 def label_queue(ws: Workspace, dataset: str, strategy: str = "margin", n: int = 50, *,
@@ -209,14 +231,16 @@ def label_queue(ws: Workspace, dataset: str, strategy: str = "margin", n: int = 
     if strategy in UNCERTAINTY and run_dir is None:
         log.info("no trained run for %s yet: ordering by kcenter diversity instead of %s", dataset, strategy)
         used = "kcenter"
-    if used in UNCERTAINTY:
-        probs = run_probs(ws, run_dir, pool, progress=progress)
+    if used in UNCERTAINTY:  # files that no longer decode are left out of the queue (logged), not an error
+        probs, broken = decodable_probs(ws, run_dir, pool, progress=progress)
+        pool = _without_broken(pool, broken)
         scores = uncertainty(probs, used)
         order = query(used, n, probs=probs)
     elif used == "kcenter":
         with ws.session() as s:
             labeled = records.items(s, records.get_dataset(s, dataset), labeled=True)
-        emb = embed_items(ws, pool + labeled, model=model, img_size=img_size, progress=progress)
+        emb, broken = embed_decodable(ws, pool + labeled, model=model, img_size=img_size, progress=progress)
+        pool = _without_broken(pool, {i: r for i, r in broken.items() if i < len(pool)})
         order = query("kcenter", n, embeddings=emb[: len(pool)], labeled_embeddings=emb[len(pool):], seed=seed)
     else:
         order = query("random", n, probs=np.zeros((len(pool), 2)), seed=seed)

@@ -84,7 +84,8 @@ def run_curve(strategy: str, x: np.ndarray, y: np.ndarray, test_x: np.ndarray, t
               progress: Callable[[int, int], None] | None = None) -> list[tuple[int, float]]:
     """Accuracy on the test set after each labeled-pool size in ``sizes``, starting from pool indices ``start``.
 
-    With ``C=None`` each round picks C on ``val`` (x, y), as `train --mode linear` does at every retraining."""
+    With ``C=None`` each round picks C as `train --mode linear` does at every retraining: on ``val`` (x, y), or by
+    cross-validation on the labeled pool when ``val`` has fewer than ``linear.MIN_VAL`` images."""
     vx, vy = val if val is not None else (None, None)
     labeled = list(start)
     is_labeled = np.zeros(len(x), bool)
@@ -154,7 +155,8 @@ def simulate(ws: Workspace, dataset: str, strategies: Sequence[str] = ("margin",
     y, vy, ty = (single_label_indices(its, schema) for its in (pool_items, val_items, test_items))
     K = schema.num_classes
 
-    # Full-data linear mode, as `pixclass train --mode linear` does it: C tuned on validation when there is one.
+    # Full-data linear mode, as `pixclass train --mode linear` does it: C tuned on validation, or by cross-validation
+    # on train when validation is small.
     with threadpool_limits(limits=1):
         w, b, c_full = fit_linear(x, y, K, val_x=vx if len(vy) else None, val_y=vy if len(vy) else None, C=C)
     full = _accuracy(w, b, tx, ty)

@@ -20,7 +20,7 @@ import torch
 
 from pixclass.artifact import Manifest, Preprocess, runtime_versions
 from pixclass.config import TrainConfig
-from pixclass.data.cache import ImageCache
+from pixclass.data.cache import ImageCache, broken_message
 from pixclass.data.splits import single_label_indices
 from pixclass.errors import ConfigError, DataError
 from pixclass.evaluate.metrics import classification_metrics
@@ -50,24 +50,35 @@ def compute_features(module: torch.nn.Module, images: np.ndarray, mean: tuple[fl
 
 def dataset_features(ws: Workspace, items: list[records.Item], cfg: TrainConfig, module: torch.nn.Module,
                      mean: tuple[float, ...], std: tuple[float, ...], progress: Progress | None = None,
-                     stage: str = "features") -> np.ndarray:
-    """Features of ``items``: cached ImageNet embeddings for plain ``embed``, else the module over decoded images."""
+                     stage: str = "features") -> tuple[np.ndarray, dict[int, str]]:
+    """(features (M, D) of the ``items`` whose image decodes, {position: reason} of those that no longer do).
+
+    Plain ``embed`` features come from the cached ImageNet embeddings, others from the module over decoded images."""
     kind, backbone = split_name(cfg.features)
     if kind == "embed" and cfg.pretrained and not cfg.weights:
-        from pixclass.data.embeddings import embed_items
+        from pixclass.data.embeddings import embed_decodable
 
-        return embed_items(ws, items, model=backbone, img_size=cfg.img_size, workers=cfg.workers,
-                           progress=(lambda st, d, t: progress(f"{stage} {st}", d, t)) if progress else None)
-    images = ImageCache(ws.cache_dir, cfg.img_size).get(
+        return embed_decodable(ws, items, model=backbone, img_size=cfg.img_size, workers=cfg.workers,
+                               progress=(lambda st, d, t: progress(f"{stage} {st}", d, t)) if progress else None)
+    images, broken = ImageCache(ws.cache_dir, cfg.img_size).get_decodable(
         [it.path for it in items], [it.sha256 for it in items], workers=cfg.workers,
         progress=(lambda d, t: progress(f"{stage} decode", d, t)) if progress else None)
     if kind == "embed":  # a backbone file or random weights: onnxruntime is the fast path
         from pixclass.models.embed import run_batches
 
         return run_batches(module, images, mean, std,
-                           progress=(lambda d, t: progress(stage, d, t)) if progress else None)
+                           progress=(lambda d, t: progress(stage, d, t)) if progress else None), broken
     return compute_features(module, images, mean, std,
-                            progress=(lambda d, t: progress(stage, d, t)) if progress else None)
+                            progress=(lambda d, t: progress(stage, d, t)) if progress else None), broken
+
+
+def _decodable(items: list[records.Item], broken: dict[int, str], split: str,
+               skipped: list[dict]) -> list[records.Item]:
+    """The items that decode; the others are logged and added to ``skipped`` as {"path", "reason", "split"}."""
+    for i, reason in broken.items():
+        log.warning("skipped %s: %s", items[i].path, reason)
+        skipped.append({"path": items[i].path, "reason": reason, "split": split})
+    return [it for i, it in enumerate(items) if i not in broken]
 
 
 def _splits(ws: Workspace, dataset: str, seed: int):
@@ -107,8 +118,13 @@ def train_classical(ws: Workspace, dataset: str, cfg: TrainConfig, *, out: str |
         run_id = records.add_run(s, records.get_dataset(s, dataset), path=str(run_dir.resolve()), model=cfg.model,
                                  mode="classical").id
 
-    x_tr = dataset_features(ws, parts["train"], cfg, module, mean, std, progress, "features train")
-    y_tr = single_label_indices(parts["train"], schema)
+    skipped: list[dict] = []
+    x_tr, broken = dataset_features(ws, parts["train"], cfg, module, mean, std, progress, "features train")
+    train_items = _decodable(parts["train"], broken, "train", skipped)
+    if not train_items:
+        raise DataError(f"Dataset {dataset!r}: every labeled training image no longer decodes. "
+                        + broken_message([b["path"] for b in skipped], [b["reason"] for b in skipped]))
+    y_tr = single_label_indices(train_items, schema)
     t_fit = time.time()
     estimator = create_estimator(cfg.model, seed=cfg.seed, data_shape=x_tr.shape)
     with warnings.catch_warnings():
@@ -116,12 +132,16 @@ def train_classical(ws: Workspace, dataset: str, cfg: TrainConfig, *, out: str |
         estimator.fit(x_tr, y_tr)
     metrics: dict = {"fit_seconds": round(time.time() - t_fit, 2), "features": cfg.features,
                      "feature_dim": int(x_tr.shape[1])}
-    if parts["val"]:
-        x_va = dataset_features(ws, parts["val"], cfg, module, mean, std, progress, "features val")
+    x_va, broken = (dataset_features(ws, parts["val"], cfg, module, mean, std, progress, "features val")
+                    if parts["val"] else (None, {}))
+    val_items = _decodable(parts["val"], broken, "val", skipped)
+    if val_items:
         probs = expand_probs(estimator.predict_proba(x_va), estimator.classes_, schema.num_classes)
-        val = classification_metrics(single_label_indices(parts["val"], schema), probs, schema.classes)
+        val = classification_metrics(single_label_indices(val_items, schema), probs, schema.classes)
         metrics.update(val_accuracy=val["accuracy"], val_macro_f1=val["macro_f1"])
     metrics["train_seconds"] = round(time.time() - t0, 2)
+    if skipped:  # files that broke after import: named in metrics.json, the CLI output and server job results
+        metrics["skipped"] = skipped
 
     import joblib
 

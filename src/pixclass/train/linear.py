@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import logging
 import warnings
+from dataclasses import dataclass, field
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score
+from sklearn.model_selection import StratifiedKFold
 
 log = logging.getLogger(__name__)
 
-C_GRID = (0.03, 0.1, 0.3, 1.0)  # inverse regularisation, tried on validation when C is not given
+C_GRID = (0.03, 0.1, 0.3, 1.0)  # inverse regularisation, tried when C is not given
+MIN_VAL = 50  # fewer labeled validation images than this: C is picked by cross-validation on the training labels
+CV_FOLDS = 5  # at most; fewer when the smallest class has fewer images
 
 
 def _fit(xs: np.ndarray, y: np.ndarray, C: float, class_weight: str | None = None) -> LogisticRegression:
@@ -48,59 +52,139 @@ def _fold(coef: np.ndarray, bias: np.ndarray, mu: np.ndarray, sd: np.ndarray) ->
     return weight.astype(np.float32), (bias - weight @ mu).astype(np.float32)
 
 
-def _grid(C: float | None, has_val: bool) -> list[float]:
-    grid = [C] if C is not None else list(C_GRID)
-    return grid if has_val else grid[-1:]
+@dataclass(frozen=True)
+class CChoice:
+    """The regularisation C of a linear fit and how it was chosen."""
+
+    C: float
+    by: str  # "given" (fixed by the caller), "validation", "cv" (k-fold on the training labels) or "default"
+    scores: dict[float, float] = field(default_factory=dict)  # per C tried: validation or mean CV score
+    folds: int = 0  # folds of the cross-validation (by == "cv")
+
+
+def _standardise(train_x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return train_x.mean(0), train_x.std(0) + 1e-6
+
+
+def _fit_ovr(xs: np.ndarray, y: np.ndarray, C: float) -> tuple[np.ndarray, np.ndarray]:
+    """One logistic regression per column of multi-hot ``y`` (N, K): (coef (K, D), bias (K,))."""
+    k = y.shape[1]
+    coef = np.zeros((k, xs.shape[1]), np.float32)
+    bias = np.zeros(k, np.float32)
+    for j in range(k):
+        t = y[:, j].astype(int)
+        if t.min() == t.max():  # a class always or never present: constant logit
+            bias[j] = 10.0 if t[0] else -10.0
+            continue
+        clf = _fit(xs, t, C)
+        coef[j], bias[j] = clf.coef_[0], clf.intercept_[0]
+    return coef, bias
+
+
+def _fit_any(xs: np.ndarray, y: np.ndarray, C: float, class_weight: str | None):
+    """A softmax LogisticRegression for class indices (N,), (coef, bias) per class for multi-hot targets (N, K)."""
+    return _fit_ovr(xs, y, C) if y.ndim == 2 else _fit(xs, y, C, class_weight)
+
+
+def _score(model, xs: np.ndarray, y: np.ndarray) -> float:
+    """Accuracy (softmax) or mean average precision over the classes present in ``y`` (multi-label)."""
+    if y.ndim == 1:
+        return float(model.score(xs, y))
+    coef, bias = model
+    logits = xs @ coef.T + bias
+    aps = [average_precision_score(y[:, j], logits[:, j]) for j in range(y.shape[1]) if y[:, j].any()]
+    return float(np.mean(aps)) if aps else 0.0
+
+
+def _cv_splits(y: np.ndarray, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified folds (at most CV_FOLDS, at most the smallest class count); [] when no two folds are possible."""
+    if y.ndim == 1:
+        counts = np.unique(y, return_counts=True)[1]
+        folds = min(CV_FOLDS, int(counts.min()))
+        if folds < 2 or len(counts) < 2:
+            return []
+        return list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
+    pos = y.sum(0)
+    varying = (pos > 0) & (pos < len(y))  # multi-label: classes both present and absent somewhere
+    if not varying.any():
+        return []
+    folds = min(CV_FOLDS, int(np.minimum(pos, len(y) - pos)[varying].min()))
+    if folds < 2:
+        return []
+    rarest = int(np.argmin(np.where(varying, np.minimum(pos, len(y) - pos), np.inf)))  # spread it over the folds
+    return list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y[:, rarest]))
+
+
+def _select(xs: np.ndarray, y: np.ndarray, val_xs: np.ndarray | None, val_y: np.ndarray | None, C: float | None,
+            class_weight: str | None, seed: int):
+    """(CChoice, the model fitted on all of ``xs`` at that C when validation picked it, else None)."""
+    if C is not None:
+        return CChoice(float(C), "given"), None
+    n_val = 0 if val_xs is None or val_y is None else len(val_y)
+    what = "val acc" if y.ndim == 1 else "val mAP"
+    if n_val >= MIN_VAL:
+        scores, best = {}, None
+        for c in C_GRID:
+            model = _fit_any(xs, y, c, class_weight)
+            scores[c] = _score(model, val_xs, val_y)
+            log.info("linear C=%g %s %.4f", c, what, scores[c])
+            if best is None or scores[c] > scores[best[0]]:  # ties: the first, stronger regularisation
+                best = (c, model)
+        return CChoice(float(best[0]), "validation", scores), best[1]
+    splits = _cv_splits(y, seed)
+    if not splits:
+        log.info("linear C=%g (largest of the grid): %d validation images (< %d) and too few training images per "
+                 "class for cross-validation", C_GRID[-1], n_val, MIN_VAL)
+        return CChoice(float(C_GRID[-1]), "default"), None
+    scores = {}
+    for c in C_GRID:
+        scores[c] = float(np.mean([_score(_fit_any(xs[tr], y[tr], c, class_weight), xs[te], y[te])
+                                   for tr, te in splits]))
+    c = max(C_GRID, key=lambda k: (scores[k], -k))  # ties: the stronger regularisation
+    log.info("linear C=%g by %d-fold cross-validation on %d training images (%d validation images < %d); mean %s "
+             "per C: %s", c, len(splits), len(y), n_val, MIN_VAL, what.removeprefix("val "),
+             ", ".join(f"{k:g}: {v:.4f}" for k, v in scores.items()))
+    return CChoice(float(c), "cv", scores, len(splits)), None
+
+
+def select_c(train_x: np.ndarray, train_y: np.ndarray, *, val_x: np.ndarray | None = None,
+             val_y: np.ndarray | None = None, C: float | None = None, class_weight: str | None = None,
+             seed: int = 0) -> CChoice:
+    """The C that ``fit_linear`` (``train_y`` (N,) class indices) or ``fit_multilabel`` (``train_y`` (N, K)
+    multi-hot) would use: ``C`` when given; else the best of ``C_GRID`` on the validation split when it has at least
+    ``MIN_VAL`` images; else by stratified k-fold cross-validation on the training labels; else (a class with a
+    single image) the largest C of the grid."""
+    mu, sd = _standardise(train_x)
+    val_xs = None if val_x is None else (val_x - mu) / sd
+    return _select((train_x - mu) / sd, np.asarray(train_y), val_xs, val_y, C, class_weight, seed)[0]
 
 
 def fit_linear(train_x: np.ndarray, train_y: np.ndarray, num_classes: int, *, val_x: np.ndarray | None = None,
                val_y: np.ndarray | None = None, C: float | None = None,
                class_weight: str | None = None) -> tuple[np.ndarray, np.ndarray, float]:
-    """Softmax regression on embeddings (N, D). Returns (weight (K, D), bias (K,), C) for raw embeddings."""
-    mu, sd = train_x.mean(0), train_x.std(0) + 1e-6
+    """Softmax regression on embeddings (N, D). Returns (weight (K, D), bias (K,), C) for raw embeddings.
+
+    C: as given, else picked as ``select_c`` describes (validation, else cross-validation on the training set)."""
+    mu, sd = _standardise(train_x)
     xs = (train_x - mu) / sd
-    has_val = val_x is not None and val_y is not None and len(val_y) > 0
-    best = None
-    for c in _grid(C, has_val):
-        clf = _fit(xs, train_y, c, class_weight)
-        score = clf.score((val_x - mu) / sd, val_y) if has_val else 0.0
-        log.info("linear C=%g val acc %.4f", c, score)
-        if best is None or score > best[0]:
-            best = (score, c, clf)
-    _, c, clf = best
+    val_xs = None if val_x is None else (val_x - mu) / sd
+    choice, clf = _select(xs, train_y, val_xs, val_y, C, class_weight, 0)
+    if clf is None:
+        clf = _fit(xs, train_y, choice.C, class_weight)
     weight, bias = _fold(*_softmax_rows(clf, num_classes), mu, sd)
-    return weight, bias, float(c)
+    return weight, bias, choice.C
 
 
 def fit_multilabel(train_x: np.ndarray, train_y: np.ndarray, *, val_x: np.ndarray | None = None,
                    val_y: np.ndarray | None = None, C: float | None = None) -> tuple[np.ndarray, np.ndarray, float]:
-    """One logistic regression per class on multi-hot targets (N, K); C picked by validation mAP."""
-    mu, sd = train_x.mean(0), train_x.std(0) + 1e-6
+    """One logistic regression per class on multi-hot targets (N, K); C as ``select_c`` describes (mAP)."""
+    mu, sd = _standardise(train_x)
     xs = (train_x - mu) / sd
-    k = train_y.shape[1]
-    has_val = val_x is not None and val_y is not None and len(val_y) > 0
-    best = None
-    for c in _grid(C, has_val):
-        coef = np.zeros((k, xs.shape[1]), np.float32)
-        bias = np.zeros(k, np.float32)
-        for j in range(k):
-            y = train_y[:, j].astype(int)
-            if y.min() == y.max():  # a class always or never present: constant logit
-                bias[j] = 10.0 if y[0] else -10.0
-                continue
-            clf = _fit(xs, y, c)
-            coef[j], bias[j] = clf.coef_[0], clf.intercept_[0]
-        score = 0.0
-        if has_val:
-            logits = ((val_x - mu) / sd) @ coef.T + bias
-            aps = [average_precision_score(val_y[:, j], logits[:, j]) for j in range(k) if val_y[:, j].any()]
-            score = float(np.mean(aps)) if aps else 0.0
-        log.info("multilabel C=%g val mAP %.4f", c, score)
-        if best is None or score > best[0]:
-            best = (score, c, coef, bias)
-    _, c, coef, bias = best
+    val_xs = None if val_x is None else (val_x - mu) / sd
+    choice, model = _select(xs, np.asarray(train_y), val_xs, val_y, C, None, 0)
+    coef, bias = model if model is not None else _fit_ovr(xs, np.asarray(train_y), choice.C)
     weight, b = _fold(coef, bias, mu, sd)
-    return weight, b, float(c)
+    return weight, b, choice.C
 
 
 def fit_cascade(train_x: np.ndarray, train_y: np.ndarray, classes: list[str], parents: list[str],

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pixclass.data.augment import augment
-from pixclass.data.cache import ImageCache
+from pixclass.data.cache import ImageCache, broken_message
 from pixclass.errors import ConfigError, DataError
 from pixclass.models import create_model
 from pixclass.store import Workspace, records
@@ -79,6 +79,7 @@ class PretrainResult:
     epochs: float
     seconds: float
     history: list[dict] = field(default_factory=list)  # per epoch: loss, seconds
+    skipped: list[dict] = field(default_factory=list)  # {"path", "reason"} of files that no longer decode
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -126,9 +127,17 @@ def pretrain(ws: Workspace, dataset: str, cfg: PretrainConfig, *, out: str | Pat
         its = records.items(s, records.get_dataset(s, dataset))
     if len(its) < 2:
         raise DataError(f"Dataset {dataset!r} has {len(its)} images; self-supervised pretraining needs many.")
-    images = torch.from_numpy(ImageCache(ws.cache_dir, cfg.img_size).get(
+    arrays, broken = ImageCache(ws.cache_dir, cfg.img_size).get_decodable(
         [it.path for it in its], [it.sha256 for it in its], workers=cfg.workers,
-        progress=(lambda d, t: progress("decode", d, t)) if progress else None))
+        progress=(lambda d, t: progress("decode", d, t)) if progress else None)
+    skipped = [{"path": its[i].path, "reason": reason} for i, reason in broken.items()]
+    for b in skipped:
+        log.warning("skipped %s: %s", b["path"], b["reason"])
+    its = [it for i, it in enumerate(its) if i not in broken]
+    if len(its) < 2:
+        raise DataError(f"Dataset {dataset!r} has {len(its)} images that decode; self-supervised pretraining "
+                        "needs many. " + broken_message([b["path"] for b in skipped], [b["reason"] for b in skipped]))
+    images = torch.from_numpy(arrays)
     torch.manual_seed(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
     net = create_model(cfg.model, pretrained=cfg.pretrained, num_classes=2)
@@ -198,4 +207,4 @@ def pretrain(ws: Workspace, dataset: str, cfg: PretrainConfig, *, out: str | Pat
     torch.save({"state_dict": state, "model_name": cfg.model, "method": cfg.method, "img_size": cfg.img_size,
                 "steps": step, "mean": list(net.mean), "std": list(net.std)}, out)
     return PretrainResult(out, cfg.method, cfg.model, len(its), step, round(step / steps_per_epoch, 2),
-                          round(time.time() - t0, 2), history)
+                          round(time.time() - t0, 2), history, skipped)

@@ -19,6 +19,11 @@ class RunResult:
     history: list[dict]
     seconds: float
 
+    @property
+    def skipped(self) -> list[dict]:
+        """{"path", "reason", "split"} of the images left out because their files no longer decode."""
+        return list(self.metrics.get("skipped", []))
+
     def to_dict(self) -> dict:
         return {"run": str(self.run), "metrics": self.metrics, "history": self.history, "seconds": self.seconds}
 

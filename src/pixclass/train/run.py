@@ -16,6 +16,7 @@ import torch
 
 from pixclass.artifact import Manifest, Preprocess, runtime_versions
 from pixclass.config import TrainConfig
+from pixclass.data.cache import broken_message
 from pixclass.data.splits import SplitData, load_splits
 from pixclass.errors import ConfigError, DataError
 from pixclass.evaluate.task_metrics import metrics_for, tune_thresholds
@@ -25,7 +26,7 @@ from pixclass.models.embed import predict_probs, run_batches
 from pixclass.models.net import CascadeHead, Classifier
 from pixclass.store import Workspace, records
 from pixclass.train.result import RunResult, finish_run
-from pixclass.train.linear import fit_cascade, fit_linear, fit_multilabel
+from pixclass.train.linear import CChoice, fit_cascade, fit_linear, fit_multilabel, select_c
 from pixclass.train.loop import finetune
 
 log = logging.getLogger(__name__)
@@ -51,35 +52,49 @@ def _ensure_val(data: dict[str, SplitData], seed: int) -> None:
 
 
 def linear_head(model: Classifier, train: SplitData, val: SplitData, cfg: TrainConfig,
-                progress: Progress | None) -> float:
-    """Fit the head on frozen embeddings: softmax, one-vs-rest (multi-label) or per-node (cascade) regression."""
+                progress: Progress | None) -> CChoice:
+    """Fit the head on frozen embeddings: softmax, one-vs-rest (multi-label) or per-node (cascade) regression.
+
+    Returns the C used and how it was chosen (validation, or cross-validation on train when validation is small)."""
     emb_tr = run_batches(model.backbone, train.images, model.mean, model.std, progress=_stage(progress, "embed train"))
     emb_va = run_batches(model.backbone, val.images, model.mean, model.std, progress=_stage(progress, "embed val"))
     has_val = len(val) > 0
     with torch.no_grad():
         if isinstance(model.head, CascadeHead):
-            c = cfg.linear_c or 0.1
+            choice = CChoice(cfg.linear_c, "given") if cfg.linear_c else CChoice(0.1, "default")
             fitted = fit_cascade(emb_tr, train.labels, model.head.classes, model.head.parents,
-                                 model.head.children_of, C=c)
+                                 model.head.children_of, C=choice.C)
             for layer, (weight, bias) in zip(model.head.heads, fitted):
                 layer.weight.copy_(torch.from_numpy(weight))
                 layer.bias.copy_(torch.from_numpy(bias))
-            return c
+            return choice
+        class_weight = "balanced" if cfg.balance != "none" and not model.multilabel else None
+        choice = select_c(emb_tr, train.labels, val_x=emb_va if has_val else None, val_y=val.labels,
+                          C=cfg.linear_c, class_weight=class_weight, seed=cfg.seed)
         if model.multilabel:
-            weight, bias, c = fit_multilabel(emb_tr, train.labels, val_x=emb_va if has_val else None,
-                                             val_y=val.labels, C=cfg.linear_c)
+            weight, bias, _ = fit_multilabel(emb_tr, train.labels, C=choice.C)
         else:
-            weight, bias, c = fit_linear(emb_tr, train.labels, model.head.out_features,
-                                         val_x=emb_va if has_val else None, val_y=val.labels, C=cfg.linear_c,
-                                         class_weight="balanced" if cfg.balance != "none" else None)
+            weight, bias, _ = fit_linear(emb_tr, train.labels, model.head.out_features, C=choice.C,
+                                         class_weight=class_weight)
         model.head.weight.copy_(torch.from_numpy(weight))
         model.head.bias.copy_(torch.from_numpy(bias))
-    return c
+    return choice
+
+
+def skipped_files(data: dict[str, SplitData]) -> list[dict]:
+    """{"path", "reason", "split"} of every file left out because it no longer decodes, each logged as a warning."""
+    out = [b for d in data.values() for b in d.skipped]
+    for b in out:
+        log.warning("skipped %s: %s", b["path"], b["reason"])
+    return out
 
 
 def _check_trainable(dataset: str, schema, data: dict[str, SplitData]) -> None:
     """A DataError saying what to label, before a library fails on data it cannot learn from."""
     train = data["train"]
+    if len(train) == 0 and train.skipped:
+        raise DataError(f"Dataset {dataset!r}: every labeled training image no longer decodes. "
+                        + broken_message([b["path"] for b in train.skipped], [b["reason"] for b in train.skipped]))
     if len(train) == 0:
         held = [f"{len(d)} in {sp}" for sp, d in data.items() if sp != "train" and len(d)]
         raise DataError(f"Dataset {dataset!r} has no labeled training images"
@@ -87,8 +102,9 @@ def _check_trainable(dataset: str, schema, data: dict[str, SplitData]) -> None:
                         + ". Label more images: new images are split 80/10/10 into train/val/test at import.")
     if schema.task != "multilabel" and len(np.unique(train.labels)) < 2:
         only = schema.classes[int(np.asarray(train.labels).ravel()[0])]
+        broken = f" ({len(train.skipped)} more no longer decode)" if train.skipped else ""
         raise DataError(f"Dataset {dataset!r} has training labels of one class only ({only!r}, {len(train)} "
-                        f"images); a classifier needs at least two. Label images of another class first.")
+                        f"images{broken}); a classifier needs at least two. Label images of another class first.")
 
 
 def train(ws: Workspace, dataset: str, cfg: TrainConfig, *, out: str | Path | None = None,
@@ -109,7 +125,9 @@ def train(ws: Workspace, dataset: str, cfg: TrainConfig, *, out: str | Path | No
     if not cfg.resume:
         (run_dir / "history.jsonl").unlink(missing_ok=True)
 
-    schema, data = load_splits(ws, dataset, cfg.img_size, workers=cfg.workers, progress=_stage(progress, "decode"))
+    schema, data = load_splits(ws, dataset, cfg.img_size, workers=cfg.workers, progress=_stage(progress, "decode"),
+                               skip_broken=True)
+    skipped = skipped_files(data)
     _check_trainable(dataset, schema, data)
     _ensure_val(data, cfg.seed)
     model = create_model(cfg.model, pretrained=cfg.pretrained, num_classes=schema.num_classes, weights=cfg.weights)
@@ -125,7 +143,8 @@ def train(ws: Workspace, dataset: str, cfg: TrainConfig, *, out: str | Path | No
     history: list[dict] = []
     extra: dict = {}
     if cfg.mode == "linear":
-        extra["linear_c"] = linear_head(model, data["train"], data["val"], cfg, progress)
+        choice = linear_head(model, data["train"], data["val"], cfg, progress)
+        extra.update(linear_c=choice.C, linear_c_by=choice.by)  # by: given, validation, cv or default
     else:
         hist = finetune(model, data["train"].images, data["train"].labels, data["val"].images, data["val"].labels,
                         cfg, run_dir, deadline=deadline, progress=progress)
@@ -143,6 +162,8 @@ def train(ws: Workspace, dataset: str, cfg: TrainConfig, *, out: str | Path | No
                                      node_threshold=cfg.node_threshold)
         vm = metrics_for(schema, val.labels, probs, thresholds)
         metrics.update({f"val_{k}": vm[k] for k in VAL_KEYS if k in vm})
+    if skipped:  # files that broke after import: named in metrics.json, the CLI output and server job results
+        metrics["skipped"] = skipped
     torch.save({"model_name": cfg.model, "num_classes": schema.num_classes, "state_dict": model.state_dict(),
                 "img_size": cfg.img_size, "multilabel": model.multilabel,
                 "cascade": list(schema.classes) if cascade else None}, run_dir / "model.pt")

@@ -1,8 +1,10 @@
 import numpy as np
+import pytest
 import torch
 
 from pixclass.data.augment import augment, train_batch
 from pixclass.data.cache import ImageCache
+from pixclass.errors import DataError
 from pixclass.io.images import load_rgb
 
 
@@ -22,6 +24,32 @@ def test_cache_decodes_once_and_reuses(tmp_path, photos4):
         (tmp_path / c).unlink()
     again = ImageCache(tmp_path / "cache", 48).get(copies[::-1], hashes[::-1])
     np.testing.assert_array_equal(again, first[::-1])
+
+
+def test_files_broken_after_import_are_skipped_with_reasons_and_get_no_row(tmp_path, photos4):
+    files = sorted((photos4 / "shoes").glob("*.jpg"))[:4]
+    copies = [tmp_path / f.name for f in files]
+    for f, c in zip(files, copies):
+        c.write_bytes(f.read_bytes())
+    paths, hashes = [str(c) for c in copies], [f"h{i}" for i in range(4)]
+    copies[1].write_bytes(files[1].read_bytes()[:300])  # truncated
+    copies[2].unlink()  # deleted
+    cache = ImageCache(tmp_path / "cache", 40)
+    arrays, broken = cache.get_decodable(paths, hashes)
+    assert sorted(broken) == [1, 2] and "file not found" in broken[2] and broken[1] and paths[1] not in broken[1]
+    assert arrays.shape == (2, 40, 40, 3)
+    np.testing.assert_array_equal(arrays[1], load_rgb(paths[3], 40))  # the good ones, in order
+    assert (tmp_path / "cache" / "s40.u8").stat().st_size == 2 * 40 * 40 * 3  # no row for a broken file
+    with pytest.raises(DataError, match="2 image file") as e:
+        cache.get(paths, hashes)
+    assert paths[1] in str(e.value) and paths[2] in str(e.value) and paths[0] not in str(e.value)
+
+    for f, c in zip(files, copies):  # fixed later: decoded next time, the cache stays consistent
+        c.write_bytes(f.read_bytes())
+    again = ImageCache(tmp_path / "cache", 40).get(paths, hashes)
+    assert again.shape == (4, 40, 40, 3)
+    np.testing.assert_array_equal(again[2], load_rgb(paths[2], 40))
+    assert (tmp_path / "cache" / "s40.u8").stat().st_size == 4 * 40 * 40 * 3
 
 
 def test_augment_changes_images_but_keeps_shape_and_range(photos4):

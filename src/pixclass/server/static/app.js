@@ -413,10 +413,17 @@ async function pollJobs() {
           `${r.broken.length} unreadable${r.broken.length ? `: ${r.broken.map((b) => `${b.path} (${b.reason})`).join(", ")}` : ""}.`, r.broken.length > 0);
     return;
   }
+  const note = unreadable(job && job.result);
   if (S.ds && !$("#image-view").hidden) {  // labeling goes on: refresh this image's suggestion, keep the list
     S.image = await api(`/api/images/${S.image.id}`); renderImage(); await loadAutotrain();
-    flash("#image-msg", "Retrained; suggestions refreshed.");
-  } else if (S.ds) { await loadDatasets(S.ds.name); flash("#grid-msg", "Job finished; suggestions refreshed."); }
+    flash("#image-msg", `Retrained; suggestions refreshed.${note}`, note !== "");
+  } else if (S.ds) { await loadDatasets(S.ds.name); flash("#grid-msg", `Job finished; suggestions refreshed.${note}`, note !== ""); }
+}
+function unreadable(result) {  // files that broke after import: training and pre-labeling skip them and say so
+  const files = [...(result?.metrics?.skipped || []), ...(result?.prelabel?.broken || result?.broken || [])];
+  const paths = [...new Set(files.map((f) => f.path))];
+  if (!paths.length) return "";
+  return ` ${paths.length} images left out, their files no longer decode: ${paths.slice(0, 5).join(", ")}${paths.length > 5 ? ", ..." : ""}.`;
 }
 
 start();
