@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 from PIL import Image as PILImage
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from pixclass.server import ServerSettings
-from pixclass.store.tables import Annotation, Image, Prediction
+from pixclass.store.tables import Annotation, Image, Prediction, Run
 from tests.integration.server_fixtures import PASSWORDS, basic, make_server
 
 LS_KEY = "ls-secret-key"
@@ -254,3 +254,52 @@ def test_onnx_export_is_used_when_present(srv, trained):
     srv.app.state.models.forget()
     r = srv.client("view").post("/api/predict", json={"image_ids": [1]})
     assert r.json()["backend"] == "onnx"
+
+
+def test_admin_pins_the_run_that_serves(srv, trained):
+    """A pinned run keeps answering (suggestions, /api/predict, the Label Studio backend, the queue, the export) while
+    newer runs are trained; a run without stored suggestions gets them by a job; unpinning follows the newest."""
+    first = trained["result"]["run_id"]
+    admin, ann = srv.client("root"), srv.client("ann")
+    job = ann.post("/api/train", json={"dataset": "cloth", "mode": "linear", "img_size": 64, "linear_c": 0.01}).json()
+    newer = wait_job(ann, job["id"])["result"]["run_id"]
+    assert newer > first
+    assert ann.put("/api/datasets/cloth/serving-run", json={"run_id": first}).status_code == 403  # admins only
+    missing = admin.put("/api/datasets/cloth/serving-run", json={"run_id": 98765})
+    assert missing.status_code == 404 and "98765" in missing.json()["detail"]
+
+    def answering() -> dict:
+        """The run behind each route that answers with a model."""
+        info = ann.get("/api/datasets/cloth").json()
+        listed = ann.get("/api/datasets/cloth/images", params={"limit": 5}).json()["items"]
+        predicted = ann.post("/api/predict", json={"image_ids": [listed[0]["id"]]}).json()
+        setup = srv.client().post("/setup", json={"project": "1.1", "schema": LABEL_CONFIG},
+                                  headers=basic("ann", PASSWORDS["ann"])).json()
+        tasks = ann.get("/api/datasets/cloth/export/labelstudio").json()
+        serving = [r["id"] for r in ann.get("/api/runs", params={"dataset": "cloth"}).json() if r["serving"]]
+        return {"pinned": info["pinned_run"], "suggestions": {it["prediction"]["run_id"] for it in listed},
+                "predict": predicted["run_id"], "setup": setup["model_version"], "runs": serving,
+                "export": {p["model_version"] for t in tasks for p in t.get("predictions", [])}}
+
+    with srv.ws.session() as s:
+        first_dir, newer_dir = (Path(s.get(Run, i).path).name for i in (first, newer))
+    assert answering() == {"pinned": None, "suggestions": {newer}, "predict": newer, "setup": f"pixclass-run-{newer}",
+                           "runs": [newer], "export": {newer_dir}}
+    r = admin.put("/api/datasets/cloth/serving-run", json={"run_id": first}).json()
+    assert r == {"dataset": "cloth", "pinned_run": first, "serving_run": first, "prelabel_job": None}
+    assert answering() == {"pinned": first, "suggestions": {first}, "predict": first, "setup": f"pixclass-run-{first}",
+                           "runs": [first], "export": {first_dir}}
+    # training goes on while pinned: the pinned run still serves
+    job = ann.post("/api/train", json={"dataset": "cloth", "mode": "linear", "img_size": 64}).json()
+    newest = wait_job(ann, job["id"])["result"]["run_id"]
+    assert answering()["suggestions"] == {first} and ann.get("/api/datasets/cloth").json()["latest_run"] == newest
+
+    with srv.ws.session() as s:  # a run whose suggestions were never stored gets them when pinned
+        s.execute(delete(Prediction).where(Prediction.run_id == newer))
+    r = admin.put("/api/datasets/cloth/serving-run", json={"run_id": newer}).json()
+    assert r["serving_run"] == newer and r["prelabel_job"]
+    assert wait_job(admin, r["prelabel_job"])["result"]["predicted"] == 121
+    assert answering()["suggestions"] == {newer}
+    r = admin.put("/api/datasets/cloth/serving-run", json={"run_id": None}).json()
+    assert r["pinned_run"] is None and r["serving_run"] == newest
+    assert answering()["predict"] == newest

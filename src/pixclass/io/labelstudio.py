@@ -327,14 +327,14 @@ def _result(labels: Sequence[str], task: str, from_name: str, to_name: str, scor
 
 def stored_predictions(ws: Workspace, dataset: str, run_path: str | Path | None = None
                        ) -> tuple[dict[int, TaskPrediction], str]:
-    """The stored predictions (pre-labels) of a run of ``dataset``, default its latest, keyed by image id.
+    """The stored predictions (pre-labels) of a run of ``dataset``, default the one serving it, keyed by image id.
 
     Returns (predictions, run path): the path is "" when the dataset has no run; the predictions are empty when
     nothing was stored for the run yet. The run directory's name is the model version."""
     with ws.session() as s:
         ds = records.get_dataset(s, dataset)
         run = (s.scalar(select(Run).where(Run.path == str(Path(run_path).resolve()))) if run_path
-               else records.latest_run(s, ds))
+               else records.serving_run(s, ds))
         path = str(run_path) if run_path else (run.path if run else "")
         if not path:
             return {}, ""

@@ -27,7 +27,8 @@ def queue(name: str, request: Request, strategy: str = "margin", n: int = 50,
           _: Principal = Depends(require("viewer"))) -> dict:
     """Unlabeled images to label next, most useful first, by a strategy of ``train.active.STRATEGIES``.
 
-    Scored with the latest run, so the order refreshes after every retraining."""
+    Scored with the serving run (the newest, unless an admin pinned one), so the order refreshes after every
+    retraining."""
     return active.label_queue(ws_of(request), name, strategy, n).to_dict()
 
 

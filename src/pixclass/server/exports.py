@@ -23,12 +23,12 @@ def _attachment(body: str, filename: str, media_type: str) -> Response:
 
 @router.get("/datasets/{name}/export/labelstudio")
 def labelstudio_tasks(name: str, request: Request,
-                      predictions: bool = Query(True, description="Add the stored suggestions of the latest run."),
+                      predictions: bool = Query(True, description="Add the stored suggestions of the serving run."),
                       document_root: str | None = Query(None, description="Label Studio's LOCAL_FILES_DOCUMENT_ROOT; "
                                                                            "image URLs are relative to it."),
                       from_name: str | None = None, to_name: str = "image",
                       _: Principal = Depends(require("viewer"))) -> Response:
-    """Label Studio tasks (JSON): one annotation per annotator and, with ``predictions``, the latest run's
+    """Label Studio tasks (JSON): one annotation per annotator and, with ``predictions``, the serving run's
     stored suggestion with its score as ``predictions`` (``model_version`` = the run's name).
 
     Suggestions are the ones stored by the last pre-labeling (training from the UI stores them); nothing is

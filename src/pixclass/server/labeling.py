@@ -39,11 +39,11 @@ def _image(s, image_id: int) -> Image:
 
 def dataset_info(s, ds: Dataset) -> dict:
     schema = records.load_schema(s, ds)
-    run = records.latest_run(s, ds)
+    run, pinned = records.latest_run(s, ds), records.pinned_run(s, ds)
     return {"name": ds.name, "task": ds.task, "classes": list(schema.classes),
             "taxonomy": schema.taxonomy() if ds.task == "hierarchical" else None,
             "multi": ds.task == "multilabel", "latest_run": run.id if run else None,
-            "prediction_run": views.prediction_run(s, ds)}
+            "pinned_run": pinned.id if pinned else None, "prediction_run": views.prediction_run(s, ds)}
 
 
 def check_labels(schema: LabelSchema, labels: list[str]) -> list[str]:

@@ -188,7 +188,7 @@ async def setup(request: Request, _: Principal = Depends(require("viewer"))) -> 
     """Label Studio's connection check. Answers the model version at once and warms the model in the background."""
     cache = request.app.state.models
     dataset = request.app.state.settings.ls_dataset or None
-    run_id = await run_in_threadpool(cache.latest_run_id, dataset)
+    run_id = await run_in_threadpool(cache.serving_run_id, dataset)
     if run_id is not None:
         threading.Thread(target=_warm, args=(cache, dataset), daemon=True, name="pixclass-warm").start()
     return {"model_version": f"pixclass-run-{run_id}" if run_id is not None else "none"}

@@ -18,7 +18,7 @@ from pixclass.errors import ConfigError, NotFittedError
 from pixclass.inference.predictor import Prediction, merge_classes, to_predictions
 from pixclass.io.images import decode_bytes, load_rgb
 from pixclass.store import Workspace, records
-from pixclass.store.tables import Run
+from pixclass.store.tables import Dataset, Run
 
 log = logging.getLogger(__name__)
 
@@ -113,10 +113,10 @@ class ModelCache:
         self._lock = threading.Lock()
         self._handles: dict[str, Handle] = {}
 
-    def latest_run_id(self, dataset: str | None = None) -> int | None:
+    def serving_run_id(self, dataset: str | None = None) -> int | None:
         with self.ws.session() as s:
             ds = records.get_dataset(s, dataset) if dataset else None
-            run = records.latest_run(s, ds)
+            run = records.serving_run(s, ds)
             return run.id if run else None
 
     def resolve(self, *, run_id: int | None = None, artifact: str | None = None,
@@ -130,7 +130,7 @@ class ModelCache:
             return f"artifact:{d}", d, None
         with self.ws.session() as s:
             if run_id is None:
-                run = records.latest_run(s, records.get_dataset(s, dataset) if dataset else None)
+                run = records.serving_run(s, records.get_dataset(s, dataset) if dataset else None)
                 if run is None:
                     raise NotFittedError("No trained run yet. Train one (POST /api/train or `pixclass train`).")
             else:
@@ -163,9 +163,19 @@ class ModelCache:
             self._handles.clear()
 
 
-def runs_of(ws: Workspace) -> list[dict]:
+def runs_of(ws: Workspace, dataset: str | None = None) -> list[dict]:
     with ws.session() as s:
-        rows = s.scalars(select(Run).order_by(Run.id.desc()).limit(50))
+        q = select(Run).order_by(Run.id.desc()).limit(50)
+        if dataset is not None:
+            q = q.where(Run.dataset_id == records.get_dataset(s, dataset).id)
+        serving = {}  # dataset id -> the run answering for it
+
+        def serves(r: Run) -> bool:
+            if r.dataset_id not in serving:
+                run = records.serving_run(s, s.get(Dataset, r.dataset_id))
+                serving[r.dataset_id] = run.id if run else None
+            return serving[r.dataset_id] == r.id
+
         return [{"id": r.id, "dataset_id": r.dataset_id, "model": r.model, "mode": r.mode, "status": r.status,
-                 "metrics": r.metrics, "created_at": r.created_at, "onnx": export_dir(Path(r.path)) is not None}
-                for r in rows]
+                 "metrics": r.metrics, "created_at": r.created_at, "onnx": export_dir(Path(r.path)) is not None,
+                 "serving": serves(r)} for r in s.scalars(q)]

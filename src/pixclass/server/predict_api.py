@@ -13,7 +13,7 @@ from pixclass.server.auth import Principal, require
 from pixclass.server.labeling import read_uploads
 from pixclass.server.models import Handle, runs_of
 from pixclass.store import records
-from pixclass.store.tables import Image
+from pixclass.store.tables import Image, Prediction, Run
 
 router = APIRouter(prefix="/api", tags=["predict"])
 
@@ -34,10 +34,11 @@ def _pred(p, k: int, **extra) -> dict:
             "top": [{"label": lab, "score": round(sc, 6)} for lab, sc in p.top[:k]]}
 
 
-async def _predict(request: Request, run_id: int | None, artifact: str | None, k: int, batch: bool) -> dict:
+async def _predict(request: Request, run_id: int | None, artifact: str | None, dataset: str | None, k: int,
+                   batch: bool) -> dict:
     cache = request.app.state.models
     ctype = request.headers.get("content-type", "")
-    handle: Handle = await run_in_threadpool(cache.get, run_id=run_id, artifact=artifact)
+    handle: Handle = await run_in_threadpool(cache.get, run_id=run_id, artifact=artifact, dataset=dataset)
     out: list[dict] = []
     if ctype.startswith("application/json"):
         try:
@@ -75,21 +76,26 @@ async def _predict(request: Request, run_id: int | None, artifact: str | None, k
             "predictions": out}
 
 
+RUN_ID = Query(None, description="Run id (default: the serving run: pinned by an admin, else the newest).")
+ARTIFACT = Query(None, description="Artifact folder relative to WORKSPACE/runs.")
+DATASET = Query(None, description="Use this dataset's serving run (default: that of the dataset trained last).")
+TOP_K = Query(5, ge=1, le=100, description="Labels per image.")
+
+
 @router.post("/predict", openapi_extra=_BODY)
-async def predict(request: Request, run_id: int | None = Query(None, description="Run id (default: latest)."),
-                  artifact: str | None = Query(None, description="Artifact folder relative to WORKSPACE/runs."),
-                  k: int = Query(5, ge=1, le=100, description="Labels per image."),
-                  _: Principal = Depends(require("viewer"))) -> dict:
+async def predict(request: Request, run_id: int | None = RUN_ID, artifact: str | None = ARTIFACT,
+                  dataset: str | None = DATASET, k: int = TOP_K, _: Principal = Depends(require("viewer"))) -> dict:
     """Top-k labels and scores for one uploaded image (field `file`) or a JSON list of registered image ids.
     An undecodable image is a 400 with the reason."""
-    return await _predict(request, run_id, artifact, k, batch=False)
+    return await _predict(request, run_id, artifact, dataset, k, batch=False)
 
 
 @router.post("/predict/batch", openapi_extra=_BODY)
-async def predict_batch(request: Request, run_id: int | None = Query(None), artifact: str | None = Query(None),
-                        k: int = Query(5, ge=1, le=100), _: Principal = Depends(require("viewer"))) -> dict:
+async def predict_batch(request: Request, run_id: int | None = RUN_ID, artifact: str | None = ARTIFACT,
+                        dataset: str | None = DATASET, k: int = TOP_K,
+                        _: Principal = Depends(require("viewer"))) -> dict:
     """Like /api/predict for many files (repeat the multipart field) or ids; bad images get an `error` entry."""
-    return await _predict(request, run_id, artifact, k, batch=True)
+    return await _predict(request, run_id, artifact, dataset, k, batch=True)
 
 
 class TrainBody(BaseModel):
@@ -132,7 +138,7 @@ class PrelabelBody(BaseModel):
 @router.post("/datasets/{name}/prelabel")
 def prelabel(name: str, request: Request, body: PrelabelBody | None = None,
              user: Principal = Depends(require("annotator"))) -> dict:
-    """Store the suggestions of a run (default: the dataset's latest) for every image, as a background job."""
+    """Store the suggestions of a run (default: the dataset's serving run) for every image, as a background job."""
     ws, cache = request.app.state.ws, request.app.state.models
     with ws.session() as s:
         records.get_dataset(s, name)
@@ -143,5 +149,40 @@ def prelabel(name: str, request: Request, body: PrelabelBody | None = None,
 
 
 @router.get("/runs")
-def runs(request: Request, _: Principal = Depends(require("viewer"))) -> list[dict]:
-    return runs_of(request.app.state.ws)
+def runs(request: Request, dataset: str | None = Query(None, description="Only this dataset's runs."),
+         _: Principal = Depends(require("viewer"))) -> list[dict]:
+    """The newest 50 runs, each with ``serving``: whether it answers for its dataset now."""
+    return runs_of(request.app.state.ws, dataset)
+
+
+class ServingBody(BaseModel):
+    run_id: int | None = Field(description="A finished run of the dataset to pin; null: the newest run serves.")
+
+
+@router.put("/datasets/{name}/serving-run")
+def set_serving_run(name: str, body: ServingBody, request: Request,
+                    user: Principal = Depends(require("admin"))) -> dict:
+    """Choose the run behind the dataset's suggestions, /api/predict, the Label Studio backend and the label queue.
+    A pinned run keeps serving while newer runs are trained; unpin to follow the newest again. A run without
+    stored suggestions gets them from a pre-labeling job (its id in ``prelabel_job``)."""
+    ws = request.app.state.ws
+    with ws.session() as s:
+        ds = records.get_dataset(s, name)
+        if body.run_id is not None:
+            run = s.get(Run, body.run_id)
+            if run is None or run.dataset_id != ds.id or run.status != "done":
+                raise HTTPException(404, f"No finished run {body.run_id} of dataset {name!r}. "
+                                         f"GET /api/runs?dataset={name} lists them.")
+        records.set_setting(s, ds, "serving_run", None if body.run_id is None else {"run_id": body.run_id})
+        serving = records.serving_run(s, ds)
+        serving_id = serving.id if serving else None
+        has_suggestions = serving_id is not None and s.scalar(
+            select(Prediction.id).join(Image, Image.id == Prediction.image_id)
+            .where(Prediction.run_id == serving_id, Image.dataset_id == ds.id).limit(1)) is not None
+    out = {"dataset": name, "pinned_run": body.run_id, "serving_run": serving_id, "prelabel_job": None}
+    if serving_id is not None and not has_suggestions:
+        cache = request.app.state.models
+        out["prelabel_job"] = request.app.state.jobs.submit(
+            "predict", user.name, {"dataset": name, "run_id": serving_id},
+            lambda progress: tasks.prelabel(ws, cache, name, run_id=serving_id, progress=progress)).id
+    return out

@@ -26,7 +26,7 @@ BATCH = 64
 
 def prelabel(ws: Workspace, cache: ModelCache, dataset: str, *, run_id: int | None = None,
              progress: Progress | None = None) -> dict:
-    """Predict every image of ``dataset`` with a run (default: the dataset's latest) and store Prediction rows.
+    """Predict every image of ``dataset`` with a run (default: the dataset's serving run) and store Prediction rows.
 
     Predictions are suggestions only: they never touch human or imported annotations.
     """

@@ -75,7 +75,11 @@ class Row:
 
 
 def prediction_run(s: Session, ds: Dataset) -> int | None:
-    """The newest run that has stored predictions for this dataset's images."""
+    """The run whose stored predictions are the dataset's suggestions: the pinned run (see records.serving_run),
+    else the newest run that has stored predictions for this dataset's images."""
+    pinned = records.pinned_run(s, ds)
+    if pinned is not None:
+        return pinned.id
     return s.scalar(select(func.max(Prediction.run_id)).join(Image, Image.id == Prediction.image_id)
                     .where(Image.dataset_id == ds.id))
 

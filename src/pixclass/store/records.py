@@ -142,6 +142,22 @@ def latest_run(s: Session, ds: Dataset | None = None) -> Run | None:
     return s.scalar(q.order_by(Run.id.desc()).limit(1))
 
 
+def pinned_run(s: Session, ds: Dataset) -> Run | None:
+    """The finished run of ``ds`` an admin chose to serve its suggestions and predictions, if any (and still there)."""
+    run_id = (get_setting(s, ds, "serving_run") or {}).get("run_id")
+    run = s.get(Run, run_id) if run_id is not None else None
+    return run if run is not None and run.status == "done" and run.dataset_id == ds.id else None
+
+
+def serving_run(s: Session, ds: Dataset | None = None) -> Run | None:
+    """The run that answers for a dataset (suggestions, prediction, the Label Studio backend, the label queue): the
+    pinned one, else the newest finished one. Without a dataset: the one serving the dataset trained last."""
+    if ds is None:
+        newest = latest_run(s)
+        return (pinned_run(s, s.get(Dataset, newest.dataset_id)) or newest) if newest else None
+    return pinned_run(s, ds) or latest_run(s, ds)
+
+
 def dataset_stats(s: Session, ds: Dataset) -> dict:
     """Counts per class and split, image sizes and formats, broken files."""
     its = items(s, ds, include_excluded=True)
@@ -197,6 +213,7 @@ def set_setting(s: Session, ds: Dataset, name: str, value: dict | None) -> None:
         s.add(Meta(key=key, value=json.dumps(value)))
     else:
         row.value = json.dumps(value)
+    s.flush()  # a get_setting later in this session reads the new value (a deleted row stays in the identity map)
 
 
 def record_renames(s: Session, ds: Dataset, mapping: dict[str, str]) -> None:

@@ -213,7 +213,7 @@ def _without_broken(items: list[records.Item], broken: dict[int, str]) -> list[r
 def label_queue(ws: Workspace, dataset: str, strategy: str = "margin", n: int = 50, *,
                 run_dir: str | Path | None = None, model: str = DEFAULT_MODEL, img_size: int = 224, seed: int = 0,
                 progress: Progress | None = None) -> Queue:
-    """The ``n`` unlabeled images of ``dataset`` to label next, by ``strategy``, scored with the latest run (or
+    """The ``n`` unlabeled images of ``dataset`` to label next, by ``strategy``, scored with the serving run (or
     ``run_dir``). Before any run exists, uncertainty strategies fall back to kcenter diversity."""
     strategy = check_strategy(strategy)
     if n < 1:
@@ -221,7 +221,7 @@ def label_queue(ws: Workspace, dataset: str, strategy: str = "margin", n: int = 
     with ws.session() as s:
         ds = records.get_dataset(s, dataset)
         pool = records.items(s, ds, labeled=False)
-        run = records.latest_run(s, ds) if run_dir is None else None
+        run = records.serving_run(s, ds) if run_dir is None else None
         run_id = run.id if run else None
         if run is not None:
             run_dir = run.path

@@ -98,7 +98,7 @@ async function selectDataset(name) {
   const base = `/api/datasets/${encodeURIComponent(name)}/export/labelstudio`;
   $("#export-ls").href = base; $("#export-ls-config").href = `${base}.xml`;
   S.selected.clear(); S.offset = 0; S.search = "";
-  await loadGrid();
+  await Promise.all([loadGrid(), loadRuns()]);
 }
 async function loadAutotrain() {  // "N new labels since the last run", and the auto-retrain setting
   const a = await api(`/api/datasets/${encodeURIComponent(S.ds.name)}/autotrain`);
@@ -106,6 +106,27 @@ async function loadAutotrain() {  // "N new labels since the last run", and the 
   $("#autotrain-info").textContent = `${a.new_labels} new labels since the last run` +
     (a.every ? `; retrains (linear) every ${a.every}` : "");
 }
+
+async function loadRuns() {  // the model select: the newest run serves unless an admin pins one
+  const runs = (await api(`/api/runs?${qs({ dataset: S.ds.name })}`)).filter((r) => r.status === "done");
+  const score = (m) => ["accuracy", "mAP", "hierarchical_f1"].map((k) => m[`val_${k}`]).find((v) => typeof v === "number");
+  const label = (r) => `run ${r.id} · ${r.mode} ${r.model}${score(r.metrics) !== undefined ? ` · val ${pct(score(r.metrics))}` : ""}`;
+  const newest = runs.length ? ` (run ${runs[0].id})` : " (none yet)";
+  $("#serving-run").replaceChildren(el("option", { value: "" }, `newest${newest}`),
+    ...runs.map((r) => el("option", { value: r.id }, `pinned: ${label(r)}`)));
+  $("#serving-run").value = S.ds.pinned_run ?? "";
+  $("#serving-run").disabled = S.me.role !== "admin";
+}
+$("#serving-run").addEventListener("change", (ev) => guard("#grid-msg", async () => {
+  const v = ev.target.value;
+  const res = await api(`/api/datasets/${encodeURIComponent(S.ds.name)}/serving-run`, { method: "PUT",
+    body: { run_id: v === "" ? null : Number(v) } });
+  S.ds = await api(`/api/datasets/${encodeURIComponent(S.ds.name)}`);
+  flash("#grid-msg", res.pinned_run ? `Run ${res.pinned_run} serves until you choose "newest" again.` :
+        `The newest run serves${res.serving_run ? ` (run ${res.serving_run})` : ""}.`);
+  if (res.prelabel_job) { flash("#grid-msg", `Storing run ${res.serving_run}'s suggestions (job ${res.prelabel_job}).`); S.watch = res.prelabel_job; pollJobs(); }
+  else await loadGrid();
+}));
 
 // ------------------------------------------------------------------ grid
 function filters() {
