@@ -451,7 +451,14 @@ def test_auto_retrain_every_n_labels_while_labeling(server, page, tmp_path, phot
     suggested = pg.inner_text("#suggested")
     pg.keyboard.press("Escape")
     pg.wait_for_selector("#autotrain-info:has-text('0 new labels since the last run')")
+    with ws.session() as s:
+        run_id = records.latest_run(s, records.get_dataset(s, "auto")).id
+    pg.wait_for_selector(f"#serving-run option:has-text('newest (run {run_id})')", state="attached")
+    pg.select_option("#serving-run", str(run_id))  # an admin pins the run: it keeps serving after newer ones
+    pg.wait_for_selector(f"#grid-msg:has-text('Run {run_id} serves until')")
     ctx.close()
+    with ws.session() as s:
+        assert records.pinned_run(s, records.get_dataset(s, "auto")).id == run_id
 
     with ws.session() as s:
         ds = records.get_dataset(s, "auto")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import threading
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from PIL import Image as PILImage
 from sqlalchemy import select
 
 from pixclass.server import ServerSettings
+from pixclass.store import records
 from pixclass.store.tables import Annotation, Image, LabelClass
 from tests.integration.server_fixtures import PASSWORDS, basic, make_server
 
@@ -144,6 +146,26 @@ def test_upload_limits_and_bad_files(tmp_path, photos4):
         stored = Path(s.get(Image, body["added"][0]).path)
     assert stored.parent == (srv.ws.root / "uploads" / "cloth").resolve() and ".." not in stored.name
     assert srv.client("view").post("/api/datasets/cloth/upload", files={"files": ("a.png", _png())}).status_code == 403
+    # a unicode name is kept; a JPEG named .png is served as a JPEG; a 130-megapixel PNG is refused by name (no 500)
+    # and leaves no file behind
+    from tests.unit.io.test_large_images import solid_png
+
+    bomb = solid_png(tmp_path / "bomb.png", 13_000, 10_000).read_bytes()
+    buf = io.BytesIO()
+    PILImage.new("RGB", (400, 300), (200, 10, 10)).save(buf, "JPEG")
+    r = c.post("/api/datasets/cloth/upload", files=[("files", ("café 日本.png", buf.getvalue(), "image/png")),
+                                                   ("files", ("bomb.png", bomb, "image/png"))])
+    body = r.json()
+    assert r.status_code == 200 and len(body["added"]) == 1, body
+    assert body["rejected"][0]["name"] == "bomb.png" and "too large" in body["rejected"][0]["reason"]
+    with srv.ws.session() as s:
+        stored = Path(s.get(Image, body["added"][0]).path)
+    assert stored.name.endswith("café_日本.png")
+    assert not any("bomb" in p.name for p in stored.parent.iterdir())
+    served = c.get(f"/api/images/{body['added'][0]}/file")
+    assert served.headers["content-type"] == "image/jpeg"
+    thumb = c.get(f"/api/images/{body['added'][0]}/thumb", params={"size": 64})
+    assert thumb.status_code == 200 and PILImage.open(io.BytesIO(thumb.content)).size == (64, 48)
 
 
 def test_concurrent_writes_lose_nothing(srv):
@@ -191,6 +213,35 @@ def test_agreement_conflicts_and_review(srv):
     assert ids(srv, conflicts="true") == []  # the rejected label no longer conflicts, but it is kept
     with srv.ws.session() as s:
         assert s.get(Annotation, bob_ann["id"]).labels == ["pants"]
+    # the rejected label is nobody's label any more: not the image's, not bob's vote, not what training sees
+    view = srv.client("view")
+    assert view.get(f"/api/images/{b}").json()["labels"] == ["hat"] and b not in ids(srv, label="pants")
+    assert view.get(f"/api/images/{b}").json()["annotators"] == ["ann"]
+    with srv.ws.session() as s:
+        assert records.current_labels(s, [b]) == {b: ["hat"]}
+    # an image whose only label is rejected is unlabeled again (and in the label queue)
+    [lone] = [i for i in ids(srv, label="shoes")[:1]]
+    with srv.ws.session() as s:
+        imported = s.scalar(select(Annotation).where(Annotation.image_id == lone))
+    srv.client("root").post(f"/api/annotations/{imported.id}/review", json={"status": "rejected"})
+    assert lone in ids(srv, unlabeled="true") and lone not in ids(srv, label="shoes")
+    assert lone in srv.client("view").get("/api/datasets/cloth/queue", params={"strategy": "random", "n": 500}
+                                          ).json()["image_ids"]
+    # accepting settles a conflict: the accepted label is the image's, even against a newer vote
+    bob.post(f"/api/images/{c}/annotations", json={"labels": ["shoes"]})
+    assert ids(srv, conflicts="true") == [c] and view.get(f"/api/images/{c}").json()["labels"] == ["shoes"]
+    ann_c = view.get(f"/api/images/{c}").json()["annotations"][-2]
+    assert ann_c["author"] == "ann" and ann_c["labels"] == ["hat"]
+    srv.client("root").post(f"/api/annotations/{ann_c['id']}/review", json={"status": "accepted"})
+    assert ids(srv, conflicts="true") == [] and view.get(f"/api/images/{c}").json()["labels"] == ["hat"]
+    assert c in ids(srv, label="hat") and c not in ids(srv, label="shoes")
+    with srv.ws.session() as s:
+        assert records.current_labels(s, [c]) == {c: ["hat"]}
+    assert view.get(f"/api/images/{c}").json()["agreement"] == 0.0  # the disagreement is still shown
+    # a reviewed annotation is the reviewer's to take back, not its author's
+    assert ann.delete(f"/api/annotations/{ann_c['id']}").status_code == 403
+    srv.client("root").post(f"/api/annotations/{ann_c['id']}/review", json={"status": "pending"})
+    assert ids(srv, conflicts="true") == [c]
 
 
 def test_undo_only_own_annotations(srv):
@@ -270,3 +321,37 @@ def test_labelstudio_export_download(srv, photos4):
     assert xml.status_code == 200 and '<Choices name="garment" toName="image"' in xml.text
     r = srv.client("view").get("/api/datasets/nope/export/labelstudio")
     assert r.status_code == 400 and "nope" in r.json()["detail"]
+
+
+def test_labelstudio_export_follows_review_and_reimports_the_same_labels(tmp_path, photos4):
+    """A rejected annotation is not exported; an accepted one is the task's ground truth, and importing the export
+    gives every image the label it has in pixclass."""
+    from pixclass.io.importer import import_dataset
+
+    srv = make_server(tmp_path / "ws", photos4)
+    a, b, c = ids(srv, label="pants")[:3]
+    ann, bob, root, view = (srv.client(w) for w in ("ann", "bob", "root", "view"))
+    ann.post(f"/api/images/{a}/annotations", json={"labels": ["hat"]})
+    bob_a = bob.post(f"/api/images/{a}/annotations", json={"labels": ["shoes"]}).json()
+    root.post(f"/api/annotations/{bob_a['id']}/review", json={"status": "rejected"})  # a: ann's hat
+    ann_b = ann.post(f"/api/images/{b}/annotations", json={"labels": ["hat"]}).json()
+    bob.post(f"/api/images/{b}/annotations", json={"labels": ["shoes"]})
+    root.post(f"/api/annotations/{ann_b['id']}/review", json={"status": "accepted"})  # b: hat, against newer shoes
+    imported_c = view.get(f"/api/images/{c}").json()["annotations"][0]
+    root.post(f"/api/annotations/{imported_c['id']}/review", json={"status": "rejected"})  # c: no label left
+
+    tasks = {t["data"]["pixclass_image_id"]: t
+             for t in view.get("/api/datasets/cloth/export/labelstudio").json()}
+    choices = lambda t: [(x["result"][0]["value"]["choices"], x["ground_truth"]) for x in t["annotations"]]  # noqa: E731
+    assert (["shoes"], False) not in choices(tasks[a]) and (["hat"], False) in choices(tasks[a])
+    assert [x for x in choices(tasks[b]) if x[1]] == [(["hat"], True)]
+    assert choices(tasks[c]) == []
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps(list(tasks.values())))
+    import_dataset(srv.ws, export, "again")
+    with srv.ws.session() as s:
+        before = {it.path: it.labels for it in records.items(s, records.get_dataset(s, "cloth"))}
+        after = {it.path: it.labels for it in records.items(s, records.get_dataset(s, "again"))}
+        paths = {i: s.get(Image, i).path for i in (a, b, c)}
+    assert after == before  # the same label for every image, c unlabeled in both
+    assert (after[paths[a]], after[paths[b]], after[paths[c]]) == (("hat",), ("hat",), ())

@@ -223,7 +223,8 @@ def test_label_studio_predict_downloads_with_token_and_formats(srv, trained, pho
     for r in results[1:]:
         assert r["result"] == [] and r["score"] == 0.0 and r["model_version"] == setup["model_version"]
     assert results[1]["error"] == (f"{srv.app.state.settings.label_studio_url}/data/upload/7/missing.jpg: "
-                                   f"Label Studio answered 404. Check LABEL_STUDIO_API_KEY.")
+                                   f"Label Studio has no such file (404); the task's image may have been deleted "
+                                   f"or moved.")  # not blamed on the key
     assert results[2]["error"].startswith("Not fetching http://elsewhere.example/x.jpg: only images served by ")
     assert results[3]["error"] == "/data/upload/7/empty.jpg: empty file (0 bytes)."
     assert f"Token {LS_KEY}" in FakeLabelStudio.seen_auth
@@ -303,3 +304,30 @@ def test_admin_pins_the_run_that_serves(srv, trained):
     r = admin.put("/api/datasets/cloth/serving-run", json={"run_id": None}).json()
     assert r["pinned_run"] is None and r["serving_run"] == newest
     assert answering()["predict"] == newest
+
+
+def test_models_answer_for_the_right_dataset_and_suggestions_are_checked(srv, trained, photos4):
+    """Image ids are predicted by their own dataset's run; Label Studio's "Start training" trains the dataset that was
+    labeled last, not the newest one; a label sent as an accepted suggestion must be the suggestion."""
+    admin, ann = srv.client("root"), srv.client("ann")
+    assert admin.post("/api/datasets", json={"name": "other", "classes": ["a", "b"]}).status_code == 200
+    up = admin.post("/api/datasets/other/upload",
+                    files={"files": ("x.jpg", sorted((photos4 / "hat").glob("*.jpg"))[0].read_bytes())}).json()
+    r = ann.post("/api/predict", json={"image_ids": up["added"]})
+    assert r.status_code == 409 and "'other'" in r.json()["detail"]  # never trained: not another dataset's model
+    cloth = ann.get("/api/datasets/cloth/images", params={"limit": 1}).json()["ids"][0]
+    assert ann.post("/api/predict", json={"image_ids": [cloth]}).json()["run_id"] is not None
+    both = ann.post("/api/predict", json={"image_ids": [cloth, up["added"][0]]})
+    assert both.status_code == 400 and "several datasets" in both.json()["detail"]
+
+    job = srv.client().post("/webhook", json={"action": "START_TRAINING", "project": {"id": 7}},
+                            headers=basic("ann", PASSWORDS["ann"])).json()["job"]
+    assert ann.get(f"/api/jobs/{job}").json()["params"]["dataset"] == "cloth"  # "other" is newer, but unlabeled
+    wait_job(ann, job)
+
+    image = ann.get(f"/api/images/{cloth}").json()
+    other = next(c for c in ("hat", "pants", "shoes", "t-shirt") if c != image["top"][0]["label"])
+    mine = ann.post(f"/api/images/{cloth}/annotations", json={"labels": [other], "accepted_suggestion": True}).json()
+    taken = ann.post(f"/api/images/{cloth}/annotations", json={"labels": [image["top"][0]["label"]],
+                                                                "accepted_suggestion": True}).json()
+    assert mine["from_run"] is None and taken["from_run"] == image["prediction"]["run_id"]

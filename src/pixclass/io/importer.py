@@ -47,6 +47,9 @@ def _probe(entry: Entry) -> ImageInfo | str:
         return probe(entry.path)
     except DataError as e:
         return str(e).split(": ", 1)[-1] if str(e).startswith(str(entry.path)) else str(e)
+    except Exception as e:  # a bug met on one file must not abort the import (it runs in a pool)
+        log.exception("unexpected error probing %s", entry.path)
+        return f"unexpected error while reading it ({type(e).__name__}: {e}). Please report this file."
 
 
 def stratified_split(labels: list[str], fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),

@@ -276,9 +276,10 @@ def read_labelstudio(path: str | Path, *, document_root: str | Path | None = Non
         if not isinstance(anns, list):
             raise DataError(f"{where}: field 'annotations' must be a list.")
         labels: list[str] = []
-        live = [(str(a.get("updated_at") or a.get("created_at") or ""), k, a) for k, a in enumerate(anns)
-                if isinstance(a, dict) and not a.get("was_cancelled")]
-        for stamp, k, ann in sorted(live, key=lambda t: (t[0], t[1]), reverse=True):
+        # the label: a ground-truth annotation first (a reviewer's pick), else the newest that is not cancelled
+        live = [(a.get("ground_truth") is True, str(a.get("updated_at") or a.get("created_at") or ""), k, a)
+                for k, a in enumerate(anns) if isinstance(a, dict) and not a.get("was_cancelled")]
+        for *_, k, ann in sorted(live, key=lambda t: t[:3], reverse=True):
             got = _annotation_labels(ann, f"{where}, annotation {k}", from_name)
             if got is not None:
                 labels = got
@@ -346,7 +347,8 @@ def export_tasks(ws: Workspace, dataset: str, *, predictions: Mapping[int, TaskP
                  model_version: str = "", document_root: str | Path | None = None, from_name: str | None = None,
                  to_name: str = "image", data_key: str = "image") -> list[dict]:
     """Label Studio tasks for every non-excluded image of ``dataset``: one annotation per annotator (their newest
-    human or imported labels, oldest first) and, when given, the model's prediction with its score."""
+    human or imported labels, oldest first; none if a reviewer rejected it; ``ground_truth`` when a reviewer accepted
+    it) and, when given, the model's prediction with its score."""
     predictions = predictions or {}
     with ws.session() as s:
         ds = records.get_dataset(s, dataset)
@@ -354,25 +356,32 @@ def export_tasks(ws: Workspace, dataset: str, *, predictions: Mapping[int, TaskP
         images = list(s.scalars(select(Image).where(Image.dataset_id == ds.id, Image.excluded.is_(False))
                                 .order_by(Image.id)))
         rows = s.execute(select(Annotation.image_id, Annotation.id, Annotation.labels, Annotation.author,
-                                Annotation.time_spent, Annotation.created_at)
+                                Annotation.time_spent, Annotation.created_at, Annotation.review)
                          .join(Image, Image.id == Annotation.image_id)
                          .where(Image.dataset_id == ds.id, Annotation.source != "model")
                          .order_by(Annotation.id)).all()
     from_name = from_name or ("taxonomy" if task_kind == "hierarchical" else "choice")
     newest: dict[int, dict[str, tuple]] = {}
+    truth: dict[int, tuple] = {}  # image id -> its label when a reviewer accepted it (records.label_rank)
     for r in rows:
         newest.setdefault(r.image_id, {})[r.author or ""] = r  # later rows replace earlier ones per author
+        if r.review == "accepted":
+            truth[r.image_id] = r
     tasks = []
     for im in images:
         data = {data_key: image_url(im.path, document_root), "pixclass_image_id": im.id}
         if im.split:
             data["split"] = im.split
         anns = []
-        for r in sorted(newest.get(im.id, {}).values(), key=lambda r: r.id):
-            if not r.labels:
+        chosen = {r.id: r for r in newest.get(im.id, {}).values()}
+        if im.id in truth:
+            chosen[truth[im.id].id] = truth[im.id]
+        for r in sorted(chosen.values(), key=lambda r: r.id):
+            if not r.labels or r.review == "rejected":
                 continue
             anns.append({"result": [_result(r.labels, task_kind, from_name, to_name)], "was_cancelled": False,
-                         "ground_truth": False, "created_at": r.created_at.isoformat() + "Z",
+                         "ground_truth": im.id in truth and r.id == truth[im.id].id,
+                         "created_at": r.created_at.isoformat() + "Z",
                          "lead_time": float(r.time_spent or 0.0)})
         task: dict = {"data": data, "annotations": anns}
         pred = predictions.get(im.id)

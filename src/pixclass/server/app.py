@@ -26,7 +26,8 @@ class ServerSettings:
     max_upload_files: int = 200  # per request; more get 400
     label_studio_url: str = ""  # base URL that /data/... task image links are fetched from
     label_studio_api_key: str = ""  # sent as `Authorization: Token KEY`
-    ls_dataset: str = ""  # dataset that Label Studio webhooks write to and train (default: the newest)
+    ls_dataset: str = ""  # the dataset Label Studio works on (default: predict with the run trained last, train
+    # the dataset labeled last)
     secure_cookies: bool = False  # set when served over HTTPS
 
     @classmethod

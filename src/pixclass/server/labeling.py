@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import mimetypes
+import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from pixclass.errors import DataError
+from pixclass.io.images import media_type, thumbnail_jpeg
 from pixclass.schema import TASKS, LabelSchema
 from pixclass.server import tasks, views
 from pixclass.server.auth import Principal, require
@@ -158,18 +159,19 @@ async def read_uploads(request: Request, settings, field: str | None = None) -> 
 def list_images(name: str, request: Request, f: Annotated[Filters, Query()],
                 offset: int = Query(0, ge=0), limit: int = Query(200, ge=1, le=5000),
                 _: Principal = Depends(require("viewer"))) -> dict:
-    queue_ids = None
+    queue_ids, ordered_by = None, None
     if f.sort.startswith("queue:"):  # active learning order over the unlabeled images
         from pixclass.train.active import label_queue
 
-        queue_ids = label_queue(ws_of(request), name, f.sort.split(":", 1)[1], n=5000).image_ids
+        queue = label_queue(ws_of(request), name, f.sort.split(":", 1)[1], n=5000)
+        queue_ids, ordered_by = queue.image_ids, queue.strategy  # kcenter when no model exists yet
         f = f.model_copy(update={"sort": "id", "unlabeled": True})
     with ws_of(request).session() as s:
         rows = views.apply(views.table(s, records.get_dataset(s, name)), f)
     if queue_ids is not None:
         rank = {image_id: i for i, image_id in enumerate(queue_ids)}
         rows = sorted((r for r in rows if r.id in rank), key=lambda r: rank[r.id])
-    return {"total": len(rows), "offset": offset, "ids": [r.id for r in rows],
+    return {"total": len(rows), "offset": offset, "ids": [r.id for r in rows], "queue_strategy": ordered_by,
             "items": [r.to_dict() for r in rows[offset : offset + limit]]}
 
 
@@ -197,33 +199,26 @@ def image_file(image_id: int, request: Request, _: Principal = Depends(require("
         path = Path(_image(s, image_id).path)
     if not path.is_file():
         raise HTTPException(410, f"Image {image_id} is registered but its file is gone.")
-    return FileResponse(path, media_type=mimetypes.guess_type(path.name)[0] or "application/octet-stream",
+    return FileResponse(path, media_type=media_type(path),  # by content: a .png that is a JPEG is image/jpeg
                         headers={"Cache-Control": "private, max-age=600"})  # lets the UI prefetch the next image
 
 
 @router.get("/images/{image_id}/thumb")
 def thumb(image_id: int, request: Request, size: int = Query(160, ge=THUMB_SIZES[0], le=THUMB_SIZES[1]),
           _: Principal = Depends(require("viewer"))) -> Response:
-    """A JPEG thumbnail (cached under WORKSPACE/cache/thumbs)."""
-    import io
-
-    from PIL import Image as PILImage
-
-    from pixclass.io.images import load_rgb
-
+    """A JPEG thumbnail (cached under WORKSPACE/cache/thumbs); large JPEGs are decoded near the thumbnail size."""
     ws = ws_of(request)
     with ws.session() as s:
         im = _image(s, image_id)
         path, sha = im.path, im.sha256
     cached = ws.cache_dir / "thumbs" / f"{sha}_{size}.jpg"
     if not cached.is_file():
-        pil = PILImage.fromarray(load_rgb(path))
-        pil.thumbnail((size, size))
-        buf = io.BytesIO()
-        pil.save(buf, "JPEG", quality=85)
+        if not Path(path).is_file():
+            raise HTTPException(410, f"Image {image_id} is registered but its file is gone.")
+        data = thumbnail_jpeg(path, size)  # DataError (400) naming the file and the reason
         cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(f".{image_id}.tmp")
-        tmp.write_bytes(buf.getvalue())
+        tmp = cached.with_suffix(f".{uuid.uuid4().hex}.tmp")  # two requests for one thumbnail do not collide
+        tmp.write_bytes(data)
         tmp.replace(cached)
     return Response(cached.read_bytes(), media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
@@ -286,6 +281,21 @@ def _add(s, im_id: int, labels: list[str], user: Principal, time_spent: float | 
     return a
 
 
+def _suggested_run(s, ds: Dataset, image_id: int, labels: list[str]) -> int | None:
+    """The run whose stored suggestion for the image is exactly ``labels`` (as the image view shows it), else None:
+    labels that differ from the suggestion are the annotator's own, whatever the client says."""
+    run_id = views.prediction_run(s, ds)
+    pred = s.scalar(select(Prediction).where(Prediction.image_id == image_id, Prediction.run_id == run_id)) \
+        if run_id else None
+    if pred is None:
+        return None
+    top = views.top_k(s, pred, k=len(records.load_schema(s, ds).classes))
+    if not top:
+        return None
+    suggested = [t["label"] for t in top if t["score"] >= 0.5] if ds.task == "multilabel" else [top[0]["label"]]
+    return run_id if sorted(suggested) == sorted(labels) else None
+
+
 @router.post("/images/{image_id}/annotations")
 def annotate(image_id: int, body: AnnotateBody, request: Request,
              user: Principal = Depends(require("annotator"))) -> dict:
@@ -294,7 +304,7 @@ def annotate(image_id: int, body: AnnotateBody, request: Request,
         im = _image(s, image_id)
         ds = s.get(Dataset, im.dataset_id)
         labels = check_labels(records.load_schema(s, ds), body.labels)
-        run = views.prediction_run(s, ds) if body.accepted_suggestion else None
+        run = _suggested_run(s, ds, im.id, labels) if body.accepted_suggestion else None
         a = _add(s, im.id, labels, user, body.time_spent, run)
         s.flush()
         out, dataset = views.annotation_dict(a), ds.name
@@ -337,8 +347,12 @@ def bulk(body: BulkBody, request: Request, user: Principal = Depends(require("an
 
 
 def _check_undo(a: Annotation, user: Principal) -> None:
+    if user.can("admin"):
+        return
+    if a.review:
+        raise HTTPException(403, f"Annotation {a.id} was {a.review} by {a.reviewer}; only an admin can take it back.")
     own = a.source == "human" and a.author == user.name and a.created_at > utcnow() - UNDO_WINDOW
-    if not (own or user.can("admin")):
+    if not own:
         raise HTTPException(403, f"Annotation {a.id}: annotators may take back only their own annotations of the "
                                  f"last {UNDO_WINDOW.seconds // 60} minutes.")
 
@@ -389,8 +403,9 @@ def accept_suggestions(name: str, body: AcceptBody, request: Request,
                 added.append(_add(s, r.id, list(p["labels"]), user, 0.0, p["run_id"]))
         s.flush()
         ids = [a.id for a in added if a is not None]
+    retrain = None if body.dry_run or not ids else _retrain_if_due(request, name, user.name)
     return {"accepted": len(added), "skipped_labeled": skipped, "below_threshold": low, "dry_run": body.dry_run,
-            "annotation_ids": ids}
+            "annotation_ids": ids, "retrain_job": retrain}
 
 
 def _retrain_if_due(request: Request, dataset: str, user: str) -> str | None:

@@ -109,8 +109,14 @@ def fetch_image(url: str, base: str, key: str) -> bytes:
     headers = {"Authorization": f"Token {key}"} if key else {}
     try:
         with httpx.stream("GET", full, headers=headers, timeout=10.0) as r:
+            if r.status_code in (401, 403):
+                raise DataError(f"{full}: Label Studio answered {r.status_code} (not allowed). Check "
+                                f"LABEL_STUDIO_API_KEY{'' if key else ', which is not set'}.")
+            if r.status_code == 404:
+                raise DataError(f"{full}: Label Studio has no such file (404); the task's image may have been "
+                                f"deleted or moved.")
             if r.status_code != 200:
-                raise DataError(f"{full}: Label Studio answered {r.status_code}. Check LABEL_STUDIO_API_KEY.")
+                raise DataError(f"{full}: Label Studio answered {r.status_code}.")
             data = bytearray()
             for chunk in r.iter_bytes():
                 data += chunk
@@ -256,6 +262,17 @@ def _find_image(s, task: dict) -> Image | None:
     return None
 
 
+def _labeled_last(s) -> Dataset | None:
+    """Without PIXCLASS_LS_DATASET, training follows the labels: the dataset Label Studio's annotations went to
+    last, else the one labeled last in pixclass, else the newest dataset."""
+    for who in (Annotation.author.startswith("label-studio:"), Annotation.source == "human"):
+        last = s.scalar(select(Image.dataset_id).join(Annotation, Annotation.image_id == Image.id).where(who)
+                        .order_by(Annotation.id.desc()).limit(1))
+        if last is not None:
+            return s.get(Dataset, last)
+    return s.scalar(select(Dataset).order_by(Dataset.id.desc()).limit(1))
+
+
 def _webhook(request: Request, body: dict, user: Principal) -> tuple[dict, int]:
     ws, settings = request.app.state.ws, request.app.state.settings
     event = body.get("action")
@@ -265,8 +282,7 @@ def _webhook(request: Request, body: dict, user: Principal) -> tuple[dict, int]:
         from pixclass.server import tasks
 
         with ws.session() as s:
-            ds = (records.get_dataset(s, settings.ls_dataset) if settings.ls_dataset
-                  else s.scalar(select(Dataset).order_by(Dataset.id.desc()).limit(1)))
+            ds = records.get_dataset(s, settings.ls_dataset) if settings.ls_dataset else _labeled_last(s)
             if ds is None:
                 return {"status": "error", "error": "No dataset to train. Import one first."}, 201
             name = ds.name

@@ -132,7 +132,8 @@ class ModelCache:
             if run_id is None:
                 run = records.serving_run(s, records.get_dataset(s, dataset) if dataset else None)
                 if run is None:
-                    raise NotFittedError("No trained run yet. Train one (POST /api/train or `pixclass train`).")
+                    of = f" of dataset {dataset!r}" if dataset else ""
+                    raise NotFittedError(f"No trained run{of} yet. Train one (POST /api/train or `pixclass train`).")
             else:
                 run = s.get(Run, run_id)
                 if run is None or run.status != "done":

@@ -13,7 +13,7 @@ from pixclass.server.auth import Principal, require
 from pixclass.server.labeling import read_uploads
 from pixclass.server.models import Handle, runs_of
 from pixclass.store import records
-from pixclass.store.tables import Image, Prediction, Run
+from pixclass.store.tables import Dataset, Image, Prediction, Run
 
 router = APIRouter(prefix="/api", tags=["predict"])
 
@@ -38,7 +38,6 @@ async def _predict(request: Request, run_id: int | None, artifact: str | None, d
                    batch: bool) -> dict:
     cache = request.app.state.models
     ctype = request.headers.get("content-type", "")
-    handle: Handle = await run_in_threadpool(cache.get, run_id=run_id, artifact=artifact, dataset=dataset)
     out: list[dict] = []
     if ctype.startswith("application/json"):
         try:
@@ -46,10 +45,19 @@ async def _predict(request: Request, run_id: int | None, artifact: str | None, d
         except (ValidationError, ValueError, TypeError) as e:
             raise HTTPException(422, f"Expected {{\"image_ids\": [...]}}: {e}") from None
         with request.app.state.ws.session() as s:
-            paths = dict(s.execute(select(Image.id, Image.path).where(Image.id.in_(body.image_ids))).all())
+            rows = s.execute(select(Image.id, Image.path, Dataset.name).join(Dataset, Dataset.id == Image.dataset_id)
+                             .where(Image.id.in_(body.image_ids))).all()
+        paths = {i: p for i, p, _ in rows}
         missing = [i for i in body.image_ids if i not in paths]
         if missing:
             raise HTTPException(404, f"No images with ids {missing[:20]}.")
+        if run_id is None and artifact is None and dataset is None:  # registered images: their dataset's model
+            names = sorted({name for _, _, name in rows})
+            if len(names) > 1:
+                raise HTTPException(400, f"The images belong to several datasets ({', '.join(names)}). Ask per "
+                                         f"dataset, or name the dataset or run_id to use.")
+            dataset = names[0]
+        handle: Handle = await run_in_threadpool(cache.get, run_id=run_id, artifact=artifact, dataset=dataset)
         preds = await run_in_threadpool(handle.predict_paths, [paths[i] for i in body.image_ids], k)
         for i, p in zip(body.image_ids, preds):
             if isinstance(p, str):
@@ -60,6 +68,7 @@ async def _predict(request: Request, run_id: int | None, artifact: str | None, d
                 out.append(_pred(p, k, image_id=i))
     elif ctype.startswith("multipart/form-data"):
         files = await read_uploads(request, request.app.state.settings)
+        handle = await run_in_threadpool(cache.get, run_id=run_id, artifact=artifact, dataset=dataset)
         if not batch and len(files) > 1:
             raise HTTPException(400, "POST /api/predict takes one file; use /api/predict/batch for several.")
         for name, data in files:
@@ -78,7 +87,8 @@ async def _predict(request: Request, run_id: int | None, artifact: str | None, d
 
 RUN_ID = Query(None, description="Run id (default: the serving run: pinned by an admin, else the newest).")
 ARTIFACT = Query(None, description="Artifact folder relative to WORKSPACE/runs.")
-DATASET = Query(None, description="Use this dataset's serving run (default: that of the dataset trained last).")
+DATASET = Query(None, description="Use this dataset's serving run (default: the images' dataset for image ids, "
+                                   "the dataset trained last for uploads).")
 TOP_K = Query(5, ge=1, le=100, description="Labels per image.")
 
 

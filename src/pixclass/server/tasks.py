@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
+import unicodedata
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -92,10 +94,13 @@ class UploadResult:
 
 
 def safe_name(name: str) -> str:
-    """A file name with no directories and only harmless characters."""
-    base = Path(name.replace("\\", "/")).name
-    base = re.sub(r"[^A-Za-z0-9._-]+", "_", base).lstrip(".")
-    return base[:100] or "upload"
+    """A file name with no directories and only harmless characters: letters and digits of any script (NFC), '.',
+    '-' and '_'; at most 150 bytes of UTF-8, so that any file system takes it."""
+    base = Path(unicodedata.normalize("NFC", name).replace("\\", "/")).name
+    base = re.sub(r"[^\w.-]+", "_", base).lstrip(".")
+    stem, suffix = os.path.splitext(base)
+    suffix = suffix[:12]
+    return stem.encode()[: 150 - len(suffix.encode())].decode(errors="ignore") + suffix or "upload"
 
 
 def _split_for(sha256: str) -> str:
@@ -124,6 +129,9 @@ def store_uploads(ws: Workspace, dataset: str, files: list[tuple[str, bytes]]) -
                 path.unlink(missing_ok=True)
                 res.rejected.append({"name": name, "reason": str(e).replace(str(path), name)})
                 continue
+            except BaseException:  # nothing left behind in uploads/ whatever happens
+                path.unlink(missing_ok=True)
+                raise
             if info.sha256 in hashes:
                 path.unlink(missing_ok=True)
                 res.duplicates += 1

@@ -49,11 +49,13 @@ class Row:
     id: int
     split: str | None
     excluded: bool
-    labels: list[str] = field(default_factory=list)  # current: newest non-model annotation
+    labels: list[str] = field(default_factory=list)  # current: see records.label_rank
     source: str | None = None
     accepted: bool = False  # the current label is an accepted model suggestion
-    by_author: dict[str, list[str]] = field(default_factory=dict)  # newest human annotation per user
+    by_author: dict[str, list[str]] = field(default_factory=dict)  # newest human annotation per user, unless rejected
     prediction: dict | None = None  # {"label", "score", "run_id"}
+    resolved: bool = False  # a reviewer accepted one of its annotations: that one is the label
+    rank: tuple | None = None  # records.label_rank of the current annotation
 
     @property
     def agreement(self) -> float | None:
@@ -66,7 +68,8 @@ class Row:
 
     @property
     def conflict(self) -> bool:
-        return len({tuple(sorted(v)) for v in self.by_author.values()}) > 1
+        """Annotators disagree and no reviewer has settled it by accepting one of the annotations."""
+        return not self.resolved and len({tuple(sorted(v)) for v in self.by_author.values()}) > 1
 
     def to_dict(self) -> dict:
         return {"id": self.id, "split": self.split, "excluded": self.excluded, "labels": self.labels,
@@ -90,19 +93,24 @@ def table(s: Session, ds: Dataset, image_ids: list[int] | None = None) -> dict[i
     if image_ids is not None:
         q = q.where(Image.id.in_(image_ids))
     rows = {i: Row(i, sp, bool(ex)) for i, sp, ex in s.execute(q.order_by(Image.id))}
-    aq = (select(Annotation.image_id, Annotation.labels, Annotation.source, Annotation.author, Annotation.review,
-                 Annotation.from_run)
+    aq = (select(Annotation.id, Annotation.image_id, Annotation.labels, Annotation.source, Annotation.author,
+                 Annotation.review, Annotation.from_run)
           .join(Image, Image.id == Annotation.image_id).where(Image.dataset_id == ds.id)
           .where(Annotation.source != "model").order_by(Annotation.id))
     if image_ids is not None:
         aq = aq.where(Annotation.image_id.in_(image_ids))
-    for image_id, labels, source, author, review, from_run in s.execute(aq):
+    for aid, image_id, labels, source, author, review, from_run in s.execute(aq):
         r = rows.get(image_id)
         if r is None:
             continue
-        r.labels, r.source, r.accepted = list(labels), source, from_run is not None
-        if source == "human" and review != "rejected":
+        rank = records.label_rank(aid, review)
+        if rank is not None and (r.rank is None or rank > r.rank):
+            r.rank, r.labels, r.source, r.accepted = rank, list(labels), source, from_run is not None
+        r.resolved = r.resolved or review == "accepted"
+        if source == "human":  # each person's newest label is their vote; rejected, they have none
             r.by_author[author] = list(labels)
+            if review == "rejected":
+                del r.by_author[author]
     run_id = prediction_run(s, ds)
     if run_id is not None:
         pq = select(Prediction.image_id, Prediction.labels, Prediction.score).where(Prediction.run_id == run_id)

@@ -99,20 +99,24 @@ def items(s: Session, ds: Dataset, *, split: str | None = None, labeled: bool | 
     return out
 
 
+def label_rank(annotation_id: int, review: str | None) -> tuple[bool, int] | None:
+    """Which annotation is an image's current label: the highest rank among its human and imported annotations.
+    The newest one a reviewer accepted wins, else the newest one; a rejected one never counts (None)."""
+    return None if review == "rejected" else (review == "accepted", annotation_id)
+
+
 def current_labels(s: Session, image_ids: list[int]) -> dict[int, list[str]]:
-    """image id -> labels of its newest annotation that is neither a model's nor rejected in review."""
-    if not image_ids:
+    """image id -> labels of its current annotation (see ``label_rank``); images without one are left out."""
+    wanted, best = set(image_ids), {}
+    if not wanted:
         return {}
-    newest = (
-        select(Annotation.image_id, func.max(Annotation.id).label("aid"))
-        .where(Annotation.source != "model")
-        .where(Annotation.review.is_(None) | (Annotation.review != "rejected"))  # a rejected label no longer counts
-        .group_by(Annotation.image_id)
-        .subquery()
-    )
-    rows = s.execute(select(Annotation.image_id, Annotation.labels).join(newest, Annotation.id == newest.c.aid)).all()
-    wanted = set(image_ids)
-    return {r[0]: r[1] for r in rows if r[0] in wanted}
+    rows = s.execute(select(Annotation.image_id, Annotation.id, Annotation.labels, Annotation.review)
+                     .where(Annotation.source != "model"))
+    for image_id, aid, labels, review in rows:
+        rank = label_rank(aid, review)
+        if image_id in wanted and rank is not None and (image_id not in best or rank > best[image_id][0]):
+            best[image_id] = (rank, labels)
+    return {i: list(labels) for i, (_, labels) in best.items()}
 
 
 def record_broken(s: Session, ds: Dataset, path: str, reason: str) -> None:

@@ -77,7 +77,8 @@ $("#login-form").addEventListener("submit", async (ev) => {
 });
 $("#logout").addEventListener("click", async () => { await api("/api/auth/logout", { method: "POST" }); location.reload(); });
 document.querySelectorAll(".tab").forEach((b) => b.addEventListener("click", () => openTab(b.dataset.tab)));
-$("#dataset").addEventListener("change", async (ev) => { await selectDataset(ev.target.value); show("grid"); });
+// the grid first: an image opened from the new grid while the model list still loads stays open
+$("#dataset").addEventListener("change", (ev) => { show("grid"); selectDataset(ev.target.value); });
 
 async function openTab(tab) {
   show(tab);
@@ -142,7 +143,9 @@ async function loadGrid() {
     const q = qs({ ...filters(), offset: S.offset, limit: PAGE });
     const res = await api(`/api/datasets/${encodeURIComponent(S.ds.name)}/images?${q}`);
     S.ids = res.ids; S.items = res.items;
-    $("#count").textContent = `${res.total} images`;
+    const asked = $("#f-sort").value.split(":")[1];
+    $("#count").textContent = `${res.total} images` + (res.queue_strategy && res.queue_strategy !== asked
+      ? ` · ordered by ${res.queue_strategy} diversity: ${asked} needs a trained model` : "");
     $("#page-info").textContent = res.total ? `${S.offset + 1}-${Math.min(S.offset + PAGE, res.total)} of ${res.total}` : "";
     renderGrid();
     await loadAutotrain();
@@ -340,7 +343,8 @@ async function loadReview() {
     el("table", {}, el("tr", {}, el("th", {}, "annotator A"), el("th", {}, "annotator B"), el("th", {}, "images"), el("th", {}, "agreement"), el("th", {}, "kappa")),
       ag.pairs.map((p) => el("tr", {}, el("td", {}, p.a), el("td", {}, p.b), el("td", {}, p.images), el("td", {}, pct(p.agreement)), el("td", {}, p.kappa ?? "—")))));
   const cs = await api(`/api/datasets/${name}/conflicts`);
-  $("#conflicts").replaceChildren(cs.length ? el("table", {}, cs.map((c) => el("tr", {},
+  const open = (i) => { S.ids = cs.map((c) => c.id); openImage(i); };  // review them one after another
+  $("#conflicts").replaceChildren(cs.length ? el("table", {}, cs.map((c, i) => el("tr", { class: "link", onclick: () => open(i), title: "open to review" },
     el("td", {}, el("img", { src: `/api/images/${c.id}/thumb?size=64`, alt: "" })), el("td", {}, `#${c.id}`),
     el("td", {}, Object.entries(c.by_author).map(([a, l]) => `${a}: ${l.join(", ")}`).join(" · "))))) : el("p", {}, "No conflicts."));
 }
@@ -436,9 +440,13 @@ async function pollJobs() {
   }
   const note = unreadable(job && job.result);
   if (S.ds && !$("#image-view").hidden) {  // labeling goes on: refresh this image's suggestion, keep the list
-    S.image = await api(`/api/images/${S.image.id}`); renderImage(); await loadAutotrain();
+    S.image = await api(`/api/images/${S.image.id}`); renderImage(); await Promise.all([loadAutotrain(), loadRuns()]);
     flash("#image-msg", `Retrained; suggestions refreshed.${note}`, note !== "");
-  } else if (S.ds) { await loadDatasets(S.ds.name); flash("#grid-msg", `Job finished; suggestions refreshed.${note}`, note !== ""); }
+  } else if (S.ds) {  // new suggestions and model list; the page and the selection stay
+    S.ds = await api(`/api/datasets/${encodeURIComponent(S.ds.name)}`);
+    await Promise.all([loadGrid(), loadRuns()]);
+    flash("#grid-msg", `Job finished; suggestions refreshed.${note}`, note !== "");
+  }
 }
 function unreadable(result) {  // files that broke after import: training and pre-labeling skip them and say so
   const files = [...(result?.metrics?.skipped || []), ...(result?.prelabel?.broken || result?.broken || [])];
