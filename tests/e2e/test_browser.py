@@ -111,6 +111,12 @@ def human(ws: Workspace) -> list[Annotation]:
         return list(s.scalars(select(Annotation).where(Annotation.source == "human").order_by(Annotation.id)))
 
 
+def name_of_path(ws: Workspace, image_id: int) -> str:
+    """The image's absolute path without its leading '/', as Label Studio's local-files links hold it."""
+    with ws.session() as s:
+        return Path(s.get(Image, image_id).path).resolve().as_posix().lstrip("/")
+
+
 def name_of(ws: Workspace, image_id: int) -> str:
     with ws.session() as s:
         return Path(s.get(Image, image_id).path).name
@@ -260,6 +266,14 @@ def test_label_with_keyboard_bulk_tag_train_and_accept(server, page):
     config = Path(dl.value.path()).read_text()
     assert '<Choices name="choice" toName="image"' in config and all(f'"{c}"' in config
                                                                        for c in ("hat", "pants", "shoes", "t-shirt"))
+    # with Label Studio's document root given, image links are relative to it
+    assert by_id[rows[0].image_id]["data"]["image"] == f"/data/local-files/?d={name_of_path(ws, rows[0].image_id)}"
+    page.fill("#export-root", str(ws.root.parent))
+    with page.expect_download() as dl:
+        page.click("#export-ls")
+    relative = {t["data"]["pixclass_image_id"]: t["data"]["image"] for t in json.loads(Path(dl.value.path()).read_text())}
+    rel = Path(name_of_path(ws, rows[0].image_id)).relative_to(ws.root.parent.as_posix().lstrip("/"))
+    assert relative[rows[0].image_id] == f"/data/local-files/?d={rel.as_posix()}"
 
 
 def test_taxonomy_picker_searches_hundreds_of_classes(server, page):

@@ -168,6 +168,12 @@ def test_rest_predict_upload_ids_batch_and_errors(srv, trained, photos4):
     assert [x["image_id"] for x in r.json()["predictions"]] == ids
     assert sum(x["label"] == "hat" for x in r.json()["predictions"]) >= 2
     assert c.post("/api/predict", json={"image_ids": [10**6]}).status_code == 404
+    for body, why in (({"ids": [1]}, "image_ids: Field required"), ({"image_ids": ["x"]}, "image_ids.0: Input should"),
+                      ([1, 2], "body: Input should be a valid dictionary")):
+        r = c.post("/api/predict", json=body)
+        assert r.status_code == 422 and why in r.json()["detail"] and "pydantic" not in r.json()["detail"], r.text
+    r = c.post("/api/predict", content=b"{oops", headers={"Content-Type": "application/json"})
+    assert r.status_code == 422 and "not JSON" in r.json()["detail"]
     batch = c.post("/api/predict/batch", files=[("files", ("good.jpg", photo.read_bytes(), "image/jpeg")),
                                                 ("files", ("bad.jpg", b"nope", "image/jpeg"))]).json()
     assert batch["predictions"][0]["label"] == "shoes" and "error" in batch["predictions"][1]

@@ -41,9 +41,12 @@ async def _predict(request: Request, run_id: int | None, artifact: str | None, d
     out: list[dict] = []
     if ctype.startswith("application/json"):
         try:
-            body = PredictIds(**(await request.json()))
-        except (ValidationError, ValueError, TypeError) as e:
-            raise HTTPException(422, f"Expected {{\"image_ids\": [...]}}: {e}") from None
+            body = PredictIds.model_validate(await request.json())
+        except ValidationError as e:
+            why = "; ".join(f"{'.'.join(map(str, x['loc'])) or 'body'}: {x['msg']}" for x in e.errors())
+            raise HTTPException(422, f"Expected {{\"image_ids\": [1, 2, ...]}} ({why}).") from None
+        except ValueError:
+            raise HTTPException(422, "The body is not JSON. Expected {\"image_ids\": [1, 2, ...]}.") from None
         with request.app.state.ws.session() as s:
             rows = s.execute(select(Image.id, Image.path, Dataset.name).join(Dataset, Dataset.id == Image.dataset_id)
                              .where(Image.id.in_(body.image_ids))).all()

@@ -96,11 +96,17 @@ async function selectDataset(name) {
   $("#f-predicted").replaceChildren(...opts("any prediction"));
   $("#bulk-class").replaceChildren(...S.ds.classes.map((c) => el("option", { value: c }, c)));
   $("#bulk-mode").hidden = !S.ds.multi || S.me.role === "viewer";
-  const base = `/api/datasets/${encodeURIComponent(name)}/export/labelstudio`;
-  $("#export-ls").href = base; $("#export-ls-config").href = `${base}.xml`;
+  exportLinks();
   S.selected.clear(); S.offset = 0; S.search = "";
   await Promise.all([loadGrid(), loadRuns()]);
 }
+function exportLinks() {  // Label Studio tasks and config; image links relative to its document root when given
+  const base = `/api/datasets/${encodeURIComponent(S.ds.name)}/export/labelstudio`;
+  const root = $("#export-root").value.trim();
+  $("#export-ls").href = root ? `${base}?${qs({ document_root: root })}` : base;
+  $("#export-ls-config").href = `${base}.xml`;
+}
+$("#export-root").addEventListener("input", exportLinks);
 async function loadAutotrain() {  // "N new labels since the last run", and the auto-retrain setting
   const a = await api(`/api/datasets/${encodeURIComponent(S.ds.name)}/autotrain`);
   $("#autotrain-every").value = a.every ?? "";
