@@ -271,7 +271,8 @@ def test_label_with_keyboard_bulk_tag_train_and_accept(server, page):
     page.fill("#export-root", str(ws.root.parent))
     with page.expect_download() as dl:
         page.click("#export-ls")
-    relative = {t["data"]["pixclass_image_id"]: t["data"]["image"] for t in json.loads(Path(dl.value.path()).read_text())}
+    relative = {t["data"]["pixclass_image_id"]: t["data"]["image"]
+                for t in json.loads(Path(dl.value.path()).read_text())}
     rel = Path(name_of_path(ws, rows[0].image_id)).relative_to(ws.root.parent.as_posix().lstrip("/"))
     assert relative[rows[0].image_id] == f"/data/local-files/?d={rel.as_posix()}"
 

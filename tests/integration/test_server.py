@@ -342,7 +342,9 @@ def test_labelstudio_export_follows_review_and_reimports_the_same_labels(tmp_pat
 
     tasks = {t["data"]["pixclass_image_id"]: t
              for t in view.get("/api/datasets/cloth/export/labelstudio").json()}
-    choices = lambda t: [(x["result"][0]["value"]["choices"], x["ground_truth"]) for x in t["annotations"]]  # noqa: E731
+    def choices(task: dict) -> list[tuple[list[str], bool]]:
+        return [(x["result"][0]["value"]["choices"], x["ground_truth"]) for x in task["annotations"]]
+
     assert (["shoes"], False) not in choices(tasks[a]) and (["hat"], False) in choices(tasks[a])
     assert [x for x in choices(tasks[b]) if x[1]] == [(["hat"], True)]
     assert choices(tasks[c]) == []
