@@ -242,6 +242,22 @@ def test_agreement_conflicts_and_review(srv):
     assert ann.delete(f"/api/annotations/{ann_c['id']}").status_code == 403
     srv.client("root").post(f"/api/annotations/{ann_c['id']}/review", json={"status": "pending"})
     assert ids(srv, conflicts="true") == [c]
+    # a vote cast after the verdict is a new conflict; the accepted label holds until its author changes it
+    srv.client("root").post(f"/api/annotations/{ann_c['id']}/review", json={"status": "accepted"})
+    assert ids(srv, conflicts="true") == []
+    bob.post(f"/api/images/{c}/annotations", json={"labels": ["pants"]})
+    assert ids(srv, conflicts="true") == [c] and view.get(f"/api/images/{c}").json()["labels"] == ["hat"]
+    ann.post(f"/api/images/{c}/annotations", json={"labels": ["t-shirt"]})  # ann replaces her accepted label
+    assert view.get(f"/api/images/{c}").json()["labels"] == ["t-shirt"]
+    # rejecting someone's newest label does not bring back the one they replaced
+    d = ids(srv, label="hat")[-1]
+    bob.post(f"/api/images/{d}/annotations", json={"labels": ["pants"]})
+    shoes = bob.post(f"/api/images/{d}/annotations", json={"labels": ["shoes"]}).json()
+    srv.client("root").post(f"/api/annotations/{shoes['id']}/review", json={"status": "rejected"})
+    assert view.get(f"/api/images/{d}").json()["labels"] == ["hat"]  # the imported label, not bob's old pants
+    assert view.get(f"/api/images/{d}").json()["annotators"] == []
+    with srv.ws.session() as s:
+        assert records.current_labels(s, [c, d]) == {c: ["t-shirt"], d: ["hat"]}
 
 
 def test_undo_only_own_annotations(srv):

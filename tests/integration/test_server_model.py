@@ -131,7 +131,9 @@ def test_accept_suggestions_above_threshold_never_overwrites(srv, trained):
     assert dry["accepted"] == 1 and dry["annotation_ids"] == []
     with srv.ws.session() as s:
         assert s.scalar(select(Annotation).where(Annotation.image_id == new_id)) is None  # a dry run stores nothing
+    new_labels = c.get("/api/datasets/cloth/autotrain").json()["new_labels"]
     r = c.post("/api/datasets/cloth/accept-suggestions", json={"threshold": 0.0}).json()
+    assert c.get("/api/datasets/cloth/autotrain").json()["new_labels"] == new_labels  # the model's own labels
     assert {k: r[k] for k in ("accepted", "skipped_labeled", "below_threshold")} == \
         {"accepted": 1, "skipped_labeled": 120, "below_threshold": 0}
     listed = lambda origin: c.get("/api/datasets/cloth/images", params={"origin": origin}).json()  # noqa: E731

@@ -347,40 +347,30 @@ def export_tasks(ws: Workspace, dataset: str, *, predictions: Mapping[int, TaskP
                  model_version: str = "", document_root: str | Path | None = None, from_name: str | None = None,
                  to_name: str = "image", data_key: str = "image") -> list[dict]:
     """Label Studio tasks for every non-excluded image of ``dataset``: one annotation per annotator (their newest
-    human or imported labels, oldest first; none if a reviewer rejected it; ``ground_truth`` when a reviewer accepted
-    it) and, when given, the model's prediction with its score."""
+    human or imported labels, oldest first; none if a reviewer rejected it; ``ground_truth`` when it is the image's
+    label by a reviewer's accept, see records.current_annotation) and, when given, the model's prediction with its
+    score."""
     predictions = predictions or {}
     with ws.session() as s:
         ds = records.get_dataset(s, dataset)
         task_kind = ds.task
         images = list(s.scalars(select(Image).where(Image.dataset_id == ds.id, Image.excluded.is_(False))
                                 .order_by(Image.id)))
-        rows = s.execute(select(Annotation.image_id, Annotation.id, Annotation.labels, Annotation.author,
-                                Annotation.time_spent, Annotation.created_at, Annotation.review)
-                         .join(Image, Image.id == Annotation.image_id)
-                         .where(Image.dataset_id == ds.id, Annotation.source != "model")
-                         .order_by(Annotation.id)).all()
+        anns_of = records.annotations_by_image(s, dataset=ds)
     from_name = from_name or ("taxonomy" if task_kind == "hierarchical" else "choice")
-    newest: dict[int, dict[str, tuple]] = {}
-    truth: dict[int, tuple] = {}  # image id -> its label when a reviewer accepted it (records.label_rank)
-    for r in rows:
-        newest.setdefault(r.image_id, {})[r.author or ""] = r  # later rows replace earlier ones per author
-        if r.review == "accepted":
-            truth[r.image_id] = r
     tasks = []
     for im in images:
         data = {data_key: image_url(im.path, document_root), "pixclass_image_id": im.id}
         if im.split:
             data["split"] = im.split
         anns = []
-        chosen = {r.id: r for r in newest.get(im.id, {}).values()}
-        if im.id in truth:
-            chosen[truth[im.id].id] = truth[im.id]
-        for r in sorted(chosen.values(), key=lambda r: r.id):
+        mine = anns_of.get(im.id, [])
+        current = records.current_annotation(mine)
+        for r in records.newest_per_author(mine):
             if not r.labels or r.review == "rejected":
                 continue
             anns.append({"result": [_result(r.labels, task_kind, from_name, to_name)], "was_cancelled": False,
-                         "ground_truth": im.id in truth and r.id == truth[im.id].id,
+                         "ground_truth": r.review == "accepted" and r is current,
                          "created_at": r.created_at.isoformat() + "Z",
                          "lead_time": float(r.time_spent or 0.0)})
         task: dict = {"data": data, "annotations": anns}

@@ -403,9 +403,9 @@ def accept_suggestions(name: str, body: AcceptBody, request: Request,
                 added.append(_add(s, r.id, list(p["labels"]), user, 0.0, p["run_id"]))
         s.flush()
         ids = [a.id for a in added if a is not None]
-    retrain = None if body.dry_run or not ids else _retrain_if_due(request, name, user.name)
+    # no automatic retraining here: the model's own labels do not count as new labels (see labels_since_last_run)
     return {"accepted": len(added), "skipped_labeled": skipped, "below_threshold": low, "dry_run": body.dry_run,
-            "annotation_ids": ids, "retrain_job": retrain}
+            "annotation_ids": ids}
 
 
 def _retrain_if_due(request: Request, dataset: str, user: str) -> str | None:

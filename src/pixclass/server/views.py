@@ -49,13 +49,12 @@ class Row:
     id: int
     split: str | None
     excluded: bool
-    labels: list[str] = field(default_factory=list)  # current: see records.label_rank
+    labels: list[str] = field(default_factory=list)  # current: see records.current_annotation
     source: str | None = None
     accepted: bool = False  # the current label is an accepted model suggestion
     by_author: dict[str, list[str]] = field(default_factory=dict)  # newest human annotation per user, unless rejected
     prediction: dict | None = None  # {"label", "score", "run_id"}
-    resolved: bool = False  # a reviewer accepted one of its annotations: that one is the label
-    rank: tuple | None = None  # records.label_rank of the current annotation
+    resolved: bool = False  # its label is an accepted annotation and no one disagreed since
 
     @property
     def agreement(self) -> float | None:
@@ -93,24 +92,18 @@ def table(s: Session, ds: Dataset, image_ids: list[int] | None = None) -> dict[i
     if image_ids is not None:
         q = q.where(Image.id.in_(image_ids))
     rows = {i: Row(i, sp, bool(ex)) for i, sp, ex in s.execute(q.order_by(Image.id))}
-    aq = (select(Annotation.id, Annotation.image_id, Annotation.labels, Annotation.source, Annotation.author,
-                 Annotation.review, Annotation.from_run)
-          .join(Image, Image.id == Annotation.image_id).where(Image.dataset_id == ds.id)
-          .where(Annotation.source != "model").order_by(Annotation.id))
-    if image_ids is not None:
-        aq = aq.where(Annotation.image_id.in_(image_ids))
-    for aid, image_id, labels, source, author, review, from_run in s.execute(aq):
+    for image_id, anns in records.annotations_by_image(s, image_ids, dataset=ds).items():
         r = rows.get(image_id)
         if r is None:
             continue
-        rank = records.label_rank(aid, review)
-        if rank is not None and (r.rank is None or rank > r.rank):
-            r.rank, r.labels, r.source, r.accepted = rank, list(labels), source, from_run is not None
-        r.resolved = r.resolved or review == "accepted"
-        if source == "human":  # each person's newest label is their vote; rejected, they have none
-            r.by_author[author] = list(labels)
-            if review == "rejected":
-                del r.by_author[author]
+        cur = records.current_annotation(anns)
+        if cur is not None:
+            r.labels, r.source, r.accepted = list(cur.labels), cur.source, cur.from_run is not None
+        votes = [a for a in records.newest_per_author(anns) if a.source == "human" and a.review != "rejected"]
+        r.by_author = {a.author: list(a.labels) for a in votes}
+        # a reviewer's accept settles the disagreement there was; a different vote cast after it is a new conflict
+        r.resolved = cur is not None and cur.review == "accepted" and not any(
+            sorted(a.labels) != sorted(cur.labels) and a.created_at > (cur.reviewed_at or cur.created_at) for a in votes)
     run_id = prediction_run(s, ds)
     if run_id is not None:
         pq = select(Prediction.image_id, Prediction.labels, Prediction.score).where(Prediction.run_id == run_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import json
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -83,14 +83,14 @@ def known_paths_and_hashes(s: Session, ds: Dataset) -> tuple[set[str], set[str]]
 
 def items(s: Session, ds: Dataset, *, split: str | None = None, labeled: bool | None = None,
           include_excluded: bool = False) -> list[Item]:
-    """Images of a dataset with their current labels (the newest import or human annotation)."""
+    """Images of a dataset with their current labels (see ``current_annotation``)."""
     q = select(Image).where(Image.dataset_id == ds.id)
     if split:
         q = q.where(Image.split == split)
     if not include_excluded:
         q = q.where(Image.excluded.is_(False))
     images = list(s.scalars(q.order_by(Image.id)))
-    latest = current_labels(s, [im.id for im in images])
+    latest = current_labels(s, [im.id for im in images], ds)
     out = []
     for im in images:
         labels = tuple(latest.get(im.id, ()))
@@ -99,24 +99,52 @@ def items(s: Session, ds: Dataset, *, split: str | None = None, labeled: bool | 
     return out
 
 
-def label_rank(annotation_id: int, review: str | None) -> tuple[bool, int] | None:
-    """Which annotation is an image's current label: the highest rank among its human and imported annotations.
-    The newest one a reviewer accepted wins, else the newest one; a rejected one never counts (None)."""
-    return None if review == "rejected" else (review == "accepted", annotation_id)
+def newest_per_author(anns: Iterable[Annotation]) -> list[Annotation]:
+    """Each author's newest annotation (imports count per source and author), oldest first: what someone replaced
+    no longer counts. ``anns``: one image's human and imported annotations, any order."""
+    newest: dict[tuple, Annotation] = {}
+    for a in sorted(anns, key=lambda a: a.id):
+        newest[(a.source, a.author)] = a
+    return sorted(newest.values(), key=lambda a: a.id)
 
 
-def current_labels(s: Session, image_ids: list[int]) -> dict[int, list[str]]:
-    """image id -> labels of its current annotation (see ``label_rank``); images without one are left out."""
-    wanted, best = set(image_ids), {}
-    if not wanted:
+def current_annotation(anns: Iterable[Annotation]) -> Annotation | None:
+    """The annotation that is an image's label: among each author's newest (``newest_per_author``) that a reviewer
+    did not reject, the newest one a reviewer accepted, else the newest one. None: the image is unlabeled."""
+    live = [a for a in newest_per_author(anns) if a.review != "rejected"]
+    return max(live, key=lambda a: (a.review == "accepted", a.id), default=None)
+
+
+ANNOTATION_FIELDS = (Annotation.id, Annotation.image_id, Annotation.labels, Annotation.source, Annotation.author,
+                     Annotation.review, Annotation.from_run, Annotation.time_spent, Annotation.created_at,
+                     Annotation.reviewed_at)
+
+
+def annotations_by_image(s: Session, image_ids: list[int] | None = None, *,
+                         dataset: Dataset | None = None) -> dict[int, list]:
+    """image id -> its human and imported annotations (rows of ``ANNOTATION_FIELDS``, no model rows), for the given
+    images (of ``dataset`` when given, which narrows the query) or a whole dataset."""
+    q = select(*ANNOTATION_FIELDS).where(Annotation.source != "model")
+    if dataset is not None:
+        q = q.join(Image, Image.id == Annotation.image_id).where(Image.dataset_id == dataset.id)
+    wanted = set(image_ids) if image_ids is not None else None
+    out: dict[int, list] = {}
+    for a in s.execute(q):
+        if wanted is None or a.image_id in wanted:
+            out.setdefault(a.image_id, []).append(a)
+    return out
+
+
+def current_labels(s: Session, image_ids: list[int], dataset: Dataset | None = None) -> dict[int, list[str]]:
+    """image id -> labels of its current annotation (see ``current_annotation``); images without one are left out."""
+    if not image_ids:
         return {}
-    rows = s.execute(select(Annotation.image_id, Annotation.id, Annotation.labels, Annotation.review)
-                     .where(Annotation.source != "model"))
-    for image_id, aid, labels, review in rows:
-        rank = label_rank(aid, review)
-        if image_id in wanted and rank is not None and (image_id not in best or rank > best[image_id][0]):
-            best[image_id] = (rank, labels)
-    return {i: list(labels) for i, (_, labels) in best.items()}
+    out = {}
+    for image_id, anns in annotations_by_image(s, image_ids, dataset=dataset).items():
+        a = current_annotation(anns)
+        if a is not None:
+            out[image_id] = list(a.labels)
+    return out
 
 
 def record_broken(s: Session, ds: Dataset, path: str, reason: str) -> None:

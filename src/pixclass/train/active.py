@@ -256,7 +256,9 @@ def next_to_label(ws: Workspace, dataset: str, strategy: str = "margin", n: int 
 # ---------------------------------------------------------------- retrain after every N new labels
 
 def labels_since_last_run(ws: Workspace, dataset: str) -> int:
-    """Images of ``dataset`` given a human label since its latest finished run (all labeled images if none)."""
+    """Images of ``dataset`` given a human label since its latest finished run (all labeled images if none).
+    Accepted model suggestions do not count: retraining on the model's own labels teaches it nothing new, and a bulk
+    accept that is undone should not leave a run trained on it."""
     with ws.session() as s:
         ds = records.get_dataset(s, dataset)
         run = records.latest_run(s, ds)
@@ -264,7 +266,8 @@ def labels_since_last_run(ws: Workspace, dataset: str) -> int:
             return len(records.items(s, ds, labeled=True))
         q = (select(func.count(func.distinct(Annotation.image_id)))
              .join(Image, Image.id == Annotation.image_id)
-             .where(Image.dataset_id == ds.id, Annotation.source == "human", Annotation.created_at > run.created_at))
+             .where(Image.dataset_id == ds.id, Annotation.source == "human", Annotation.from_run.is_(None),
+                    Annotation.created_at > run.created_at))
         return int(s.scalar(q) or 0)
 
 
