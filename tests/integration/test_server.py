@@ -273,7 +273,12 @@ def test_undo_only_own_annotations(srv):
 def test_bulk_tagging_and_class_editing(srv):
     admin = srv.client("root")
     r = admin.post("/api/datasets/cloth/classes", json={"names": ["scarf", "belt", "hat", " "]})
-    assert r.json()["added"] == 2 and r.json()["classes"][-2:] == ["scarf", "belt"]
+    assert r.json()["added"] == 2 and r.json()["classes"][-2:] == ["scarf", "belt"] and r.json()["existing"] == ["hat"]
+    for names, why in ((["  ", ""], "No class names"), (["Hat"], "'Hat' differs from 'hat' only in letter case"),
+                       (["cap", "CAP"], "'CAP' differs from 'cap'")):
+        r = admin.post("/api/datasets/cloth/classes", json={"names": names})
+        assert r.status_code == 400 and why in r.json()["detail"], r.text
+    assert "cap" not in admin.get("/api/datasets/cloth").json()["classes"]  # nothing created on a refusal
     sel = ids(srv, label="pants")[:4]
     wrong = srv.client("ann").post("/api/annotations/bulk", json={"image_ids": sel, "labels": ["scarf"]}).json()
     assert wrong["annotated"] == 4 and wrong["retrain_job"] is None  # no automatic retraining configured

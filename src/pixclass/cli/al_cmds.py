@@ -121,8 +121,7 @@ def _predictions(ws, dataset: str, run_dir: Path | None, quiet: bool):
     from pixclass.store import records
     from pixclass.train.active import run_probs
 
-    preds, path = stored_predictions(ws, dataset, run_dir)
-    version = Path(path).name if path else ""
+    preds, path, version = stored_predictions(ws, dataset, run_dir)
     if preds or not path:
         return preds, version
     with ws.session() as s:

@@ -37,7 +37,7 @@ from pixclass.errors import DataError
 from pixclass.io.images import IMAGE_EXTENSIONS
 from pixclass.io.sources import SPLIT_NAMES, Entry
 from pixclass.store import Workspace, records
-from pixclass.store.tables import Annotation, Image, Prediction, Run
+from pixclass.store.tables import Image, Prediction, Run
 
 log = logging.getLogger(__name__)
 
@@ -327,20 +327,22 @@ def _result(labels: Sequence[str], task: str, from_name: str, to_name: str, scor
 
 
 def stored_predictions(ws: Workspace, dataset: str, run_path: str | Path | None = None
-                       ) -> tuple[dict[int, TaskPrediction], str]:
+                       ) -> tuple[dict[int, TaskPrediction], str, str]:
     """The stored predictions (pre-labels) of a run of ``dataset``, default the one serving it, keyed by image id.
 
-    Returns (predictions, run path): the path is "" when the dataset has no run; the predictions are empty when
-    nothing was stored for the run yet. The run directory's name is the model version."""
+    Returns (predictions, run path, model version): the path is "" when the dataset has no run; the predictions are
+    empty when nothing was stored for the run yet. The version is the one the ML backend answers with for a
+    registered run (records.model_version), else the run directory's name."""
     with ws.session() as s:
         ds = records.get_dataset(s, dataset)
         run = (s.scalar(select(Run).where(Run.path == str(Path(run_path).resolve()))) if run_path
                else records.serving_run(s, ds))
         path = str(run_path) if run_path else (run.path if run else "")
         if not path:
-            return {}, ""
+            return {}, "", ""
         stored = list(s.scalars(select(Prediction).where(Prediction.run_id == run.id))) if run else []
-    return {p.image_id: TaskPrediction(tuple(p.labels), p.score) for p in stored}, path
+        version = records.model_version(run.id) if run else Path(path).name
+    return {p.image_id: TaskPrediction(tuple(p.labels), p.score) for p in stored}, path, version
 
 
 def export_tasks(ws: Workspace, dataset: str, *, predictions: Mapping[int, TaskPrediction] | None = None,

@@ -60,16 +60,25 @@ def _relabel(s, ds: Dataset, mapping: dict[str, str]) -> int:
 
 @router.post("/datasets/{name}/classes")
 def add_classes(name: str, body: NewClasses, request: Request, _: Principal = Depends(require("admin"))) -> dict:
-    """Create classes in bulk (appended in the given order; existing names are left as they are)."""
-    names = [n.strip() for n in body.names if n.strip()]
+    """Create classes in bulk (appended in the given order; existing names are left as they are and listed in
+    ``existing``). A name that differs from another only in letter case is refused: it would be a second class."""
+    names = list(dict.fromkeys(n.strip() for n in body.names if n.strip()))
+    if not names:
+        raise DataError("No class names given: one name per line.")
     if any(len(n) > 300 for n in names):
         raise DataError("Class names are at most 300 characters.")
     with ws_of(request).session() as s:
         ds = records.get_dataset(s, name)
         schema = records.load_schema(s, ds)
+        existing = [n for n in names if n in schema.classes]
+        seen = {c.casefold(): c for c in schema.classes}
+        for n in names:
+            if n not in schema.classes and seen.setdefault(n.casefold(), n) != n:
+                raise DataError(f"Class {n!r} differs from {seen[n.casefold()]!r} only in letter case. Use that "
+                                f"name, or rename it first. Nothing was created.")
         classes = tuple(dict.fromkeys([*schema.classes, *names]))
         records.save_schema(s, ds, LabelSchema(ds.task, classes, ds.positive))  # type: ignore[arg-type]
-        return {**dataset_info(s, ds), "added": len(classes) - len(schema.classes)}
+        return {**dataset_info(s, ds), "added": len(classes) - len(schema.classes), "existing": existing}
 
 
 @router.post("/datasets/{name}/classes/rename")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -29,13 +28,13 @@ def labelstudio_tasks(name: str, request: Request,
                       from_name: str | None = None, to_name: str = "image",
                       _: Principal = Depends(require("viewer"))) -> Response:
     """Label Studio tasks (JSON): one annotation per annotator and, with ``predictions``, the serving run's
-    stored suggestion with its score as ``predictions`` (``model_version`` = the run's name).
+    stored suggestion with its score as ``predictions`` (``model_version`` as the ML backend names the run).
 
     Suggestions are the ones stored by the last pre-labeling (training from the UI stores them); nothing is
     computed here."""
     ws = ws_of(request)
-    preds, run_path = stored_predictions(ws, name) if predictions else ({}, "")
-    tasks = export_tasks(ws, name, predictions=preds, model_version=Path(run_path).name if run_path else "",
+    preds, _, version = stored_predictions(ws, name) if predictions else ({}, "", "")
+    tasks = export_tasks(ws, name, predictions=preds, model_version=version,
                          document_root=document_root, from_name=from_name, to_name=to_name)
     return _attachment(json.dumps(tasks, indent=1, ensure_ascii=False), f"{name}-labelstudio.json",
                        "application/json")

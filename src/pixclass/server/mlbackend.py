@@ -197,7 +197,7 @@ async def setup(request: Request, _: Principal = Depends(require("viewer"))) -> 
     run_id = await run_in_threadpool(cache.serving_run_id, dataset)
     if run_id is not None:
         threading.Thread(target=_warm, args=(cache, dataset), daemon=True, name="pixclass-warm").start()
-    return {"model_version": f"pixclass-run-{run_id}" if run_id is not None else "none"}
+    return {"model_version": records.model_version(run_id) if run_id is not None else "none"}
 
 
 def _warm(cache, dataset: str | None) -> None:

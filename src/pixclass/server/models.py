@@ -146,7 +146,7 @@ class ModelCache:
             h = self._handles.get(key)
             if h is None:
                 backend, fn, manifest = _load(source)
-                version = f"pixclass-run-{rid}" if rid is not None else f"pixclass-{source.name}"
+                version = records.model_version(rid) if rid is not None else f"pixclass-{source.name}"
                 h = Handle(key, version, rid, source, manifest, backend, fn, *self._names_now(rid, manifest))
                 self._handles[key] = h
                 log.info("loaded %s (%s) from %s", key, backend, source)

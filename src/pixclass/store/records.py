@@ -174,6 +174,11 @@ def latest_run(s: Session, ds: Dataset | None = None) -> Run | None:
     return s.scalar(q.order_by(Run.id.desc()).limit(1))
 
 
+def model_version(run_id: int) -> str:
+    """The name a registered run goes by wherever Label Studio sees it (ML backend, exported predictions)."""
+    return f"pixclass-run-{run_id}"
+
+
 def pinned_run(s: Session, ds: Dataset) -> Run | None:
     """The finished run of ``ds`` an admin chose to serve its suggestions and predictions, if any (and still there)."""
     run_id = (get_setting(s, ds, "serving_run") or {}).get("run_id")

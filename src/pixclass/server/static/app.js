@@ -367,12 +367,13 @@ async function classOp(path, body, what) {
     const res = await api(`/api/datasets/${encodeURIComponent(S.ds.name)}/classes${path}`, { method: "POST", body });
     await selectDataset(S.ds.name);
     renderClasses();
-    flash("#classes-msg", `${what}${res.relabeled !== undefined ? `; ${res.relabeled} labels rewritten` : ""}.`);
+    flash("#classes-msg", `${what(res)}${res.relabeled !== undefined ? `; ${res.relabeled} labels rewritten` : ""}.`);
   });
 }
-$("#add-classes").addEventListener("click", () => classOp("", { names: $("#new-classes").value.split("\n") }, "Classes created"));
-$("#rename-btn").addEventListener("click", () => classOp("/rename", { old: $("#rename-old").value, new: $("#rename-new").value.trim() }, "Renamed"));
-$("#merge-btn").addEventListener("click", () => classOp("/merge", { sources: [...$("#merge-sources").selectedOptions].map((o) => o.value), target: $("#merge-target").value.trim() }, "Merged"));
+$("#add-classes").addEventListener("click", () => classOp("", { names: $("#new-classes").value.split("\n") },
+  (r) => `Created ${r.added} classes` + (r.existing.length ? `; already there: ${r.existing.join(", ")}` : "")));
+$("#rename-btn").addEventListener("click", () => classOp("/rename", { old: $("#rename-old").value, new: $("#rename-new").value.trim() }, () => "Renamed"));
+$("#merge-btn").addEventListener("click", () => classOp("/merge", { sources: [...$("#merge-sources").selectedOptions].map((o) => o.value), target: $("#merge-target").value.trim() }, () => "Merged"));
 
 // ------------------------------------------------------------------ data and users (admins)
 async function loadUsers() {
