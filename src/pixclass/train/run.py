@@ -103,8 +103,11 @@ def _check_trainable(dataset: str, schema, data: dict[str, SplitData]) -> None:
     if schema.task != "multilabel" and len(np.unique(train.labels)) < 2:
         only = schema.classes[int(np.asarray(train.labels).ravel()[0])]
         broken = f" ({len(train.skipped)} more no longer decode)" if train.skipped else ""
+        held = [f"{len(d)} in {sp}" for sp, d in data.items() if sp != "train" and len(d)]
+        held_out = f"; held out for evaluation: {', '.join(held)}" if held else ""
         raise DataError(f"Dataset {dataset!r} has training labels of one class only ({only!r}, {len(train)} "
-                        f"images{broken}); a classifier needs at least two. Label images of another class first.")
+                        f"images in the train split{broken}{held_out}); a classifier needs at least two. Label "
+                        f"images of another class first.")
 
 
 def train(ws: Workspace, dataset: str, cfg: TrainConfig, *, out: str | Path | None = None,

@@ -117,10 +117,11 @@ async function loadAutotrain() {  // "N new labels since the last run", and the 
 async function loadRuns() {  // the model select: the newest run serves unless an admin pins one
   const runs = (await api(`/api/runs?${qs({ dataset: S.ds.name })}`)).filter((r) => r.status === "done");
   const score = (m) => ["accuracy", "mAP", "hierarchical_f1"].map((k) => m[`val_${k}`]).find((v) => typeof v === "number");
-  const label = (r) => `run ${r.id} · ${r.mode} ${r.model}${score(r.metrics) !== undefined ? ` · val ${pct(score(r.metrics))}` : ""}`;
+  const when = (r) => new Date(`${r.created_at}Z`).toLocaleString([], { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+  const label = (r) => `run ${r.id} · ${r.mode} · ${when(r)}${score(r.metrics) !== undefined ? ` · val ${pct(score(r.metrics))}` : ""}`;
   const newest = runs.length ? ` (run ${runs[0].id})` : " (none yet)";
   $("#serving-run").replaceChildren(el("option", { value: "" }, `newest${newest}`),
-    ...runs.map((r) => el("option", { value: r.id }, `pinned: ${label(r)}`)));
+    ...runs.map((r) => el("option", { value: r.id }, `pin ${label(r)}`)));
   $("#serving-run").value = S.ds.pinned_run ?? "";
   $("#serving-run").disabled = S.me.role !== "admin";
 }
@@ -256,8 +257,9 @@ function renderImage() {
   $("#history").replaceChildren(...im.annotations.map((a) => el("li", { class: a.review === "rejected" ? "rejected" : "" },
     `${a.labels.join(", ") || "∅"} — ${a.source}${a.author ? ` by ${a.author}` : ""}${a.from_run ? ` (accepted run ${a.from_run})` : ""}`,
     a.time_spent !== null ? ` · ${a.time_spent.toFixed(1)}s` : "", a.review ? ` · ${a.review} by ${a.reviewer}` : "",
-    S.me.role === "admin" && a.source !== "model" ? [" ", el("button", { onclick: () => review(a.id, "accepted") }, "accept"),
-      el("button", { onclick: () => review(a.id, "rejected") }, "reject")] : "")));
+    S.me.role === "admin" && a.source !== "model" ? [" ", ...["accepted", "rejected"].filter((v) => a.review !== v).map((v) =>
+      el("button", { onclick: () => review(a.id, v) }, v === "accepted" ? "accept" : "reject")),
+      a.review ? el("button", { onclick: () => review(a.id, "pending"), title: "take the verdict back" }, "clear") : ""] : "")));
 }
 function renderPicker() {
   const classes = S.ds.classes, list = searchable() ? shown() : classes;
@@ -275,7 +277,7 @@ function renderPicker() {
       if (ev.key === "Enter" && first) { ev.preventDefault(); single() ? save([first]) : toggle(first, !S.checked.has(first)); }
       else if (ev.key === "Escape") ev.target.blur();
     } });
-  $("#picker").replaceChildren(input, ...rows);
+  $("#picker").replaceChildren(input, ...(rows.length ? rows : [el("p", { class: "muted" }, `No class matches "${S.search}".`)]));
 }
 function toggle(c, on) {
   on ? S.checked.add(c) : S.checked.delete(c);
@@ -308,17 +310,26 @@ async function undo() {
   const last = S.undo.pop();
   if (!last) { flash("#image-msg", "Nothing to undo.", true); return; }
   await guard("#image-msg", async () => {
-    await api(`/api/annotations/${last.id}`, { method: "DELETE" });
+    try { await api(`/api/annotations/${last.id}`, { method: "DELETE" }); } catch (e) { S.undo.push(last); throw e; }
     await openImage(last.pos);
     flash("#image-msg", "Undone.");
     refreshCounts();
   });
 }
 async function review(id, status) {
-  await guard("#image-msg", async () => { await api(`/api/annotations/${id}/review`, { method: "POST", body: { status } }); await openImage(S.pos); });
+  await guard("#image-msg", async () => {
+    await api(`/api/annotations/${id}/review`, { method: "POST", body: { status } });
+    await openImage(S.pos); refreshCounts();
+  });
 }
 function backToGrid() { show("grid"); loadGrid(); }
 $("#back").addEventListener("click", backToGrid);
+$("#big").addEventListener("error", async () => {  // the file broke or went after import: ask the thumbnail why
+  const id = S.image && S.image.id;
+  try { await api(`/api/images/${id}/thumb?size=64`); } catch (e) {
+    if (S.image && S.image.id === id) flash("#image-msg", `This image cannot be shown: ${e.message}`, true);
+  }
+});
 $("#save-btn").addEventListener("click", () => save([...S.checked]));
 document.addEventListener("keydown", (ev) => {
   if ($("#image-view").hidden || ev.target.tagName === "INPUT" && ev.target.type !== "radio" && ev.target.type !== "checkbox" || ev.ctrlKey && ev.key !== "z" || ev.metaKey || ev.altKey) return;
@@ -446,20 +457,22 @@ async function pollJobs() {
     return;
   }
   const note = unreadable(job && job.result);
+  const pinned = S.ds && S.ds.pinned_run && job && job.kind === "train"  // a new run does not serve while one is pinned
+    ? `Run ${job.result.run_id} trained; run ${S.ds.pinned_run} still serves (pinned).` : null;
   if (S.ds && !$("#image-view").hidden) {  // labeling goes on: refresh this image's suggestion, keep the list
     S.image = await api(`/api/images/${S.image.id}`); renderImage(); await Promise.all([loadAutotrain(), loadRuns()]);
-    flash("#image-msg", `Retrained; suggestions refreshed.${note}`, note !== "");
+    flash("#image-msg", `${pinned || "Retrained; suggestions refreshed."}${note}`, note !== "");
   } else if (S.ds) {  // new suggestions and model list; the page and the selection stay
     S.ds = await api(`/api/datasets/${encodeURIComponent(S.ds.name)}`);
     await Promise.all([loadGrid(), loadRuns()]);
-    flash("#grid-msg", `Job finished; suggestions refreshed.${note}`, note !== "");
+    flash("#grid-msg", `${pinned || "Job finished; suggestions refreshed."}${note}`, note !== "");
   }
 }
 function unreadable(result) {  // files that broke after import: training and pre-labeling skip them and say so
   const files = [...(result?.metrics?.skipped || []), ...(result?.prelabel?.broken || result?.broken || [])];
   const paths = [...new Set(files.map((f) => f.path))];
   if (!paths.length) return "";
-  return ` ${paths.length} images left out, their files no longer decode: ${paths.slice(0, 5).join(", ")}${paths.length > 5 ? ", ..." : ""}.`;
+  return ` ${paths.length} images left out, their files can no longer be read: ${paths.slice(0, 5).join(", ")}${paths.length > 5 ? ", ..." : ""}.`;
 }
 
 start();
