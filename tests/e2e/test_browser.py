@@ -515,6 +515,14 @@ def test_reviewer_rejects_accepts_and_clears_in_the_image_view(server, page, tmp
     theirs.locator("button", has_text="accept").click()
     pg.wait_for_selector("#history li:has-text('accepted by root')")
     assert theirs.locator("button").all_inner_texts() == ["reject", "clear"]
+    with ws.session() as s:  # a vote after the verdict: a new conflict, reviewed from the Review tab
+        s.add(Annotation(image_id=first.image_id, labels=["shoes"], source="human", author="bob"))
+    pg.keyboard.press("Escape")
+    pg.click("button[data-tab=review]")
+    pg.locator("#conflicts tr").first.click()
+    pg.wait_for_selector(f"#pos:has-text('#{first.image_id}')")
+    pg.keyboard.press("Escape")  # back where the reviewer came from
+    pg.wait_for_selector("#review-view:not([hidden])")
     ctx.close()
     with ws.session() as s:
         assert records.current_labels(s, [first.image_id]) == {first.image_id: ["pants"]}

@@ -16,7 +16,7 @@ const el = (tag, attrs = {}, ...kids) => {
 const PAGE = 60;
 const S = { me: null, ds: null, ids: [], items: [], offset: 0, selected: new Set(), pos: 0, image: null, counts: {},
             shownAt: 0, undo: [], checked: new Set(), search: "", polling: null, watch: null,
-            saving: false, loading: false };
+            saving: false, loading: false, back: null };
 const pct = (x) => (x === null || x === undefined ? "" : `${Math.round(x * 100)}%`);
 const single = () => S.ds && !S.ds.multi;
 const hier = () => S.ds && S.ds.task === "hierarchical";
@@ -166,7 +166,7 @@ function renderGrid() {
                        "data-id": it.id },
       el("input", { type: "checkbox", class: "sel", "aria-label": `select ${it.id}`, checked: S.selected.has(it.id),
                     onchange: (ev) => { ev.target.checked ? S.selected.add(it.id) : S.selected.delete(it.id); updateSel(); } }),
-      el("img", { src: `/api/images/${it.id}/thumb?size=160`, loading: "lazy", alt: `image ${it.id}`, onclick: () => openImage(S.offset + i) }),
+      el("img", { src: `/api/images/${it.id}/thumb?size=160`, loading: "lazy", alt: `image ${it.id}`, onclick: () => { S.back = null; openImage(S.offset + i); } }),
       el("div", { class: "labels" }, it.labels.join(", ") || "—", it.accepted ? el("span", { class: "muted", title: "an accepted model suggestion" }, " · accepted") : ""),
       el("div", { class: "pred" }, p ? `model: ${p.label} ${pct(p.score)}` : "no suggestion",
          it.agreement !== null ? ` · agree ${pct(it.agreement)}` : ""));
@@ -322,7 +322,11 @@ async function review(id, status) {
     await openImage(S.pos); refreshCounts();
   });
 }
-function backToGrid() { show("grid"); loadGrid(); }
+function backToGrid() {  // or to the Review tab, when the image was opened from its conflicts
+  const tab = S.back || "grid";
+  S.back = null;
+  openTab(tab);
+}
 $("#back").addEventListener("click", backToGrid);
 $("#big").addEventListener("error", async () => {  // the file broke or went after import: ask the thumbnail why
   const id = S.image && S.image.id;
@@ -360,7 +364,7 @@ async function loadReview() {
     el("table", {}, el("tr", {}, el("th", {}, "annotator A"), el("th", {}, "annotator B"), el("th", {}, "images"), el("th", {}, "agreement"), el("th", {}, "kappa")),
       ag.pairs.map((p) => el("tr", {}, el("td", {}, p.a), el("td", {}, p.b), el("td", {}, p.images), el("td", {}, pct(p.agreement)), el("td", {}, p.kappa ?? "—")))));
   const cs = await api(`/api/datasets/${name}/conflicts`);
-  const open = (i) => { S.ids = cs.map((c) => c.id); openImage(i); };  // review them one after another
+  const open = (i) => { S.ids = cs.map((c) => c.id); S.back = "review"; openImage(i); };  // one after another
   $("#conflicts").replaceChildren(cs.length ? el("table", {}, cs.map((c, i) => el("tr", { class: "link", onclick: () => open(i), title: "open to review" },
     el("td", {}, el("img", { src: `/api/images/${c.id}/thumb?size=64`, alt: "" })), el("td", {}, `#${c.id}`),
     el("td", {}, Object.entries(c.by_author).map(([a, l]) => `${a}: ${l.join(", ")}`).join(" · "))))) : el("p", {}, "No conflicts."));
