@@ -125,6 +125,8 @@ def annotations_by_image(s: Session, image_ids: list[int] | None = None, *,
     """image id -> its human and imported annotations (rows of ``ANNOTATION_FIELDS``, no model rows), for the given
     images (of ``dataset`` when given, which narrows the query) or a whole dataset."""
     q = select(*ANNOTATION_FIELDS).where(Annotation.source != "model")
+    if image_ids is not None and len(image_ids) <= 900:  # one image's view must not scan the dataset; long lists
+        q = q.where(Annotation.image_id.in_(image_ids))  # are filtered below (SQLite caps bound parameters)
     if dataset is not None:
         q = q.join(Image, Image.id == Annotation.image_id).where(Image.dataset_id == dataset.id)
     wanted = set(image_ids) if image_ids is not None else None
