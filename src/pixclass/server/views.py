@@ -102,8 +102,9 @@ def table(s: Session, ds: Dataset, image_ids: list[int] | None = None) -> dict[i
         votes = [a for a in records.newest_per_author(anns) if a.source == "human" and a.review != "rejected"]
         r.by_author = {a.author: list(a.labels) for a in votes}
         # a reviewer's accept settles the disagreement there was; a different vote cast after it is a new conflict
-        r.resolved = cur is not None and cur.review == "accepted" and not any(
-            sorted(a.labels) != sorted(cur.labels) and a.created_at > (cur.reviewed_at or cur.created_at) for a in votes)
+        if cur is not None and cur.review == "accepted":
+            verdict = cur.reviewed_at or cur.created_at
+            r.resolved = not any(sorted(a.labels) != sorted(cur.labels) and a.created_at > verdict for a in votes)
     run_id = prediction_run(s, ds)
     if run_id is not None:
         pq = select(Prediction.image_id, Prediction.labels, Prediction.score).where(Prediction.run_id == run_id)

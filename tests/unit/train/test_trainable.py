@@ -23,7 +23,8 @@ def _dataset(tmp_path, rows):
 
 def test_one_training_class_or_none_is_a_clear_error(tmp_path):
     ws = _dataset(tmp_path, [("hat", "train"), ("hat", "train"), ("hat", "train"), ("pants", "val")])
-    with pytest.raises(DataError, match=r"one class only \(.hat., 3 images in the train split; held out for evaluation: 1 in val\)"):
+    held = r"one class only \(.hat., 3 images in the train split; held out for evaluation: 1 in val\)"
+    with pytest.raises(DataError, match=held):
         train(ws, "d", TrainConfig(mode="linear", img_size=32))
 
 
