@@ -177,3 +177,13 @@ def test_csv_export_reads_like_json_min_and_plain_csvs_stay_plain(tmp_path):
     broken.write_bytes(b"image,choice,annotation_id,lead_time\n\xff\xfe,hat,1,2\n")
     with pytest.raises(DataError, match=r"broken\.csv: not a readable UTF-8 CSV"):
         read_source(broken)
+
+
+def test_a_deleted_file_is_not_blamed_on_the_document_root(tmp_path):
+    """A file whose folder is still there was deleted or moved; a file whose folder is missing needs the root."""
+    (tmp_path / "photos").mkdir()
+    rel = f"{tmp_path.as_posix().lstrip('/')}/photos/gone.jpg"
+    path, why = resolve_image(f"/data/local-files/?d={rel}", base=tmp_path)
+    assert path is None and why == f"Label Studio local file /{rel} not found (deleted or moved?)."
+    path, why = resolve_image("/data/local-files/?d=elsewhere/x.jpg", base=tmp_path)
+    assert path is None and "LOCAL_FILES_DOCUMENT_ROOT" in why
