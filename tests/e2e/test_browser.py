@@ -523,9 +523,17 @@ def test_reviewer_rejects_accepts_and_clears_in_the_image_view(server, page, tmp
     pg.wait_for_selector(f"#pos:has-text('#{first.image_id}')")
     pg.keyboard.press("Escape")  # back where the reviewer came from
     pg.wait_for_selector("#review-view:not([hidden])")
+    with ws.session() as s:  # ann relabels: her accepted row is no longer her vote, and offers no verdict
+        s.add(Annotation(image_id=first.image_id, labels=["t-shirt"], source="human", author="ann"))
+    pg.click("button[data-tab=review]")
+    pg.locator("#conflicts tr").first.click()
+    pg.wait_for_selector("#history li:has-text('replaced by its author')")
+    old = pg.locator("#history li", has_text="replaced by its author")
+    assert "pants" in old.inner_text() and old.locator("button").count() == 0
+    assert pg.locator("#history li", has_text="t-shirt").locator("button").all_inner_texts() == ["accept", "reject"]
     ctx.close()
     with ws.session() as s:
-        assert records.current_labels(s, [first.image_id]) == {first.image_id: ["pants"]}
+        assert records.current_labels(s, [first.image_id]) == {first.image_id: ["t-shirt"]}  # ann's newest vote
 
 
 def test_held_key_and_double_tap_label_only_images_on_screen(server, page, tmp_path, photos4):

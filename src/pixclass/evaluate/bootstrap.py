@@ -29,7 +29,8 @@ def accuracy_ci(labels: np.ndarray, pred: np.ndarray, *, n_resamples: int = N_RE
 
 def macro_f1_ci(labels: np.ndarray, pred: np.ndarray, num_classes: int, *, n_resamples: int = N_RESAMPLES,
                 alpha: float = ALPHA, seed: int = 0) -> tuple[float, float]:
-    """(low, high) bounds of macro F1 over all ``num_classes`` classes (as metrics.classification_metrics)."""
+    """(low, high) bounds of macro F1 over the classes that occur in each resample, as truth or prediction (as
+    metrics.classification_metrics: a class with no images does not count as F1 0)."""
     labels, pred = np.asarray(labels, dtype=int), np.asarray(pred, dtype=int)
     if len(labels) == 0:
         return 0.0, 0.0
@@ -41,7 +42,7 @@ def macro_f1_ci(labels: np.ndarray, pred: np.ndarray, num_classes: int, *, n_res
     support, predicted = cm.sum(2), cm.sum(1)
     denom = support + predicted
     f1 = np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0)
-    return _interval(f1.mean(1), alpha)
+    return _interval(f1.sum(1) / np.maximum((denom > 0).sum(1), 1), alpha)
 
 
 def bootstrap_cis(labels: np.ndarray, probs: np.ndarray, *, n_resamples: int = N_RESAMPLES, alpha: float = ALPHA,

@@ -26,7 +26,9 @@ def classification_metrics(labels: np.ndarray, probs: np.ndarray, classes: list[
     out = {
         "n": int(len(labels)),
         "accuracy": float(np.mean(pred == labels)) if len(labels) else 0.0,
-        "macro_f1": float(f1_score(labels, pred, labels=idx, average="macro", zero_division=0)),
+        # over the classes that occur (truth or prediction): a class with no images yet would count as F1 0
+        "macro_f1": float(f1_score(labels, pred, labels=sorted(set(labels.tolist()) | set(pred.tolist())) or idx,
+                                   average="macro", zero_division=0)),
         "weighted_f1": float(f1_score(labels, pred, labels=idx, average="weighted", zero_division=0)),
         "top_k": {f"top{j}": top_k_accuracy(labels, probs, j) for j in (1, 3, 5) if j <= k},
         "classes": list(classes),

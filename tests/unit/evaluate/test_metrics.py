@@ -27,3 +27,17 @@ def test_top_k():
 def test_binary_auc():
     m = classification_metrics(np.array([0, 1, 1, 0]), np.array([[.9, .1], [.2, .8], [.25, .75], [.3, .7]]), ["n", "p"])
     assert m["roc_auc"] == 1.0 and m["accuracy"] == 0.75
+
+
+def test_macro_f1_leaves_out_classes_without_images():
+    """A class created but not yet used (no truth, never predicted) does not pull macro F1 down."""
+    from pixclass.evaluate.bootstrap import macro_f1_ci
+
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    probs = np.eye(5)[[0, 0, 1, 2, 2, 2]]  # classes 3 and 4 exist in the schema only
+    m = classification_metrics(labels, probs, ["a", "b", "c", "d", "e"])
+    three = classification_metrics(labels, probs[:, :3], ["a", "b", "c"])
+    assert m["macro_f1"] == three["macro_f1"] == f1_score(labels, probs.argmax(1), average="macro")  # 0.82, not 0.49
+    lo, hi = macro_f1_ci(labels, probs.argmax(1), 5, n_resamples=200)
+    lo3, hi3 = macro_f1_ci(labels, probs.argmax(1), 3, n_resamples=200)
+    assert (lo, hi) == (lo3, hi3) and hi > 0.7

@@ -190,7 +190,9 @@ $("#bulk-btn").addEventListener("click", () => guard("#grid-msg", async () => {
     image_ids: [...S.selected], labels: [$("#bulk-class").value], mode: S.ds.multi ? $("#bulk-mode").value : "set",
     time_spent: (performance.now() - t0) / 1000 } });
   S.selected.clear(); await loadGrid();
-  offerUndo(res.annotation_ids, `Tagged ${res.annotated} images.`);
+  offerUndo(res.annotation_ids, `Tagged ${res.annotated} images.` + (res.retrain_job
+    ? ` Enough new labels: retraining (job ${res.retrain_job}); if you undo, train again or pin an earlier run.` : ""));
+  if (res.retrain_job) { S.watch = res.retrain_job; pollJobs(); }
 }));
 function offerUndo(ids, text) {  // a bulk edit's message with a button that takes it back
   flash("#grid-msg", text);
@@ -254,10 +256,13 @@ function renderImage() {
     el("span", { id: "suggested" }, im.top[0].label), ` ${pct(im.top[0].score)} (space to accept)`),
     el("div", { class: "muted" }, im.top.slice(1, 4).map((t) => `${t.label} ${pct(t.score)}`).join(" · "))] : []));
   renderPicker();
-  $("#history").replaceChildren(...im.annotations.map((a) => el("li", { class: a.review === "rejected" ? "rejected" : "" },
+  const votes = new Map(im.annotations.filter((a) => a.source !== "model").map((a) => [`${a.source}|${a.author}`, a.id]));
+  const replaced = (a) => a.source !== "model" && votes.get(`${a.source}|${a.author}`) !== a.id;  // its author relabeled
+  $("#history").replaceChildren(...im.annotations.map((a) => el("li", { class: a.review === "rejected" ? "rejected" : replaced(a) ? "muted" : "" },
     `${a.labels.join(", ") || "∅"} — ${a.source}${a.author ? ` by ${a.author}` : ""}${a.from_run ? ` (accepted run ${a.from_run})` : ""}`,
     a.time_spent !== null ? ` · ${a.time_spent.toFixed(1)}s` : "", a.review ? ` · ${a.review} by ${a.reviewer}` : "",
-    S.me.role === "admin" && a.source !== "model" ? [" ", ...["accepted", "rejected"].filter((v) => a.review !== v).map((v) =>
+    replaced(a) ? " · replaced by its author's newer label" : "",
+    S.me.role === "admin" && a.source !== "model" && !replaced(a) ? [" ", ...["accepted", "rejected"].filter((v) => a.review !== v).map((v) =>
       el("button", { onclick: () => review(a.id, v) }, v === "accepted" ? "accept" : "reject")),
       a.review ? el("button", { onclick: () => review(a.id, "pending"), title: "take the verdict back" }, "clear") : ""] : "")));
 }
@@ -386,7 +391,7 @@ async function classOp(path, body, what) {
   });
 }
 $("#add-classes").addEventListener("click", () => classOp("", { names: $("#new-classes").value.split("\n") },
-  (r) => `Created ${r.added} classes` + (r.existing.length ? `; already there: ${r.existing.join(", ")}` : "")));
+  (r) => `Created ${r.added} class${r.added === 1 ? "" : "es"}` + (r.existing.length ? `; already there: ${r.existing.join(", ")}` : "")));
 $("#rename-btn").addEventListener("click", () => classOp("/rename", { old: $("#rename-old").value, new: $("#rename-new").value.trim() }, () => "Renamed"));
 $("#merge-btn").addEventListener("click", () => classOp("/merge", { sources: [...$("#merge-sources").selectedOptions].map((o) => o.value), target: $("#merge-target").value.trim() }, () => "Merged"));
 
