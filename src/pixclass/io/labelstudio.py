@@ -234,8 +234,8 @@ def resolve_image(ref: str, *, base: Path, document_root: str | Path | None = No
             cand = root / rel.lstrip("/") if root != Path("/") else Path("/") / rel.lstrip("/")
             if cand.is_file():
                 return cand, ""
-        gone = [root / rel.lstrip("/") for root in [*roots, Path("/")]
-                if (root / rel.lstrip("/")).parent not in (root, Path("/")) and (root / rel.lstrip("/")).parent.is_dir()]
+        here = [(root, root / rel.lstrip("/")) for root in [*roots, Path("/")]]
+        gone = [p for root, p in here if p.parent not in (root, Path("/")) and p.parent.is_dir()]
         if gone:  # its own folder is there: the file was deleted or moved, the document root is not the problem
             return None, f"Label Studio local file {gone[0]} not found (deleted or moved?)."
         where = ", ".join(map(str, roots)) or f"{base} (no document root given)"
