@@ -51,7 +51,7 @@ class ImageCache:
         """
         arrays, broken = self.get_decodable(paths, hashes, workers=workers, progress=progress)
         if broken:
-            raise DataError(broken_message([paths[i] for i in broken], list(broken.values())))
+            raise DataError(broken_message(broken_entries(paths, broken)))
         return arrays
 
     def get_decodable(self, paths: Sequence[str], hashes: Sequence[str], *, workers: int = 2,
@@ -125,10 +125,23 @@ def _reason(path: str, error: DataError) -> str:
     return text[len(str(path)) + 2 :] if text.startswith(f"{path}: ") else text
 
 
-def broken_message(paths: Sequence[str], reasons: Sequence[str], *, limit: int = 10) -> str:
+def broken_entries(paths: Sequence[str], broken: dict[int, str], split: str | None = None) -> list[dict]:
+    """{"path", "reason"} (and "split" when given) of each position in ``broken`` (from ``get_decodable``)."""
+    return [{"path": paths[i], "reason": why, **({"split": split} if split else {})} for i, why in broken.items()]
+
+
+def keep_decodable(items: Sequence, broken: dict[int, str], split: str | None = None) -> tuple[list, list[dict]]:
+    """(the items (with a ``path``) whose file decodes, ``broken_entries`` of the others, each logged as skipped)."""
+    entries = broken_entries([it.path for it in items], broken, split)
+    for b in entries:
+        log.warning("skipped %s: %s", b["path"], b["reason"])
+    return [it for i, it in enumerate(items) if i not in broken], entries
+
+
+def broken_message(entries: Sequence[dict], *, limit: int = 10) -> str:
     """A DataError message naming the files that no longer decode and why (the first ``limit`` of them)."""
-    named = "; ".join(f"{p}: {r}" for p, r in list(zip(paths, reasons))[:limit])
-    more = f"; and {len(paths) - limit} more" if len(paths) > limit else ""
-    return (f"{len(paths)} image file(s) changed after import and no longer decode: {named}{more}. Restore them, "
+    named = "; ".join(f"{b['path']}: {b['reason']}" for b in entries[:limit])
+    more = f"; and {len(entries) - limit} more" if len(entries) > limit else ""
+    return (f"{len(entries)} image file(s) changed after import and no longer decode: {named}{more}. Restore them, "
             "or leave them out of training with `pixclass curate` and `pixclass curate-fix --kind broken "
             "--action exclude`.")

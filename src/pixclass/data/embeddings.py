@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pixclass.data.cache import ImageCache, broken_message
+from pixclass.data.cache import ImageCache, broken_entries, broken_message
 from pixclass.errors import DataError
 from pixclass.store import Workspace, records
 
@@ -106,7 +106,7 @@ def embed_items(ws: Workspace, items: Sequence[records.Item], *, model: str = DE
     A file that no longer decodes raises a DataError naming every such file; ``embed_decodable`` skips them."""
     emb, broken = embed_decodable(ws, items, model=model, img_size=img_size, workers=workers, progress=progress)
     if broken:
-        raise DataError(broken_message([items[i].path for i in broken], list(broken.values())))
+        raise DataError(broken_message(broken_entries([it.path for it in items], broken)))
     return emb
 
 

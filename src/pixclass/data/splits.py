@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pixclass.data.cache import ImageCache, broken_message
+from pixclass.data.cache import ImageCache, broken_entries, broken_message, keep_decodable
 from pixclass.errors import DataError
 from pixclass.schema import LabelSchema
 from pixclass.store import Workspace, records
@@ -64,13 +64,11 @@ def load_splits(ws: Workspace, dataset: str, size: int, *, splits: tuple[str, ..
     arrays, broken = cache.get_decodable([it.path for it in everything], [it.sha256 for it in everything],
                                          workers=workers, progress=progress)
     if broken and not skip_broken:
-        raise DataError(broken_message([everything[i].path for i in broken], list(broken.values())))
+        raise DataError(broken_message(broken_entries([it.path for it in everything], broken)))
     out, start, row = {}, 0, 0
     for sp in splits:
         its = chosen[sp]
-        good = [it for j, it in enumerate(its) if start + j not in broken]
-        skipped = [{"path": it.path, "reason": broken[start + j], "split": sp} for j, it in enumerate(its)
-                   if start + j in broken]
+        good, skipped = keep_decodable(its, {j: broken[start + j] for j in range(len(its)) if start + j in broken}, sp)
         out[sp] = SplitData(good, arrays[row : row + len(good)], encode_labels(good, schema), skipped)
         start += len(its)
         row += len(good)

@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 
 from pixclass.artifact import Manifest
 from pixclass.config import TrainConfig
-from pixclass.data.cache import broken_message
+from pixclass.data.cache import broken_entries, broken_message, keep_decodable
 from pixclass.data.embeddings import DEFAULT_MODEL, embed_decodable
 from pixclass.errors import ConfigError, DataError
 from pixclass.store import Workspace, records
@@ -170,7 +170,7 @@ def run_probs(ws: Workspace, run_dir: str | Path, items: list[records.Item], *, 
     ``decodable_probs`` skips such files instead."""
     probs, broken = decodable_probs(ws, run_dir, items, workers=workers, progress=progress)
     if broken:
-        raise DataError(broken_message([items[i].path for i in broken], list(broken.values())))
+        raise DataError(broken_message(broken_entries([it.path for it in items], broken)))
     return probs
 
 
@@ -204,12 +204,6 @@ def decodable_probs(ws: Workspace, run_dir: str | Path, items: list[records.Item
     return _softmax(logits).astype(np.float32), broken
 
 
-def _without_broken(items: list[records.Item], broken: dict[int, str]) -> list[records.Item]:
-    for i, reason in broken.items():
-        log.warning("left out of the label queue: %s: %s", items[i].path, reason)
-    return [it for i, it in enumerate(items) if i not in broken]
-
-
 def label_queue(ws: Workspace, dataset: str, strategy: str = "margin", n: int = 50, *,
                 run_dir: str | Path | None = None, model: str = DEFAULT_MODEL, img_size: int = 224, seed: int = 0,
                 progress: Progress | None = None) -> Queue:
@@ -233,14 +227,14 @@ def label_queue(ws: Workspace, dataset: str, strategy: str = "margin", n: int = 
         used = "kcenter"
     if used in UNCERTAINTY:  # files that no longer decode are left out of the queue (logged), not an error
         probs, broken = decodable_probs(ws, run_dir, pool, progress=progress)
-        pool = _without_broken(pool, broken)
+        pool = keep_decodable(pool, broken)[0]
         scores = uncertainty(probs, used)
         order = query(used, n, probs=probs)
     elif used == "kcenter":
         with ws.session() as s:
             labeled = records.items(s, records.get_dataset(s, dataset), labeled=True)
         emb, broken = embed_decodable(ws, pool + labeled, model=model, img_size=img_size, progress=progress)
-        pool = _without_broken(pool, {i: r for i, r in broken.items() if i < len(pool)})
+        pool = keep_decodable(pool, {i: r for i, r in broken.items() if i < len(pool)})[0]
         order = query("kcenter", n, embeddings=emb[: len(pool)], labeled_embeddings=emb[len(pool):], seed=seed)
     else:
         order = query("random", n, probs=np.zeros((len(pool), 2)), seed=seed)

@@ -20,7 +20,7 @@ import torch
 
 from pixclass.artifact import Manifest, Preprocess, runtime_versions
 from pixclass.config import TrainConfig
-from pixclass.data.cache import ImageCache, broken_message
+from pixclass.data.cache import ImageCache, broken_message, keep_decodable
 from pixclass.data.splits import single_label_indices
 from pixclass.errors import ConfigError, DataError
 from pixclass.evaluate.metrics import classification_metrics
@@ -72,15 +72,6 @@ def dataset_features(ws: Workspace, items: list[records.Item], cfg: TrainConfig,
                             progress=(lambda d, t: progress(stage, d, t)) if progress else None), broken
 
 
-def _decodable(items: list[records.Item], broken: dict[int, str], split: str,
-               skipped: list[dict]) -> list[records.Item]:
-    """The items that decode; the others are logged and added to ``skipped`` as {"path", "reason", "split"}."""
-    for i, reason in broken.items():
-        log.warning("skipped %s: %s", items[i].path, reason)
-        skipped.append({"path": items[i].path, "reason": reason, "split": split})
-    return [it for i, it in enumerate(items) if i not in broken]
-
-
 def _splits(ws: Workspace, dataset: str, seed: int):
     with ws.session() as s:
         ds = records.get_dataset(s, dataset)
@@ -118,12 +109,11 @@ def train_classical(ws: Workspace, dataset: str, cfg: TrainConfig, *, out: str |
         run_id = records.add_run(s, records.get_dataset(s, dataset), path=str(run_dir.resolve()), model=cfg.model,
                                  mode="classical").id
 
-    skipped: list[dict] = []
     x_tr, broken = dataset_features(ws, parts["train"], cfg, module, mean, std, progress, "features train")
-    train_items = _decodable(parts["train"], broken, "train", skipped)
+    train_items, skipped = keep_decodable(parts["train"], broken, "train")
     if not train_items:
         raise DataError(f"Dataset {dataset!r}: every labeled training image no longer decodes. "
-                        + broken_message([b["path"] for b in skipped], [b["reason"] for b in skipped]))
+                        + broken_message(skipped))
     y_tr = single_label_indices(train_items, schema)
     t_fit = time.time()
     estimator = create_estimator(cfg.model, seed=cfg.seed, data_shape=x_tr.shape)
@@ -134,7 +124,8 @@ def train_classical(ws: Workspace, dataset: str, cfg: TrainConfig, *, out: str |
                      "feature_dim": int(x_tr.shape[1])}
     x_va, broken = (dataset_features(ws, parts["val"], cfg, module, mean, std, progress, "features val")
                     if parts["val"] else (None, {}))
-    val_items = _decodable(parts["val"], broken, "val", skipped)
+    val_items, val_skipped = keep_decodable(parts["val"], broken, "val")
+    skipped += val_skipped
     if val_items:
         probs = expand_probs(estimator.predict_proba(x_va), estimator.classes_, schema.num_classes)
         val = classification_metrics(single_label_indices(val_items, schema), probs, schema.classes)

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pixclass.data.augment import augment
-from pixclass.data.cache import ImageCache, broken_message
+from pixclass.data.cache import ImageCache, broken_message, keep_decodable
 from pixclass.errors import ConfigError, DataError
 from pixclass.models import create_model
 from pixclass.store import Workspace, records
@@ -130,13 +130,10 @@ def pretrain(ws: Workspace, dataset: str, cfg: PretrainConfig, *, out: str | Pat
     arrays, broken = ImageCache(ws.cache_dir, cfg.img_size).get_decodable(
         [it.path for it in its], [it.sha256 for it in its], workers=cfg.workers,
         progress=(lambda d, t: progress("decode", d, t)) if progress else None)
-    skipped = [{"path": its[i].path, "reason": reason} for i, reason in broken.items()]
-    for b in skipped:
-        log.warning("skipped %s: %s", b["path"], b["reason"])
-    its = [it for i, it in enumerate(its) if i not in broken]
+    its, skipped = keep_decodable(its, broken)
     if len(its) < 2:
         raise DataError(f"Dataset {dataset!r} has {len(its)} images that decode; self-supervised pretraining "
-                        "needs many. " + broken_message([b["path"] for b in skipped], [b["reason"] for b in skipped]))
+                        "needs many. " + broken_message(skipped))
     images = torch.from_numpy(arrays)
     torch.manual_seed(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)

@@ -81,20 +81,12 @@ def linear_head(model: Classifier, train: SplitData, val: SplitData, cfg: TrainC
     return choice
 
 
-def skipped_files(data: dict[str, SplitData]) -> list[dict]:
-    """{"path", "reason", "split"} of every file left out because it no longer decodes, each logged as a warning."""
-    out = [b for d in data.values() for b in d.skipped]
-    for b in out:
-        log.warning("skipped %s: %s", b["path"], b["reason"])
-    return out
-
-
 def _check_trainable(dataset: str, schema, data: dict[str, SplitData]) -> None:
     """A DataError saying what to label, before a library fails on data it cannot learn from."""
     train = data["train"]
     if len(train) == 0 and train.skipped:
         raise DataError(f"Dataset {dataset!r}: every labeled training image no longer decodes. "
-                        + broken_message([b["path"] for b in train.skipped], [b["reason"] for b in train.skipped]))
+                        + broken_message(train.skipped))
     if len(train) == 0:
         held = [f"{len(d)} in {sp}" for sp, d in data.items() if sp != "train" and len(d)]
         raise DataError(f"Dataset {dataset!r} has no labeled training images"
@@ -130,7 +122,7 @@ def train(ws: Workspace, dataset: str, cfg: TrainConfig, *, out: str | Path | No
 
     schema, data = load_splits(ws, dataset, cfg.img_size, workers=cfg.workers, progress=_stage(progress, "decode"),
                                skip_broken=True)
-    skipped = skipped_files(data)
+    skipped = [b for d in data.values() for b in d.skipped]  # each logged by load_splits
     _check_trainable(dataset, schema, data)
     _ensure_val(data, cfg.seed)
     model = create_model(cfg.model, pretrained=cfg.pretrained, num_classes=schema.num_classes, weights=cfg.weights)
