@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image as PILImage
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 
 from pixclass.server import ServerSettings
 from pixclass.store.tables import Annotation, Image, Prediction
@@ -123,8 +123,11 @@ def test_accept_suggestions_above_threshold_never_overwrites(srv, trained):
     # a fresh unlabeled copy of a real photo, so that there is something to accept
     buf = io.BytesIO()
     PILImage.open(hat_path).transpose(PILImage.FLIP_LEFT_RIGHT).save(buf, "JPEG")
-    new_id = c.post("/api/datasets/cloth/upload", files={"files": ("flip.jpg", buf.getvalue(), "image/jpeg")}
-                    ).json()["added"][0]
+    up = c.post("/api/datasets/cloth/upload", files={"files": ("flip.jpg", buf.getvalue(), "image/jpeg")}).json()
+    new_id = up["added"][0]
+    # a dataset with a model: the upload's own job stores suggestions for the new image only
+    assert wait_job(c, up["prelabel_job"])["result"]["predicted"] == 1
+    assert c.get(f"/api/images/{new_id}").json()["prediction"]["run_id"] == trained["result"]["run_id"]
     job = c.post("/api/datasets/cloth/prelabel", json={}).json()
     assert wait_job(c, job["id"])["result"]["predicted"] == 121
     dry = c.post("/api/datasets/cloth/accept-suggestions", json={"threshold": 0.0, "dry_run": True}).json()
@@ -293,7 +296,8 @@ def test_admin_pins_the_run_that_serves(srv, trained):
     assert answering() == {"pinned": None, "suggestions": {newer}, "predict": newer, "setup": f"pixclass-run-{newer}",
                            "runs": [newer], "export": {f"pixclass-run-{newer}"}}
     r = admin.put("/api/datasets/cloth/serving-run", json={"run_id": first}).json()
-    assert r == {"dataset": "cloth", "pinned_run": first, "serving_run": first, "prelabel_job": None}
+    assert r == {"dataset": "cloth", "pinned_run": first, "serving_run": first, "prelabel_job": None,
+                 "missing_suggestions": 0}
     assert answering() == {"pinned": first, "suggestions": {first}, "predict": first, "setup": f"pixclass-run-{first}",
                            "runs": [first], "export": {f"pixclass-run-{first}"}}
     # training goes on while pinned: the pinned run still serves
@@ -301,11 +305,14 @@ def test_admin_pins_the_run_that_serves(srv, trained):
     newest = wait_job(ann, job["id"])["result"]["run_id"]
     assert answering()["suggestions"] == {first} and ann.get("/api/datasets/cloth").json()["latest_run"] == newest
 
-    with srv.ws.session() as s:  # a run whose suggestions were never stored gets them when pinned
-        s.execute(delete(Prediction).where(Prediction.run_id == newer))
+    with srv.ws.session() as s:  # images a run has no suggestion for (uploaded since, say) get one when pinned
+        gone = list(s.scalars(select(Prediction.image_id).where(Prediction.run_id == newer).limit(3)))
+        s.execute(delete(Prediction).where(Prediction.run_id == newer, Prediction.image_id.in_(gone)))
     r = admin.put("/api/datasets/cloth/serving-run", json={"run_id": newer}).json()
-    assert r["serving_run"] == newer and r["prelabel_job"]
-    assert wait_job(admin, r["prelabel_job"])["result"]["predicted"] == 121
+    assert r["serving_run"] == newer and r["prelabel_job"] and r["missing_suggestions"] == 3
+    assert wait_job(admin, r["prelabel_job"])["result"]["predicted"] == 3
+    with srv.ws.session() as s:
+        assert s.scalar(select(func.count(Prediction.id)).where(Prediction.run_id == newer)) == 121
     assert answering()["suggestions"] == {newer}
     r = admin.put("/api/datasets/cloth/serving-run", json={"run_id": None}).json()
     assert r["pinned_run"] is None and r["serving_run"] == newest

@@ -123,13 +123,22 @@ def import_job(body: ImportBody, request: Request, user: Principal = Depends(req
 @router.post("/datasets/{name}/upload")
 async def upload(name: str, request: Request, user: Principal = Depends(require("annotator"))) -> dict:
     """Add images (multipart field `files`, repeated). Limits: PIXCLASS_MAX_UPLOAD_MB per file and
-    PIXCLASS_MAX_UPLOAD_FILES per request."""
+    PIXCLASS_MAX_UPLOAD_FILES per request. When a run serves the dataset, a pre-labeling job (``prelabel_job``)
+    stores its suggestions for the new images."""
     from starlette.concurrency import run_in_threadpool
 
-    settings = request.app.state.settings
+    settings, ws = request.app.state.settings, ws_of(request)
     files = await read_uploads(request, settings)
-    res = await run_in_threadpool(tasks.store_uploads, ws_of(request), name, files)
-    return res.to_dict()
+    res = await run_in_threadpool(tasks.store_uploads, ws, name, files)
+    out = {**res.to_dict(), "prelabel_job": None}
+    with ws.session() as s:
+        serving = records.serving_run(s, records.get_dataset(s, name))
+    if serving is not None and res.added:
+        cache, added = request.app.state.models, res.added
+        out["prelabel_job"] = request.app.state.jobs.submit(
+            "predict", user.name, {"dataset": name, "images": len(added)},
+            lambda progress: tasks.prelabel(ws, cache, name, image_ids=added, progress=progress)).id
+    return out
 
 
 async def read_uploads(request: Request, settings, field: str | None = None) -> list[tuple[str, bytes]]:

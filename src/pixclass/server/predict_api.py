@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field, ValidationError
-from sqlalchemy import select
+from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 
 from pixclass.errors import DataError
@@ -176,8 +176,9 @@ class ServingBody(BaseModel):
 def set_serving_run(name: str, body: ServingBody, request: Request,
                     user: Principal = Depends(require("admin"))) -> dict:
     """Choose the run behind the dataset's suggestions, /api/predict, the Label Studio backend and the label queue.
-    A pinned run keeps serving while newer runs are trained; unpin to follow the newest again. A run without
-    stored suggestions gets them from a pre-labeling job (its id in ``prelabel_job``)."""
+    A pinned run keeps serving while newer runs are trained; unpin to follow the newest again. Images the run has
+    no stored suggestion for (``missing_suggestions``, e.g. uploaded since it was trained) get them from a
+    pre-labeling job (its id in ``prelabel_job``)."""
     ws = request.app.state.ws
     with ws.session() as s:
         ds = records.get_dataset(s, name)
@@ -189,13 +190,15 @@ def set_serving_run(name: str, body: ServingBody, request: Request,
         records.set_setting(s, ds, "serving_run", None if body.run_id is None else {"run_id": body.run_id})
         serving = records.serving_run(s, ds)
         serving_id = serving.id if serving else None
-        has_suggestions = serving_id is not None and s.scalar(
-            select(Prediction.id).join(Image, Image.id == Prediction.image_id)
-            .where(Prediction.run_id == serving_id, Image.dataset_id == ds.id).limit(1)) is not None
-    out = {"dataset": name, "pinned_run": body.run_id, "serving_run": serving_id, "prelabel_job": None}
-    if serving_id is not None and not has_suggestions:
+        missing = 0 if serving_id is None else s.scalar(
+            select(func.count(Image.id)).where(Image.dataset_id == ds.id, Image.id.not_in(
+                select(Prediction.image_id).where(Prediction.run_id == serving_id))))
+    out = {"dataset": name, "pinned_run": body.run_id, "serving_run": serving_id, "prelabel_job": None,
+           "missing_suggestions": missing}
+    if missing:
         cache = request.app.state.models
         out["prelabel_job"] = request.app.state.jobs.submit(
-            "predict", user.name, {"dataset": name, "run_id": serving_id},
-            lambda progress: tasks.prelabel(ws, cache, name, run_id=serving_id, progress=progress)).id
+            "predict", user.name, {"dataset": name, "run_id": serving_id, "only_missing": True},
+            lambda progress: tasks.prelabel(ws, cache, name, run_id=serving_id, only_missing=True,
+                                            progress=progress)).id
     return out

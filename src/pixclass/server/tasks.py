@@ -27,8 +27,10 @@ BATCH = 64
 
 
 def prelabel(ws: Workspace, cache: ModelCache, dataset: str, *, run_id: int | None = None,
+             image_ids: list[int] | None = None, only_missing: bool = False,
              progress: Progress | None = None) -> dict:
-    """Predict every image of ``dataset`` with a run (default: the dataset's serving run) and store Prediction rows.
+    """Predict the images of ``dataset`` with a run (default: the dataset's serving run) and store Prediction rows:
+    all of them, those in ``image_ids``, or (``only_missing``) those the run has no suggestion for yet.
 
     Predictions are suggestions only: they never touch human or imported annotations.
     """
@@ -37,8 +39,12 @@ def prelabel(ws: Workspace, cache: ModelCache, dataset: str, *, run_id: int | No
         raise DataError("Pre-labels are stored per run; choose a run, not an artifact directory.")
     with ws.session() as s:
         ds = records.get_dataset(s, dataset)
-        rows = s.execute(select(Image.id, Image.path, Image.sha256).where(Image.dataset_id == ds.id)
-                         .order_by(Image.id)).all()
+        q = select(Image.id, Image.path, Image.sha256).where(Image.dataset_id == ds.id).order_by(Image.id)
+        if image_ids is not None:
+            q = q.where(Image.id.in_(image_ids))
+        if only_missing:
+            q = q.where(Image.id.not_in(select(Prediction.image_id).where(Prediction.run_id == handle.run_id)))
+        rows = s.execute(q).all()
     k = len(handle.classes)
     icache = ImageCache(ws.cache_dir, handle.img_size)
     stored, failed = 0, []

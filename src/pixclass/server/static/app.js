@@ -132,7 +132,7 @@ $("#serving-run").addEventListener("change", (ev) => guard("#grid-msg", async ()
   S.ds = await api(`/api/datasets/${encodeURIComponent(S.ds.name)}`);
   flash("#grid-msg", res.pinned_run ? `Run ${res.pinned_run} serves until you choose "newest" again.` :
         `The newest run serves${res.serving_run ? ` (run ${res.serving_run})` : ""}.`);
-  if (res.prelabel_job) { flash("#grid-msg", `Storing run ${res.serving_run}'s suggestions (job ${res.prelabel_job}).`); S.watch = res.prelabel_job; pollJobs(); }
+  if (res.prelabel_job) { flash("#grid-msg", `Storing run ${res.serving_run}'s suggestions for ${res.missing_suggestions} images that have none from it (job ${res.prelabel_job}).`); S.watch = res.prelabel_job; pollJobs(); }
   else await loadGrid();
 }));
 
@@ -433,9 +433,10 @@ $("#upload-form").addEventListener("submit", (ev) => { ev.preventDefault(); guar
   const res = await api(`/api/datasets/${encodeURIComponent(S.ds.name)}/upload`, { method: "POST", form });
   const bad = res.rejected.map((r) => r.reason).join("; ");
   flash("#admin-msg", `Uploaded ${res.added.length} images to ${res.dataset}; ${res.duplicates} duplicates skipped` +
-        (bad ? `; rejected ${res.rejected.length}: ${bad}` : "."), res.rejected.length > 0);
+        (bad ? `; rejected ${res.rejected.length}: ${bad}` : ".") + (res.prelabel_job ? ` Storing the model's suggestions for them (job ${res.prelabel_job}).` : ""), res.rejected.length > 0);
   $("#upload-files").value = "";
   await loadDatasets(S.ds.name);
+  if (res.prelabel_job) { S.watch = res.prelabel_job; pollJobs(); }
 }); });
 
 // ------------------------------------------------------------------ jobs
