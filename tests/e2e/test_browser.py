@@ -531,9 +531,15 @@ def test_reviewer_rejects_accepts_and_clears_in_the_image_view(server, page, tmp
     old = pg.locator("#history li", has_text="replaced by its author")
     assert "pants" in old.inner_text() and old.locator("button").count() == 0
     assert pg.locator("#history li", has_text="t-shirt").locator("button").all_inner_texts() == ["accept", "reject"]
+    assert "relabeled after review" in pg.inner_text("#current")
+    pg.keyboard.press("a")  # a reviewer's key: accept the image's label
+    pg.wait_for_selector("#history li:has-text('t-shirt'):has-text('accepted by root')")
+    assert "relabeled after review" not in pg.inner_text("#current")
     ctx.close()
     with ws.session() as s:
         assert records.current_labels(s, [first.image_id]) == {first.image_id: ["t-shirt"]}  # ann's newest vote
+        anns = s.scalars(select(Annotation).where(Annotation.image_id == first.image_id))
+        assert [a.review for a in anns if a.labels == ["t-shirt"]] == ["accepted"]
 
 
 def test_held_key_and_double_tap_label_only_images_on_screen(server, page, tmp_path, photos4):

@@ -258,6 +258,17 @@ def test_agreement_conflicts_and_review(srv):
     assert view.get(f"/api/images/{d}").json()["annotators"] == []
     with srv.ws.session() as s:
         assert records.current_labels(s, [c, d]) == {c: ["t-shirt"], d: ["hat"]}
+    # the reviewer's filters: what has no verdict yet, what was accepted, rejected, or relabeled after a verdict
+    detail = view.get(f"/api/images/{c}").json()
+    assert detail["changed"] is True and detail["review"] is None  # ann replaced the label root had accepted
+    ann_a = view.get(f"/api/images/{a}").json()
+    srv.client("root").post(f"/api/annotations/{ann_a['annotation_id']}/review", json={"status": "accepted"})
+    assert view.get(f"/api/images/{a}").json()["review"] == "accepted"
+    assert ids(srv, review="accepted") == [a] and ids(srv, review="changed") == [c]
+    assert set(ids(srv, review="rejected")) == {b, d, lone}
+    pending = ids(srv, review="pending")
+    assert {b, c, d} <= set(pending) and a not in pending and lone not in pending
+    assert len(pending) == len(ids(srv, labeled="true")) - 1
 
 
 def test_undo_only_own_annotations(srv):

@@ -38,6 +38,10 @@ class Filters(BaseModel):
     excluded: str = Field("all", pattern="^(all|only|hide)$", description="Curation flag: all, only or hide.")
     split: str | None = Field(None, description="train, val or test.")
     conflicts: bool = Field(False, description="Only images where annotators disagree.")
+    review: str | None = Field(None, pattern="^(pending|accepted|rejected|changed|)$",
+                               description="Reviewer's work: labeled images whose label has no verdict (pending), "
+                                           "whose label was accepted, with a rejected vote, or whose author "
+                                           "relabeled after a verdict (changed).")
     sort: str = Field("id", pattern="^(id|confidence|-confidence|queue:[a-z_]+)$",
                       description="id, suggestion confidence ascending (least sure first) or descending, or "
                                   "queue:STRATEGY (active learning: unlabeled images to label next, most useful "
@@ -55,6 +59,10 @@ class Row:
     by_author: dict[str, list[str]] = field(default_factory=dict)  # newest human annotation per user, unless rejected
     prediction: dict | None = None  # {"label", "score", "run_id"}
     resolved: bool = False  # its label is an accepted annotation and no one disagreed since
+    annotation_id: int | None = None  # its current annotation (records.current_annotation)
+    review: str | None = None  # the verdict on it
+    rejected: bool = False  # a reviewer rejected someone's newest vote
+    changed: bool = False  # an author replaced a reviewed annotation with a different, unreviewed one
 
     @property
     def agreement(self) -> float | None:
@@ -73,7 +81,8 @@ class Row:
     def to_dict(self) -> dict:
         return {"id": self.id, "split": self.split, "excluded": self.excluded, "labels": self.labels,
                 "source": self.source, "accepted": self.accepted, "annotators": sorted(self.by_author),
-                "prediction": self.prediction, "agreement": self.agreement, "conflict": self.conflict}
+                "prediction": self.prediction, "agreement": self.agreement, "conflict": self.conflict,
+                "annotation_id": self.annotation_id, "review": self.review, "changed": self.changed}
 
 
 def prediction_run(s: Session, ds: Dataset) -> int | None:
@@ -99,7 +108,13 @@ def table(s: Session, ds: Dataset, image_ids: list[int] | None = None) -> dict[i
         cur = records.current_annotation(anns)
         if cur is not None:
             r.labels, r.source, r.accepted = list(cur.labels), cur.source, cur.from_run is not None
-        votes = [a for a in records.newest_per_author(anns) if a.source == "human" and a.review != "rejected"]
+            r.annotation_id, r.review = cur.id, cur.review
+        newest = records.newest_per_author(anns)
+        r.rejected = any(a.review == "rejected" for a in newest)
+        reviewed = {(a.source, a.author): a for a in sorted(anns, key=lambda a: a.id) if a.review}
+        r.changed = any(a.review is None and (k := (a.source, a.author)) in reviewed and reviewed[k].id < a.id
+                        and sorted(reviewed[k].labels) != sorted(a.labels) for a in newest)
+        votes = [a for a in newest if a.source == "human" and a.review != "rejected"]
         r.by_author = {a.author: list(a.labels) for a in votes}
         # a reviewer's accept settles the disagreement there was; a different vote cast after it is a new conflict
         if cur is not None and cur.review == "accepted":
@@ -140,6 +155,10 @@ def apply(rows: dict[int, Row], f: Filters) -> list[Row]:
         if f.split and r.split != f.split:
             continue
         if f.conflicts and not r.conflict:
+            continue
+        if f.review and not (r.labels and r.review is None if f.review == "pending" else
+                             r.review == "accepted" if f.review == "accepted" else
+                             r.rejected if f.review == "rejected" else r.changed):
             continue
         out.append(r)
     if f.sort != "id":

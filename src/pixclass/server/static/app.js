@@ -142,7 +142,7 @@ function filters() {
   return { unlabeled: status === "unlabeled", labeled: status === "labeled", origin: ["accepted", "manual"].includes(status) ? status : "",
            label: $("#f-label").value, annotator: $("#f-annotator").value.trim(),
            predicted: $("#f-predicted").value, min_conf: $("#f-min").value, max_conf: $("#f-max").value,
-           excluded: $("#f-excluded").value, conflicts: $("#f-conflicts").checked, sort: $("#f-sort").value };
+           excluded: $("#f-excluded").value, conflicts: $("#f-conflicts").checked, review: $("#f-review").value, sort: $("#f-sort").value };
 }
 async function loadGrid() {
   if (!S.ds) return;
@@ -251,7 +251,9 @@ function renderImage() {
   const im = S.image;
   $("#current").replaceChildren(el("div", {}, el("strong", {}, "Label: "), el("span", { id: "current-labels" }, im.labels.join(", ") || "none"),
     im.agreement !== null ? el("span", { class: "muted" }, ` · agreement ${pct(im.agreement)}`) : "",
-    im.conflict ? el("span", { class: "bad" }, " · conflict") : ""));
+    im.conflict ? el("span", { class: "bad" }, " · conflict") : "", im.review ? el("span", { class: "muted" }, ` · ${im.review}`) : "",
+    im.changed ? el("span", { class: "bad", title: "an author replaced a reviewed label with a different one" }, " · relabeled after review") : "",
+    S.me.role === "admin" && im.annotation_id ? el("span", { class: "muted" }, " (a: accept, x: reject)") : ""));
   $("#suggestion").replaceChildren(...(im.top.length ? [el("div", {}, el("strong", {}, "Suggestion: "),
     el("span", { id: "suggested" }, im.top[0].label), ` ${pct(im.top[0].score)} (space to accept)`),
     el("div", { class: "muted" }, im.top.slice(1, 4).map((t) => `${t.label} ${pct(t.score)}`).join(" · "))] : []));
@@ -321,10 +323,11 @@ async function undo() {
     refreshCounts();
   });
 }
-async function review(id, status) {
+async function review(id, status, next = false) {  // next: on to the following image, as labeling does
   await guard("#image-msg", async () => {
     await api(`/api/annotations/${id}/review`, { method: "POST", body: { status } });
-    await openImage(S.pos); refreshCounts();
+    await openImage(next && S.pos + 1 < S.ids.length ? S.pos + 1 : S.pos); refreshCounts();
+    if (next) flash("#image-msg", `Label ${status}.`);
   });
 }
 function backToGrid() {  // or to the Review tab, when the image was opened from its conflicts
@@ -357,6 +360,9 @@ document.addEventListener("keydown", (ev) => {
     else flash("#image-msg", "No suggestion for this image; train a model first.", true);
   } else if (ev.key === "Enter") { ev.preventDefault(); save([...S.checked]); }
   else if (ev.key === "z" || ev.key === "Backspace") { ev.preventDefault(); undo(); }
+  else if ((ev.key === "a" || ev.key === "x") && S.me.role === "admin" && S.image && S.image.annotation_id) {  // review the label
+    ev.preventDefault(); review(S.image.annotation_id, ev.key === "a" ? "accepted" : "rejected", true);
+  }
   else if (ev.key === "Escape") backToGrid();
   else if (ev.key === "/" && searchable()) { ev.preventDefault(); $("#taxonomy-search").focus(); }
 });
