@@ -293,7 +293,7 @@ def test_taxonomy_picker_searches_hundreds_of_classes(server, page):
     page.goto(base)
     page.wait_for_selector("#grid .card")
     page.select_option("#dataset", "taxo")
-    page.wait_for_selector("#count:has-text('1 images')")
+    page.wait_for_selector("#count:has-text('1 image')")
     page.locator("#grid .card img").first.click()
     page.wait_for_selector("#taxonomy-search")
     assert page.locator("#picker label").count() == 50  # the first 50 of 300 are listed until you type
@@ -417,7 +417,7 @@ def test_admin_imports_uploads_and_adds_a_user(server, page, tmp_path, photos4):
 
     pg.set_input_files("#upload-files", [str(upload), str(not_image)])
     pg.click("#upload-btn")
-    pg.wait_for_selector("#admin-msg:has-text('Uploaded 1 images to fresh')")
+    pg.wait_for_selector("#admin-msg:has-text('Uploaded 1 image to fresh')")
     assert "notes.jpg" in pg.inner_text("#admin-msg")
     pg.screenshot(path=str(ARTIFACTS / "admin.png"), full_page=True)
     ctx.close()
@@ -462,7 +462,7 @@ def test_auto_retrain_every_n_labels_while_labeling(server, page, tmp_path, phot
     assert "retraining (job" in pg.inner_text("#image-msg")
     pg.wait_for_selector("#image-msg:has-text('suggestions refreshed')", timeout=240_000)
     assert pg.is_visible("#image-view") and "4 / 5" in pg.inner_text("#pos")  # still labeling the same image
-    assert f"1 images left out, their files can no longer be read: {gone}" in pg.inner_text("#image-msg")
+    assert f"1 image left out, their files can no longer be read: {gone}" in pg.inner_text("#image-msg")
     suggested = pg.inner_text("#suggested")
     pg.keyboard.press("ArrowRight")  # the file that broke after import: the view says why it shows nothing
     pg.wait_for_selector("#pos:has-text('5 / 5')")

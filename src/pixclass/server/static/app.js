@@ -28,6 +28,7 @@ function show(view) {
   document.querySelectorAll(".tab").forEach((b) => b.classList.toggle("active", b.dataset.tab === view));
   $("#topbar").hidden = view === "login";
 }
+const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
 function flash(sel, text, bad = false) {
   const m = $(sel); m.textContent = text; m.className = bad ? "msg bad" : "msg";
 }
@@ -130,9 +131,10 @@ $("#serving-run").addEventListener("change", (ev) => guard("#grid-msg", async ()
   const res = await api(`/api/datasets/${encodeURIComponent(S.ds.name)}/serving-run`, { method: "PUT",
     body: { run_id: v === "" ? null : Number(v) } });
   S.ds = await api(`/api/datasets/${encodeURIComponent(S.ds.name)}`);
-  flash("#grid-msg", res.pinned_run ? `Run ${res.pinned_run} serves until you choose "newest" again.` :
-        `The newest run serves${res.serving_run ? ` (run ${res.serving_run})` : ""}.`);
-  if (res.prelabel_job) { flash("#grid-msg", `Storing run ${res.serving_run}'s suggestions for ${res.missing_suggestions} images that have none from it (job ${res.prelabel_job}).`); S.watch = res.prelabel_job; pollJobs(); }
+  flash("#grid-msg", (res.pinned_run ? `Run ${res.pinned_run} serves until you choose "newest" again.` :
+        `The newest run serves${res.serving_run ? ` (run ${res.serving_run})` : ""}.`) +
+        (res.prelabel_job ? ` Storing its suggestions for ${plural(res.missing_suggestions, "image")} that have none from it (job ${res.prelabel_job}).` : ""));
+  if (res.prelabel_job) { S.watch = res.prelabel_job; pollJobs(); }
   else await loadGrid();
 }));
 
@@ -151,7 +153,7 @@ async function loadGrid() {
     const res = await api(`/api/datasets/${encodeURIComponent(S.ds.name)}/images?${q}`);
     S.ids = res.ids; S.items = res.items;
     const asked = $("#f-sort").value.split(":")[1];
-    $("#count").textContent = `${res.total} images` + (res.queue_strategy && res.queue_strategy !== asked
+    $("#count").textContent = `${plural(res.total, "image")}` + (res.queue_strategy && res.queue_strategy !== asked
       ? ` · ordered by ${res.queue_strategy} diversity: ${asked} needs a trained model` : "");
     $("#page-info").textContent = res.total ? `${S.offset + 1}-${Math.min(S.offset + PAGE, res.total)} of ${res.total}` : "";
     renderGrid();
@@ -190,7 +192,7 @@ $("#bulk-btn").addEventListener("click", () => guard("#grid-msg", async () => {
     image_ids: [...S.selected], labels: [$("#bulk-class").value], mode: S.ds.multi ? $("#bulk-mode").value : "set",
     time_spent: (performance.now() - t0) / 1000 } });
   S.selected.clear(); await loadGrid();
-  offerUndo(res.annotation_ids, `Tagged ${res.annotated} images.` + (res.retrain_job
+  offerUndo(res.annotation_ids, `Tagged ${plural(res.annotated, "image")}.` + (res.retrain_job
     ? ` Enough new labels: retraining (job ${res.retrain_job}); if you undo, train again or pin an earlier run.` : ""));
   if (res.retrain_job) { S.watch = res.retrain_job; pollJobs(); }
 }));
@@ -200,7 +202,7 @@ function offerUndo(ids, text) {  // a bulk edit's message with a button that tak
   $("#grid-msg").append(" ", el("button", { id: "undo-bulk", onclick: () => guard("#grid-msg", async () => {
     const res = await api("/api/annotations/undo", { method: "POST", body: { ids } });
     await loadGrid();
-    flash("#grid-msg", `Undone: ${res.deleted} labels taken back.`);
+    flash("#grid-msg", `Undone: ${plural(res.deleted, "label")} taken back.`);
   }) }, "Undo"));
 }
 $("#accept-btn").addEventListener("click", () => guard("#grid-msg", async () => {
@@ -371,7 +373,7 @@ document.addEventListener("keydown", (ev) => {
 async function loadReview() {
   const name = encodeURIComponent(S.ds.name);
   const ag = await api(`/api/datasets/${name}/agreement`);
-  $("#agreement").replaceChildren(el("p", {}, `${ag.images_multi} images labeled by two or more people; ${ag.conflicts} conflicts; mean agreement ${pct(ag.mean_image_agreement) || "—"}.`),
+  $("#agreement").replaceChildren(el("p", {}, `${plural(ag.images_multi, "image")} labeled by two or more people; ${plural(ag.conflicts, "conflict")}; mean agreement ${pct(ag.mean_image_agreement) || "—"}.`),
     el("table", {}, el("tr", {}, el("th", {}, "annotator A"), el("th", {}, "annotator B"), el("th", {}, "images"), el("th", {}, "agreement"), el("th", {}, "kappa")),
       ag.pairs.map((p) => el("tr", {}, el("td", {}, p.a), el("td", {}, p.b), el("td", {}, p.images), el("td", {}, pct(p.agreement)), el("td", {}, p.kappa ?? "—")))));
   const cs = await api(`/api/datasets/${name}/conflicts`);
@@ -393,7 +395,7 @@ async function classOp(path, body, what) {
     const res = await api(`/api/datasets/${encodeURIComponent(S.ds.name)}/classes${path}`, { method: "POST", body });
     await selectDataset(S.ds.name);
     renderClasses();
-    flash("#classes-msg", `${what(res)}${res.relabeled !== undefined ? `; ${res.relabeled} labels rewritten` : ""}.`);
+    flash("#classes-msg", `${what(res)}${res.relabeled !== undefined ? `; ${plural(res.relabeled, "label")} rewritten` : ""}.`);
   });
 }
 $("#add-classes").addEventListener("click", () => classOp("", { names: $("#new-classes").value.split("\n") },
@@ -438,7 +440,7 @@ $("#upload-form").addEventListener("submit", (ev) => { ev.preventDefault(); guar
   files.forEach((f) => form.append("files", f, f.name));
   const res = await api(`/api/datasets/${encodeURIComponent(S.ds.name)}/upload`, { method: "POST", form });
   const bad = res.rejected.map((r) => r.reason).join("; ");
-  flash("#admin-msg", `Uploaded ${res.added.length} images to ${res.dataset}; ${res.duplicates} duplicates skipped` +
+  flash("#admin-msg", `Uploaded ${plural(res.added.length, "image")} to ${res.dataset}; ${plural(res.duplicates, "duplicate")} skipped` +
         (bad ? `; rejected ${res.rejected.length}: ${bad}` : ".") + (res.prelabel_job ? ` Storing the model's suggestions for them (job ${res.prelabel_job}).` : ""), res.rejected.length > 0);
   $("#upload-files").value = "";
   await loadDatasets(S.ds.name);
@@ -468,7 +470,7 @@ async function pollJobs() {
   if (job && job.kind === "import") {
     const r = job.result;
     await loadDatasets(r.dataset);
-    flash("#admin-msg", `Imported ${r.imported} images into ${r.dataset} (${r.task}); ${r.skipped_existing} already known; ` +
+    flash("#admin-msg", `Imported ${plural(r.imported, "image")} into ${r.dataset} (${r.task}); ${r.skipped_existing} already known; ` +
           `${r.broken.length} unreadable${r.broken.length ? `: ${r.broken.map((b) => `${b.path} (${b.reason})`).join(", ")}` : ""}.`, r.broken.length > 0);
     return;
   }
@@ -488,7 +490,7 @@ function unreadable(result) {  // files that broke after import: training and pr
   const files = [...(result?.metrics?.skipped || []), ...(result?.prelabel?.broken || result?.broken || [])];
   const paths = [...new Set(files.map((f) => f.path))];
   if (!paths.length) return "";
-  return ` ${paths.length} images left out, their files can no longer be read: ${paths.slice(0, 5).join(", ")}${paths.length > 5 ? ", ..." : ""}.`;
+  return ` ${plural(paths.length, "image")} left out, their files can no longer be read: ${paths.slice(0, 5).join(", ")}${paths.length > 5 ? ", ..." : ""}.`;
 }
 
 start();
