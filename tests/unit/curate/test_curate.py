@@ -45,7 +45,7 @@ def _find(res, kind: str) -> list[dict]:
 
 
 def test_duplicates_found_with_their_pair(planted):
-    res, root, hats = planted["res"], planted["root"], planted["hats"]
+    res, hats = planted["res"], planted["hats"]
     exact = _find(res, "exact_duplicate")
     pairs = {frozenset((Path(f["path"]).name, Path(f["other_path"]).name)) for f in exact}
     assert frozenset(("zz_exact.jpg", hats[1].name)) in pairs
