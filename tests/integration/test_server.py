@@ -389,3 +389,40 @@ def test_labelstudio_export_follows_review_and_reimports_the_same_labels(tmp_pat
         paths = {i: s.get(Image, i).path for i in (a, b, c)}
     assert after == before  # the same label for every image, c unlabeled in both
     assert (after[paths[a]], after[paths[b]], after[paths[c]]) == (("hat",), ("hat",), ())
+
+
+def _other_process(ws_root: Path, code: str) -> None:
+    """Run ``code`` with ``ws`` open and ``records``/``tables`` imported, in a separate Python process."""
+    import subprocess
+    import sys
+
+    prelude = ("from pixclass.store import Workspace, records\nfrom pixclass.store.tables import Annotation, Image\n"
+               f"ws = Workspace.open({str(ws_root)!r})\n")
+    subprocess.run([sys.executable, "-c", prelude + code], check=True, timeout=120)
+
+
+def test_grid_rows_are_reused_until_anything_writes(srv, tmp_path):
+    """The grid's rows are computed once and reused while nothing changes; any write shows at once: this server's
+    own (labels, verdicts, curation flags) and another process's (a CLI fixing curation findings, an import)."""
+    tables = srv.app.state.tables
+    with srv.ws.session() as s:
+        ds = records.get_dataset(s, "cloth")
+        first = tables.get(s, ds)
+        assert tables.get(s, ds) is first  # nothing written: the same rows
+    before = srv.ws.revision
+    with srv.ws.session() as s:
+        records.items(s, records.get_dataset(s, "cloth"))
+    assert srv.ws.revision == before  # reading is not writing
+    hats = ids(srv, label="hat")
+    srv.client("ann").post(f"/api/images/{hats[0]}/annotations", json={"labels": ["pants"]})
+    assert srv.ws.revision > before and hats[0] in ids(srv, label="pants")
+    srv.client("root").post("/api/images/curation", json={"image_ids": hats[1:3], "excluded": True})
+    assert ids(srv, excluded="only") == hats[1:3]
+    _other_process(srv.ws.root, f"with ws.session() as s:\n    s.get(Image, {hats[3]}).excluded = True\n")
+    assert ids(srv, excluded="only") == hats[1:4]
+    _other_process(srv.ws.root, "with ws.session() as s:\n"
+                                f"    s.add(Annotation(image_id={hats[4]}, labels=['shoes'], source='human', author='cli'))\n")
+    assert ids(srv, label="shoes", annotator="cli") == [hats[4]]
+    ann = srv.client("view").get(f"/api/images/{hats[4]}").json()["annotation_id"]
+    srv.client("root").post(f"/api/annotations/{ann}/review", json={"status": "rejected"})
+    assert hats[4] in ids(srv, label="hat") and ids(srv, review="rejected") == [hats[4]]

@@ -48,7 +48,7 @@ def create_app(workspace: str | Path | Workspace | None = None, *, db_url: str |
     """The server for one workspace. Reads LABEL_STUDIO_* and PIXCLASS_* settings from the environment
     unless ``settings`` is given."""
     from pixclass.server import (active, auth, classes, exports, jobs, labeling, mlbackend, models, predict_api,
-                                 review)
+                                 review, views)
 
     ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace, url=db_url)
 
@@ -65,6 +65,7 @@ def create_app(workspace: str | Path | Workspace | None = None, *, db_url: str |
     app.state.settings = settings or ServerSettings.from_env()
     app.state.jobs = jobs.JobManager()
     app.state.models = models.ModelCache(ws)
+    app.state.tables = views.TableCache(ws)
     app.state.auth_cache = auth.BasicCache()
 
     @app.exception_handler(PixclassError)  # DataError, ConfigError and the rest: the caller's input, 400

@@ -77,7 +77,7 @@ def list_datasets(request: Request, _: Principal = Depends(require("viewer"))) -
     with ws_of(request).session() as s:
         out = []
         for ds in s.scalars(select(Dataset).order_by(Dataset.id)):
-            rows = views.table(s, ds)
+            rows = request.app.state.tables.get(s, ds)
             out.append({**dataset_info(s, ds), "images": len(rows),
                         "labeled": sum(1 for r in rows.values() if r.labels)})
         return out
@@ -176,7 +176,7 @@ def list_images(name: str, request: Request, f: Annotated[Filters, Query()],
         queue_ids, ordered_by = queue.image_ids, queue.strategy  # kcenter when no model exists yet
         f = f.model_copy(update={"sort": "id", "unlabeled": True})
     with ws_of(request).session() as s:
-        rows = views.apply(views.table(s, records.get_dataset(s, name)), f)
+        rows = views.apply(request.app.state.tables.get(s, records.get_dataset(s, name)), f)
     if queue_ids is not None:
         rank = {image_id: i for i, image_id in enumerate(queue_ids)}
         rows = sorted((r for r in rows if r.id in rank), key=lambda r: rank[r.id])

@@ -43,7 +43,7 @@ def _kappa(ya: list[str], yb: list[str]) -> float | None:
 def agreement(name: str, request: Request, _: Principal = Depends(require("viewer"))) -> dict:
     """Agreement between annotators: per pair, and a summary over images labeled by two or more people."""
     with request.app.state.ws.session() as s:
-        rows = list(views.table(s, records.get_dataset(s, name)).values())
+        rows = list(request.app.state.tables.get(s, records.get_dataset(s, name)).values())
     multi = [r for r in rows if len(r.by_author) >= 2]
     per_image = [r.agreement for r in multi]
     return {"images_multi": len(multi), "conflicts": sum(r.conflict for r in multi),
@@ -56,7 +56,7 @@ def agreement(name: str, request: Request, _: Principal = Depends(require("viewe
 def conflicts(name: str, request: Request, _: Principal = Depends(require("viewer"))) -> list[dict]:
     """Images where annotators disagree, with every annotator's labels: nothing is hidden or dropped."""
     with request.app.state.ws.session() as s:
-        rows = views.table(s, records.get_dataset(s, name)).values()
+        rows = request.app.state.tables.get(s, records.get_dataset(s, name)).values()
     return [{**r.to_dict(), "by_author": r.by_author} for r in rows if r.conflict]
 
 

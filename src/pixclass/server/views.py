@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,7 +19,7 @@ from sqlalchemy.orm import Session
 from pixclass.artifact import Manifest
 from pixclass.errors import ConfigError
 from pixclass.inference.predictor import merge_classes
-from pixclass.store import records
+from pixclass.store import Workspace, records
 from pixclass.store.tables import Annotation, Dataset, Image, Prediction, Run
 from pixclass.train.active import STRATEGIES
 
@@ -105,17 +107,19 @@ def table(s: Session, ds: Dataset, image_ids: list[int] | None = None) -> dict[i
         r = rows.get(image_id)
         if r is None:
             continue
-        cur = records.current_annotation(anns)
+        newest = records.newest_per_author(anns)
+        cur = records.current_of(newest)
         if cur is not None:
             r.labels, r.source, r.accepted = list(cur.labels), cur.source, cur.from_run is not None
             r.annotation_id, r.review = cur.id, cur.review
-        newest = records.newest_per_author(anns)
         r.rejected = any(a.review == "rejected" for a in newest)
+        votes = [a for a in newest if a.source == "human" and a.review != "rejected"]
+        r.by_author = {a.author: list(a.labels) for a in votes}
+        if len(anns) == 1:  # most images: nothing replaced, at most one verdict
+            continue
         reviewed = {(a.source, a.author): a for a in sorted(anns, key=lambda a: a.id) if a.review}
         r.changed = any(a.review is None and (k := (a.source, a.author)) in reviewed and reviewed[k].id < a.id
                         and sorted(reviewed[k].labels) != sorted(a.labels) for a in newest)
-        votes = [a for a in newest if a.source == "human" and a.review != "rejected"]
-        r.by_author = {a.author: list(a.labels) for a in votes}
         # a reviewer's accept settles the disagreement there was; a different vote cast after it is a new conflict
         if cur is not None and cur.review == "accepted":
             verdict = cur.reviewed_at or cur.created_at
@@ -130,6 +134,52 @@ def table(s: Session, ds: Dataset, image_ids: list[int] | None = None) -> dict[i
                 rows[image_id].prediction = {"label": labels[0] if labels else None, "labels": labels,
                                              "score": round(score, 4), "run_id": run_id}
     return rows
+
+
+def fingerprint(s: Session, ds: Dataset) -> tuple:
+    """Counts and newest ids of the dataset's images, annotations and suggestions, and how many images are excluded:
+    what another process's import, labels, pre-labeling or curation fixes change."""
+    def agg(model, *cols):
+        q = select(*cols)
+        if model is not Image:
+            q = q.join(Image, Image.id == model.image_id)
+        return q.where(Image.dataset_id == ds.id)
+
+    return tuple(s.execute(select(
+        agg(Image, func.count(Image.id)).scalar_subquery(), agg(Image, func.max(Image.id)).scalar_subquery(),
+        agg(Image, func.count(Image.id)).where(Image.excluded.is_(True)).scalar_subquery(),
+        agg(Annotation, func.count(Annotation.id)).scalar_subquery(),
+        agg(Annotation, func.max(Annotation.id)).scalar_subquery(),
+        agg(Prediction, func.count(Prediction.id)).scalar_subquery(),
+        agg(Prediction, func.max(Prediction.id)).scalar_subquery())).one())
+
+
+class TableCache:
+    """``table`` of whole datasets, kept while nothing is written: until a session of this process that wrote ends
+    (``Workspace.revision``), or the dataset's ``fingerprint`` shows another process's writes. Rows handed out are
+    shared: read them, never change them. Paging through a grid of 50,000 images then costs one small query."""
+
+    def __init__(self, ws: Workspace, size: int = 4):
+        self.ws, self.size = ws, size
+        self._entries: OrderedDict[int, tuple[tuple, dict[int, Row]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, s: Session, ds: Dataset) -> dict[int, Row]:
+        if s.info.get("wrote") or s.new or s.dirty or s.deleted:  # this session's own writes are not committed yet
+            return table(s, ds)
+        key = (self.ws.revision, fingerprint(s, ds))  # read before the rows: a write in between only misses
+        with self._lock:
+            hit = self._entries.get(ds.id)
+            if hit is not None and hit[0] == key:
+                self._entries.move_to_end(ds.id)
+                return hit[1]
+        rows = table(s, ds)
+        with self._lock:
+            self._entries[ds.id] = (key, rows)
+            self._entries.move_to_end(ds.id)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+        return rows
 
 
 def apply(rows: dict[int, Row], f: Filters) -> list[Row]:

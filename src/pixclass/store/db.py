@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -73,6 +74,19 @@ def migrate(engine: Engine) -> int:
     return SCHEMA_VERSION
 
 
+_REVISIONS: dict[str, int] = {}  # database URL -> commits that wrote something, in this process
+_REVISIONS_LOCK = threading.Lock()
+
+
+def _note_flush(session: Session, _context) -> None:
+    session.info["wrote"] = True
+
+
+def _note_statement(state) -> None:
+    if not state.is_select:
+        state.session.info["wrote"] = True
+
+
 @dataclass
 class Workspace:
     """A workspace directory and its database. Use ``Workspace.open``; sessions come from ``session()``."""
@@ -92,7 +106,10 @@ class Workspace:
             migrate(engine)
         except OperationalError as e:
             raise ConfigError(f"Cannot open the workspace database at {url}: {e.orig}") from e
-        return cls(root=root, url=url, engine=engine, _factory=sessionmaker(engine, expire_on_commit=False))
+        factory = sessionmaker(engine, expire_on_commit=False)
+        event.listen(factory, "after_flush", _note_flush)
+        event.listen(factory, "do_orm_execute", _note_statement)
+        return cls(root=root, url=url, engine=engine, _factory=factory)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -106,6 +123,15 @@ class Workspace:
             raise
         finally:
             s.close()
+            if s.info.get("wrote"):  # after the commit: a reader that saw the old revision recomputes
+                with _REVISIONS_LOCK:
+                    _REVISIONS[self.url] = _REVISIONS.get(self.url, 0) + 1
+
+    @property
+    def revision(self) -> int:
+        """Changes with every session in this process that wrote to this database, once it has ended: lets readers
+        keep what they computed from the database until then (other processes' writes are not counted)."""
+        return _REVISIONS.get(self.url, 0)
 
     @property
     def runs_dir(self) -> Path:

@@ -84,12 +84,12 @@ def known_paths_and_hashes(s: Session, ds: Dataset) -> tuple[set[str], set[str]]
 def items(s: Session, ds: Dataset, *, split: str | None = None, labeled: bool | None = None,
           include_excluded: bool = False) -> list[Item]:
     """Images of a dataset with their current labels (see ``current_annotation``)."""
-    q = select(Image).where(Image.dataset_id == ds.id)
-    if split:
+    q = select(Image.id, Image.path, Image.sha256, Image.split).where(Image.dataset_id == ds.id)  # columns, not
+    if split:  # entities: a tenth of the time for tens of thousands of images
         q = q.where(Image.split == split)
     if not include_excluded:
         q = q.where(Image.excluded.is_(False))
-    images = list(s.scalars(q.order_by(Image.id)))
+    images = s.execute(q.order_by(Image.id)).all()
     latest = current_labels(s, [im.id for im in images], ds)
     out = []
     for im in images:
@@ -102,17 +102,27 @@ def items(s: Session, ds: Dataset, *, split: str | None = None, labeled: bool | 
 def newest_per_author(anns: Iterable[Annotation]) -> list[Annotation]:
     """Each author's newest annotation (imports count per source and author), oldest first: what someone replaced
     no longer counts. ``anns``: one image's human and imported annotations, any order."""
+    anns = list(anns)
+    if len(anns) == 1:  # most images of a large dataset: kept cheap
+        return anns
     newest: dict[tuple, Annotation] = {}
     for a in sorted(anns, key=lambda a: a.id):
         newest[(a.source, a.author)] = a
     return sorted(newest.values(), key=lambda a: a.id)
 
 
+def current_of(newest: list[Annotation]) -> Annotation | None:
+    """``current_annotation`` given the image's ``newest_per_author``."""
+    if len(newest) == 1:
+        return newest[0] if newest[0].review != "rejected" else None
+    live = [a for a in newest if a.review != "rejected"]
+    return max(live, key=lambda a: (a.review == "accepted", a.id), default=None)
+
+
 def current_annotation(anns: Iterable[Annotation]) -> Annotation | None:
     """The annotation that is an image's label: among each author's newest (``newest_per_author``) that a reviewer
     did not reject, the newest one a reviewer accepted, else the newest one. None: the image is unlabeled."""
-    live = [a for a in newest_per_author(anns) if a.review != "rejected"]
-    return max(live, key=lambda a: (a.review == "accepted", a.id), default=None)
+    return current_of(newest_per_author(anns))
 
 
 ANNOTATION_FIELDS = (Annotation.id, Annotation.image_id, Annotation.labels, Annotation.source, Annotation.author,

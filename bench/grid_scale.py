@@ -1,0 +1,79 @@
+"""The labeling server on a large dataset: CIFAR-10's 50,000 training images, imported with their labels.
+
+Times the grid's requests (a page of images, the dataset list with its counts, conflicts) through the API, first
+computed from the database (the reference: what every request cost before rows were reused) and then from the rows
+the server keeps until something is written, and prints the ratio. Also the requests that write (a label, a verdict)
+and the first listing after one, which computes the rows again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+from _common import CLOTHING
+
+CIFAR = CLOTHING.parent / "cifar10-jpg.tar"
+
+
+def timed(fn, n: int) -> float:
+    """Median seconds of ``n`` calls."""
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        r = fn()
+        out.append(time.perf_counter() - t0)
+        assert r.status_code == 200, r.text
+    return statistics.median(out)
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--images", type=int, default=50_000, help="training images of CIFAR-10 to import (at most 50,000)")
+    ap.add_argument("--repeats", type=int, default=5)
+    a = ap.parse_args()
+    from fastapi.testclient import TestClient
+
+    from pixclass.io.importer import import_dataset
+    from pixclass.server.app import create_app
+    from pixclass.store import Workspace, users
+
+    tmp = Path(tempfile.mkdtemp(prefix="pixclass-grid-"))
+    with tarfile.open(CIFAR) as tar:
+        members = [m for m in tar.getmembers() if m.isfile() and m.name.split("/")[-3:][0] == "train"][: a.images]
+        tar.extractall(tmp / "src", members=members, filter="data")
+    src = next(p for p in (tmp / "src").rglob("train") if p.is_dir())
+    ws = Workspace.open(tmp / "ws")
+    t0 = time.perf_counter()
+    res = import_dataset(ws, src, "cifar")
+    print(f"imported {res.imported} images in {time.perf_counter() - t0:.1f}s")
+    with ws.session() as s:
+        token = users.create_token(s, users.create_user(s, "root", "admin", "bench-pw"))
+    app = create_app(ws)
+    c = TestClient(app)
+    c.headers["Authorization"] = f"Bearer {token}"
+    first = c.get("/api/datasets/cifar/images", params={"limit": 60}).json()["ids"]
+
+    def cold(fn):
+        def run():
+            app.state.tables._entries.clear()  # the reference: rows computed from the database on every request
+            return fn()
+        return run
+
+    reqs = {"page of 60 images": lambda: c.get("/api/datasets/cifar/images", params={"limit": 60, "offset": 600}),
+            "unlabeled filter": lambda: c.get("/api/datasets/cifar/images", params={"limit": 60, "unlabeled": True}),
+            "dataset list with counts": lambda: c.get("/api/datasets"),
+            "conflicts": lambda: c.get("/api/datasets/cifar/conflicts")}
+    print(f"{'request':<28}{'computed':>12}{'reused':>12}{'ratio':>10}")
+    for name, fn in reqs.items():
+        ref, ours = timed(cold(fn), a.repeats), timed(fn, a.repeats)
+        print(f"{name:<28}{ref * 1000:>10.0f}ms{ours * 1000:>10.0f}ms{ref / ours:>9.1f}x")
+    label = timed(lambda: c.post(f"/api/images/{first[1]}/annotations", json={"labels": ["cat"]}), a.repeats)
+    after = timed(lambda: (c.post(f"/api/images/{first[2]}/annotations", json={"labels": ["dog"]}),
+                           c.get("/api/datasets/cifar/images", params={"limit": 60}))[1], a.repeats)
+    print(f"save a label: {label * 1000:.0f}ms; save a label, then list a page (rows computed again): "
+          f"{after * 1000:.0f}ms")
