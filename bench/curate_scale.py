@@ -18,9 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import CLOTHING, ROOT  # noqa: E402
-
-CIFAR = CLOTHING.parent / "cifar10-jpg.tar"
+from _common import CIFAR, ROOT  # noqa: E402
 
 
 def main() -> None:

@@ -9,26 +9,11 @@ and the first listing after one, which computes the rows again.
 from __future__ import annotations
 
 import argparse
-import statistics
-import tarfile
 import tempfile
 import time
 from pathlib import Path
 
-from _common import CLOTHING
-
-CIFAR = CLOTHING.parent / "cifar10-jpg.tar"
-
-
-def timed(fn, n: int) -> float:
-    """Median seconds of ``n`` calls."""
-    out = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        r = fn()
-        out.append(time.perf_counter() - t0)
-        assert r.status_code == 200, r.text
-    return statistics.median(out)
+from _common import cifar_train, timed
 
 
 if __name__ == "__main__":
@@ -43,10 +28,7 @@ if __name__ == "__main__":
     from pixclass.store import Workspace, users
 
     tmp = Path(tempfile.mkdtemp(prefix="pixclass-grid-"))
-    with tarfile.open(CIFAR) as tar:
-        members = [m for m in tar.getmembers() if m.isfile() and m.name.split("/")[-3:][0] == "train"][: a.images]
-        tar.extractall(tmp / "src", members=members, filter="data")
-    src = next(p for p in (tmp / "src").rglob("train") if p.is_dir())
+    src = cifar_train(tmp, a.images)
     ws = Workspace.open(tmp / "ws")
     t0 = time.perf_counter()
     res = import_dataset(ws, src, "cifar")

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from pixclass.server import create_app
 from pixclass.store import records
 from pixclass.store.tables import Image, Prediction
+from pixclass.train.active import label_queue
 from tests.integration.server_fixtures import PASSWORDS, basic, make_server
 
 
@@ -70,6 +71,19 @@ def test_queue_on_unlabeled_folder(tmp_path, photos4):
         q = c.get("/api/datasets/new/queue", params={"strategy": strategy, "n": 5}).json()
         assert len(q["image_ids"]) == 5 and len(set(q["image_ids"])) == 5
     assert c.get("/api/datasets/new/queue", params={"strategy": "bogus"}).status_code in (400, 422)
+
+    # the server's pool (from its cached grid rows) is the unlabeled images as the library sees them, after labels,
+    # a rejected label and a curation flag
+    admin, every = srv.client("root"), c.get("/api/datasets/new/queue", params={"strategy": "random", "n": 99})
+    ids = every.json()["image_ids"]
+    assert admin.post("/api/datasets/new/classes", json={"names": ["hat", "shoes"]}).status_code == 200
+    c.post(f"/api/images/{ids[0]}/annotations", json={"labels": ["hat"]})
+    rejected = c.post(f"/api/images/{ids[1]}/annotations", json={"labels": ["hat"]}).json()["id"]
+    assert admin.post(f"/api/annotations/{rejected}/review", json={"status": "rejected"}).status_code == 200
+    assert admin.post("/api/images/curation", json={"image_ids": [ids[2]], "excluded": True}).json()["updated"] == 1
+    served = c.get("/api/datasets/new/queue", params={"strategy": "random", "n": 99}).json()["image_ids"]
+    assert served == label_queue(srv.ws, "new", "random", n=99).image_ids
+    assert ids[1] in served and ids[0] not in served and ids[2] not in served and len(served) == len(ids) - 2
 
 
 def test_grid_sorted_by_queue(tmp_path, photos4):

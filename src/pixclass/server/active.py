@@ -29,7 +29,8 @@ def queue(name: str, request: Request, strategy: str = "margin", n: int = 50,
 
     Scored with the serving run (the newest, unless an admin pinned one), so the order refreshes after every
     retraining."""
-    return active.label_queue(ws_of(request), name, strategy, n).to_dict()
+    return active.label_queue(ws_of(request), name, strategy, n, cache=request.app.state.queue_scores,
+                              pool=request.app.state.tables.unlabeled).to_dict()
 
 
 def autotrain_rule(request: Request, dataset: str) -> dict | None:

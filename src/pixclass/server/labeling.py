@@ -172,7 +172,8 @@ def list_images(name: str, request: Request, f: Annotated[Filters, Query()],
     if f.sort.startswith("queue:"):  # active learning order over the unlabeled images
         from pixclass.train.active import label_queue
 
-        queue = label_queue(ws_of(request), name, f.sort.split(":", 1)[1], n=5000)
+        queue = label_queue(ws_of(request), name, f.sort.split(":", 1)[1], n=5000,
+                            cache=request.app.state.queue_scores, pool=request.app.state.tables.unlabeled)
         queue_ids, ordered_by = queue.image_ids, queue.strategy  # kcenter when no model exists yet
         f = f.model_copy(update={"sort": "id", "unlabeled": True})
     with ws_of(request).session() as s:

@@ -181,6 +181,20 @@ class TableCache:
                 self._entries.popitem(last=False)
         return rows
 
+    def unlabeled(self, s: Session, ds: Dataset) -> list[records.Item]:
+        """The dataset's unlabeled images, as the label queue's pool."""
+        return unlabeled_items(s, ds, self.get(s, ds))
+
+
+def unlabeled_items(s: Session, ds: Dataset, rows: dict[int, Row]) -> list[records.Item]:
+    """``records.items(s, ds, labeled=False)`` from the dataset's rows (``TableCache``): only the file columns are
+    read, not every annotation."""
+    wanted = {i for i, r in rows.items() if not r.labels and not r.excluded}
+    q = select(Image.id, Image.path, Image.sha256, Image.split).where(Image.dataset_id == ds.id,
+                                                                      Image.excluded.is_(False))
+    return [records.Item(i, path, sha, (), split) for i, path, sha, split in s.execute(q.order_by(Image.id))
+            if i in wanted]
+
 
 def apply(rows: dict[int, Row], f: Filters) -> list[Row]:
     out = []

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import difflib
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from pixclass.artifact import Manifest
 from pixclass.config import TrainConfig
@@ -27,7 +30,7 @@ from pixclass.data.cache import broken_entries, broken_message, keep_decodable
 from pixclass.data.embeddings import DEFAULT_MODEL, embed_decodable
 from pixclass.errors import ConfigError, DataError
 from pixclass.store import Workspace, records
-from pixclass.store.tables import Annotation, Image
+from pixclass.store.tables import Annotation, Dataset, Image
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
@@ -204,17 +207,56 @@ def decodable_probs(ws: Workspace, run_dir: str | Path, items: list[records.Item
     return _softmax(logits).astype(np.float32), broken
 
 
+class ProbCache:
+    """``decodable_probs`` kept per image (id and content hash) for the ``runs`` runs used last. A server asks for
+    the queue of the same run again and again while people label; after the first time only images it has not
+    scored (new uploads) are computed. Thread-safe; a file that broke since it was scored keeps its old scores."""
+
+    def __init__(self, runs: int = 2) -> None:
+        self.runs = runs
+        self._entries: OrderedDict[tuple, dict[tuple[int, str], np.ndarray | str]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def probs(self, ws: Workspace, run_dir: str | Path, items: list[records.Item], *,
+              progress: Progress | None = None) -> tuple[np.ndarray, dict[int, str]]:
+        weights = Path(run_dir) / "model.pt"
+        key = (str(Path(run_dir).resolve()), weights.stat().st_mtime_ns if weights.exists() else None)
+        with self._lock:
+            known = self._entries.setdefault(key, {})
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.runs:
+                self._entries.popitem(last=False)
+        missing = [it for it in items if (it.image_id, it.sha256) not in known]
+        if missing:
+            probs, broken = decodable_probs(ws, run_dir, missing, progress=progress)
+            scored = iter(probs)
+            for pos, it in enumerate(missing):
+                known[(it.image_id, it.sha256)] = broken[pos] if pos in broken else next(scored)
+        rows, broken = [], {}
+        for pos, it in enumerate(items):
+            v = known[(it.image_id, it.sha256)]
+            if isinstance(v, str):
+                broken[pos] = v
+            else:
+                rows.append(v)
+        if not rows:
+            return np.zeros((0, len(Manifest.load(run_dir).classes)), np.float32), broken
+        return np.stack(rows), broken
+
+
 def label_queue(ws: Workspace, dataset: str, strategy: str = "margin", n: int = 50, *,
                 run_dir: str | Path | None = None, model: str = DEFAULT_MODEL, img_size: int = 224, seed: int = 0,
-                progress: Progress | None = None) -> Queue:
+                progress: Progress | None = None, cache: ProbCache | None = None,
+                pool: Callable[[Session, Dataset], list[records.Item]] | None = None) -> Queue:
     """The ``n`` unlabeled images of ``dataset`` to label next, by ``strategy``, scored with the serving run (or
-    ``run_dir``). Before any run exists, uncertainty strategies fall back to kcenter diversity."""
+    ``run_dir``). Before any run exists, uncertainty strategies fall back to kcenter diversity. ``cache`` keeps the
+    run's scores between calls; ``pool`` gives the unlabeled images (default ``records.items(labeled=False)``)."""
     strategy = check_strategy(strategy)
     if n < 1:
         raise ConfigError(f"The 'n' option must be a positive integer. Got {n}.")
     with ws.session() as s:
         ds = records.get_dataset(s, dataset)
-        pool = records.items(s, ds, labeled=False)
+        pool = pool(s, ds) if pool is not None else records.items(s, ds, labeled=False)
         run = records.serving_run(s, ds) if run_dir is None else None
         run_id = run.id if run else None
         if run is not None:
@@ -226,7 +268,8 @@ def label_queue(ws: Workspace, dataset: str, strategy: str = "margin", n: int = 
         log.info("no trained run for %s yet: ordering by kcenter diversity instead of %s", dataset, strategy)
         used = "kcenter"
     if used in UNCERTAINTY:  # files that no longer decode are left out of the queue (logged), not an error
-        probs, broken = decodable_probs(ws, run_dir, pool, progress=progress)
+        score = cache.probs if cache is not None else decodable_probs
+        probs, broken = score(ws, run_dir, pool, progress=progress)
         pool = keep_decodable(pool, broken)[0]
         scores = uncertainty(probs, used)
         order = query(used, n, probs=probs)
