@@ -45,6 +45,11 @@ def server(tmp_path_factory, photos4):
     with ws.session() as s:
         users.create_user(s, "ann", "annotator", "ann-pw")
         users.create_user(s, "root", "admin", "root-pw")
+    yield from serve(ws)
+
+
+def serve(ws: Workspace):
+    """``pixclass serve`` on the workspace, on a free loopback port: yields (base URL, ws), stops it after."""
     port = _free_port()
     env = {**os.environ, "PIXCLASS_WORKSPACE": str(ws.root)}
     cli = shutil.which("pixclass", path=str(Path(sys.executable).parent)) or "pixclass"
@@ -275,6 +280,11 @@ def test_label_with_keyboard_bulk_tag_train_and_accept(server, page):
                 for t in json.loads(Path(dl.value.path()).read_text())}
     rel = Path(name_of_path(ws, rows[0].image_id)).relative_to(ws.root.parent.as_posix().lstrip("/"))
     assert relative[rows[0].image_id] == f"/data/local-files/?d={rel.as_posix()}"
+    page.fill("#export-root", "/no/such/root")  # a root that does not hold the images: the reason on the page
+    page.click("#export-ls")
+    page.wait_for_selector("#grid-msg:has-text('Export refused')")
+    assert "not under the document root /no/such/root" in page.inner_text("#grid-msg")
+    page.fill("#export-root", "")
 
 
 def test_taxonomy_picker_searches_hundreds_of_classes(server, page):
@@ -308,7 +318,8 @@ def test_taxonomy_picker_searches_hundreds_of_classes(server, page):
 
 def test_class_lists_past_ten_are_searchable(server, page):
     """With more classes than digits, a flat list gets the search box too: digits pick among the matches, Enter picks
-    the first match (single label) or ticks it (multi-label), and the search stays for the next image."""
+    the first match (single label) or ticks it (multi-label). The next image starts with the whole list: a search
+    left over from the last image would silently change what each digit means."""
     from pixclass.schema import LabelSchema
 
     base, ws = server
@@ -342,8 +353,10 @@ def test_class_lists_past_ten_are_searchable(server, page):
     pg.keyboard.press("3")  # the third match: pear, the twelfth class
     pg.wait_for_selector("#image-msg:has-text('Saved pear')")
     pg.wait_for_selector("#pos:has-text('2 / 2')")
-    assert pg.input_value("#taxonomy-search") == "pe" and pg.locator("#picker label").count() == 3
+    assert pg.input_value("#taxonomy-search") == "" and pg.locator("#picker label").count() == 12
     pg.keyboard.press("/")
+    pg.keyboard.type("gr")
+    pg.wait_for_function("document.querySelectorAll('#picker label').length === 1")
     pg.keyboard.press("Enter")  # the first match
     pg.wait_for_selector("#image-msg:has-text('Saved grape')")
     assert newest(2) == [["pear"], ["grape"]]
@@ -444,7 +457,7 @@ def test_auto_retrain_every_n_labels_while_labeling(server, page, tmp_path, phot
 
     ctx, pg = logged_in_page(page, base, "root", "root-pw")
     pg.select_option("#dataset", "auto")
-    pg.wait_for_selector("#autotrain-info:has-text('32 new labels since the last run')")  # no run yet: every label
+    pg.wait_for_selector("#autotrain-info:has-text('32 new labels (no run yet)')")  # no run yet: every label
     pg.fill("#autotrain-every", "35")
     pg.click("#autotrain-btn")
     pg.wait_for_selector("#grid-msg:has-text('Retraining after every 35 new labels')")
@@ -586,4 +599,122 @@ def test_held_key_and_double_tap_label_only_images_on_screen(server, page, tmp_p
     for sel in ("#train-btn", "#accept-btn", "#bulk-btn", "#bulk-class", "#threshold", "#autotrain-btn"):
         assert not pg.is_visible(sel), sel
     assert pg.is_visible("#export-ls") and pg.is_visible("#apply-filters")
+    pg.locator("#grid .card img").first.click()  # the image view is read-only for them
+    pg.wait_for_selector("#image-view:not([hidden])")
+    assert not pg.is_visible("#save-btn") and pg.locator("#picker input:not([disabled])").count() == 0
+    before = len(human(ws))
+    pg.keyboard.press("1")
+    pg.wait_for_selector("#image-msg:has-text('Viewers cannot label')")
+    assert len(human(ws)) == before
     ctx.close()
+
+
+def test_a_refresh_after_a_job_never_moves_a_label_onto_another_image(server, page, tmp_path, photos4):
+    """A job that finishes while someone labels refreshes the image on screen. If its answer arrives after they moved
+    on, it must not bring the previous image back under the next one's picture: the next key would label it."""
+    import re
+
+    base, ws = server
+    labeled, folder = copy_photos(photos4, tmp_path, slice(0, 6), slice(6, 9))
+    import_dataset(ws, labeled, "race")
+    import_dataset(ws, folder, "race")
+    ctx, pg = logged_in_page(page, base, "root", "root-pw")
+    seen = {"running": False, "done": False, "held": None}
+
+    def jobs(route):
+        res = route.fetch()
+        running = any(j["status"] in ("queued", "running") for j in res.json())
+        seen["running"] |= running
+        seen["done"] |= seen["running"] and not running
+        route.fulfill(response=res)
+
+    def image(route):  # hold the first image request after the job ended: the refresh
+        if seen["done"] and seen["held"] is None and route.request.method == "GET":
+            seen["held"] = route
+            return
+        route.continue_()
+
+    pg.route("**/api/jobs", jobs)
+    pg.route(re.compile(r".*/api/images/\d+$"), image)
+    pg.select_option("#dataset", "race")
+    pg.select_option("#f-status", "unlabeled")
+    pg.click("#apply-filters")
+    pg.wait_for_function("document.querySelector('#count').textContent === '12 images'")
+    pg.click("#train-btn")
+    pg.wait_for_selector("#grid-msg:has-text('Training started')")
+    pg.locator("#grid .card img").first.click()
+    pg.wait_for_selector("#pos:has-text('1 / 12')")
+    first = pg.get_attribute("#big", "alt")
+    deadline = time.time() + 240
+    while seen["held"] is None and time.time() < deadline:
+        pg.wait_for_timeout(200)
+    assert seen["held"] is not None, "the job did not finish"
+    pg.keyboard.press("1")  # labels the image on screen while the refresh is on its way
+    pg.wait_for_selector("#pos:has-text('2 / 12')")
+    second = pg.get_attribute("#big", "alt")
+    seen["held"].continue_()  # the refresh of the first image arrives late
+    pg.wait_for_timeout(800)
+    assert "none" in pg.inner_text("#current-labels") and pg.get_attribute("#big", "alt") == second
+    pg.keyboard.press("2")
+    pg.wait_for_selector("#pos:has-text('3 / 12')")
+    ctx.close()
+    with ws.session() as s:
+        ds = records.get_dataset(s, "race")
+        by_name = {Path(it.path).name: list(it.labels) for it in records.items(s, ds)}
+    assert by_name[first] == ["hat"] and by_name[second] == ["pants"]
+
+
+def test_a_new_workspace_says_what_to_do_and_an_admin_starts_a_dataset_in_the_ui(page, tmp_path, photos4):
+    """No dataset yet: the page says how to start instead of failing in script, and an admin goes from an empty
+    dataset to classes, uploads and a first label without the command line."""
+    ws = Workspace.open(tmp_path / "ws")
+    with ws.session() as s:
+        users.create_user(s, "boss", "admin", "boss-pw")
+    running = serve(ws)
+    base, _ = next(running)
+    ctx = page.context.browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        pg = ctx.new_page()
+        pg.set_default_timeout(20_000)
+        errors: list[str] = []
+        pg.on("pageerror", lambda e: errors.append(str(e)))
+        pg.goto(base)
+        pg.fill("#login-name", "boss")
+        pg.fill("#login-password", "boss-pw")
+        pg.click("#login-submit")
+        pg.wait_for_selector("#grid-msg:has-text('No dataset yet: import a folder or create an empty dataset')")
+        pg.click("#train-btn")
+        pg.wait_for_selector("#grid-msg:has-text('No dataset yet')")
+        for tab in ("classes", "review"):
+            pg.click(f"button[data-tab={tab}]")
+            pg.wait_for_selector(f"#{tab}-msg:has-text('No dataset yet')")
+
+        pg.click("button[data-tab=admin]")
+        pg.fill("#create-name", "shop")
+        pg.click("#create-btn")
+        pg.wait_for_selector("#admin-msg:has-text('Created shop (multiclass)')")
+        pg.click("button[data-tab=grid]")
+        pg.wait_for_selector("#grid-msg:has-text('has no classes yet: create them in the Classes tab')")
+        pg.click("button[data-tab=classes]")
+        pg.fill("#new-classes", "hat\nshoes")
+        pg.click("#add-classes")
+        pg.wait_for_selector("#classes-msg:has-text('Created 2 classes')")
+        pg.click("button[data-tab=admin]")
+        pg.set_input_files("#upload-files", [str(sorted((photos4 / c).glob("*.jpg"))[0]) for c in ("hat", "shoes")])
+        pg.click("#upload-btn")
+        pg.wait_for_selector("#admin-msg:has-text('Uploaded 2 images to shop')")
+        pg.click("button[data-tab=grid]")
+        pg.wait_for_selector("#count:has-text('2 images')")
+        pg.locator("#grid .card img").first.click()
+        pg.wait_for_selector("#pos:has-text('1 / 2')")
+        pg.keyboard.press("Enter")  # nothing picked yet: said, not sent
+        pg.wait_for_selector("#image-msg:has-text('Pick a class first')")
+        pg.keyboard.press("1")
+        pg.wait_for_selector("#image-msg:has-text('Saved hat')")
+        assert errors == []
+    finally:
+        ctx.close()
+        next(running, None)
+    with ws.session() as s:
+        assert [(it.labels, Path(it.path).parent.name) for it in records.items(s, records.get_dataset(s, "shop"))
+                if it.labels] == [(("hat",), "shop")]

@@ -198,8 +198,8 @@ def test_agreement_conflicts_and_review(srv):
     ann, bob = srv.client("ann"), srv.client("bob")
     for i in (a, b, c):
         ann.post(f"/api/images/{i}/annotations", json={"labels": ["hat"]})
-    bob.post(f"/api/images/{a}/annotations", json={"labels": ["hat"]})
-    bob.post(f"/api/images/{b}/annotations", json={"labels": ["pants"]})
+    assert bob.post(f"/api/images/{a}/annotations", json={"labels": ["hat"]}).json()["disagree"] == {}
+    assert bob.post(f"/api/images/{b}/annotations", json={"labels": ["pants"]}).json()["disagree"] == {"ann": ["hat"]}
     ag = srv.client("view").get("/api/datasets/cloth/agreement").json()
     assert ag["images_multi"] == 2 and ag["conflicts"] == 1 and ag["mean_image_agreement"] == 0.5
     assert ag["pairs"] == [{"a": "ann", "b": "bob", "images": 2, "agreement": 0.5, "kappa": 0.0}]

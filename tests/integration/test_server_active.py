@@ -45,7 +45,8 @@ def test_queue_orders_unlabeled_images_and_autotrain_retrains(tmp_path, photos4)
     again.headers["Authorization"] = f"Bearer {srv.tokens['root']}"
     assert again.get("/api/datasets/cloth/autotrain").json()["every"] == 2
     assert again.put("/api/datasets/cloth/autotrain", json={"every": None}).json()["every"] is None
-    assert admin.get("/api/datasets/cloth/autotrain").json() == {"dataset": "cloth", "new_labels": 0, "every": None}
+    rule = admin.get("/api/datasets/cloth/autotrain").json()
+    assert rule == {"dataset": "cloth", "new_labels": 0, "every": None, "last_run": job["result"]["run_id"]}
 
     # labels arriving from Label Studio's webhook count toward the rule too
     assert admin.put("/api/datasets/cloth/autotrain", json={"every": 1, "img_size": 64}).json()["every"] == 1

@@ -92,6 +92,8 @@ def trained(srv):
     assert c.post(f"/api/images/{hats[0]}/annotations", json={"labels": ["pants"]}).status_code == 200
     job = c.post("/api/train", json={"dataset": "cloth", "mode": "linear", "img_size": 64}).json()
     assert job["status"] in ("queued", "running")
+    again = srv.client("root").post("/api/train", json={"dataset": "cloth", "mode": "linear", "img_size": 64}).json()
+    assert again["id"] == job["id"] and again["already"]  # a second click (or a colleague's): one job, not two
     done = wait_job(c, job["id"])
     assert done["status"] == "done", done["error"]
     return done | {"relabeled_hat": hats[0]}

@@ -58,7 +58,8 @@ def load_splits(ws: Workspace, dataset: str, size: int, *, splits: tuple[str, ..
         schema = records.load_schema(s, ds)
         chosen = {sp: records.items(s, ds, split=sp, labeled=True) for sp in splits}
     if not schema.classes:
-        raise DataError(f"Dataset {dataset!r} has no classes. Import labeled images first.")
+        raise DataError(f"Dataset {dataset!r} has no classes. Create them (the labeling UI's Classes tab, or "
+                        f"POST /api/datasets/NAME/classes) and label some images, or import labeled images.")
     everything = [it for sp in splits for it in chosen[sp]]
     cache = ImageCache(ws.cache_dir, size)
     arrays, broken = cache.get_decodable([it.path for it in everything], [it.sha256 for it in everything],

@@ -49,24 +49,39 @@ def set_autotrain(name: str, body: AutoTrainBody, request: Request, _: Principal
 
 @router.get("/datasets/{name}/autotrain")
 def get_autotrain(name: str, request: Request, _: Principal = Depends(require("viewer"))) -> dict:
-    return {"dataset": name, "new_labels": active.labels_since_last_run(ws_of(request), name),
+    with ws_of(request).session() as s:
+        run = records.latest_run(s, records.get_dataset(s, name))
+        last_run = run.id if run else None
+    return {"dataset": name, "new_labels": active.labels_since_last_run(ws_of(request), name), "last_run": last_run,
             **(autotrain_rule(request, name) or {"every": None})}
 
 
 def maybe_retrain(request: Request, dataset: str, user: str) -> str | None:
-    """After a human label: start a train-and-prelabel job when the dataset's N new labels are reached."""
+    """After a human label: start a train-and-prelabel job when the dataset's N new labels are reached. Labels
+    given while it trains count toward the next round, which the same job runs when they reach N."""
     from pixclass.server import tasks
 
     conf = autotrain_rule(request, dataset)
     jobs = request.app.state.jobs
-    if not conf or jobs.busy("train"):
+    if not conf or jobs.active("train", dataset=dataset):
         return None
     ws = ws_of(request)
     if active.labels_since_last_run(ws, dataset) < conf["every"]:
         return None
     params = {"mode": "linear", "img_size": conf["img_size"]}
     log.info("%s: %d new labels reached; retraining", dataset, conf["every"])
-    job = jobs.submit_if_idle("train", user, {"dataset": dataset, "auto": True, **params},
-                              lambda progress: tasks.train_and_prelabel(ws, request.app.state.models, dataset,
-                                                                        params, progress))
+
+    def rounds(progress) -> dict:
+        for _ in range(MAX_ROUNDS):
+            out = tasks.train_and_prelabel(ws, request.app.state.models, dataset, params, progress)
+            rule = autotrain_rule(request, dataset)
+            if not rule or active.labels_since_last_run(ws, dataset) < rule["every"]:
+                break
+            log.info("%s: %d more labels while it trained; retraining again", dataset, rule["every"])
+        return out
+
+    job = jobs.submit_if_idle("train", user, {"dataset": dataset, "auto": True, **params}, rounds, same=("dataset",))
     return job.id if job else None  # None: another label's request started the retraining first
+
+
+MAX_ROUNDS = 5  # retrainings one automatic job runs back to back while labels keep coming; the next label goes on

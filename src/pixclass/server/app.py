@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
+import threading
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,15 @@ from pixclass.store import Workspace
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
+
+
+def _warm_imports() -> None:
+    """Import torch and timm in the background at start-up, so the first "Train" or prediction request does not
+    spend seconds on it while the page waits."""
+    try:
+        importlib.import_module("pixclass.models.registry")
+    except ImportError:  # a server without the train extra: those requests say so themselves
+        pass
 
 
 @dataclass(frozen=True)
@@ -55,6 +66,7 @@ def create_app(workspace: str | Path | Workspace | None = None, *, db_url: str |
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        threading.Thread(target=_warm_imports, name="pixclass-warm", daemon=True).start()
         yield
         app.state.jobs.shutdown()
 

@@ -56,15 +56,16 @@ class JobManager:
         return job
 
     def submit_if_idle(self, kind: str, user: str, params: dict, fn: Callable[[Progress], dict], *,
-                       only_if_idle: bool = True) -> Job | None:
-        """Like submit, but returns None instead when a job of this kind is queued or running.
+                       only_if_idle: bool = True, same: tuple[str, ...] = ()) -> Job | None:
+        """Like submit, but returns None instead when a job of this kind (with the same ``same`` params, e.g. the
+        same dataset) is queued or running.
 
         The check and the submission happen under one lock, so two requests racing (two annotators' Nth label)
         start one job, not two.
         """
         job = Job(uuid.uuid4().hex[:12], kind, user, params)
         with self._lock:
-            if only_if_idle and self._busy(kind):
+            if only_if_idle and self._active(kind, {k: params.get(k) for k in same}):
                 return None
             if self._pool is None:  # started on first use, never at import
                 self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pixclass-job")
@@ -97,12 +98,14 @@ class JobManager:
         with self._lock:
             return sorted(self._jobs.values(), key=lambda j: j.created, reverse=True)
 
-    def busy(self, kind: str) -> bool:
+    def active(self, kind: str, **params) -> Job | None:
+        """A queued or running job of this kind whose params include ``params``, if any."""
         with self._lock:
-            return self._busy(kind)
+            return self._active(kind, params)
 
-    def _busy(self, kind: str) -> bool:
-        return any(j.kind == kind and j.status in ("queued", "running") for j in self._jobs.values())
+    def _active(self, kind: str, params: dict) -> Job | None:
+        return next((j for j in self._jobs.values() if j.kind == kind and j.status in ("queued", "running")
+                     and all(j.params.get(k) == v for k, v in params.items())), None)
 
     def wait(self, job_id: str, timeout: float = 60.0) -> Job:
         """Block until the job finishes (tests and scripts)."""

@@ -309,7 +309,8 @@ def _suggested_run(s, ds: Dataset, image_id: int, labels: list[str]) -> int | No
 @router.post("/images/{image_id}/annotations")
 def annotate(image_id: int, body: AnnotateBody, request: Request,
              user: Principal = Depends(require("annotator"))) -> dict:
-    """Add a human annotation. Nothing is overwritten: every annotation is a new row with its author."""
+    """Add a human annotation. Nothing is overwritten: every annotation is a new row with its author.
+    ``disagree``: other annotators whose current label of the image differs (a conflict for review)."""
     with ws_of(request).session() as s:
         im = _image(s, image_id)
         ds = s.get(Dataset, im.dataset_id)
@@ -318,6 +319,8 @@ def annotate(image_id: int, body: AnnotateBody, request: Request,
         a = _add(s, im.id, labels, user, body.time_spent, run)
         s.flush()
         out, dataset = views.annotation_dict(a), ds.name
+        votes = views.table(s, ds, [im.id])[im.id].by_author  # someone labeling the same image: say so, now
+        out["disagree"] = {who: v for who, v in votes.items() if who != user.name and sorted(v) != sorted(labels)}
     out["retrain_job"] = _retrain_if_due(request, dataset, user.name)
     return out
 

@@ -134,12 +134,16 @@ def _check_model(name: str) -> None:
 @router.post("/train")
 def train(body: TrainBody, request: Request, user: Principal = Depends(require("annotator"))) -> dict:
     """Train a run as a background job (linear mode takes seconds to a minute), then pre-label the dataset with it.
-    Poll GET /api/jobs/{id} for progress. An unknown dataset or model name is a 400 at once."""
+    Poll GET /api/jobs/{id} for progress. An unknown dataset or model name is a 400 at once. The same training
+    already queued or running is answered with that job (``already``: true), not started twice."""
     ws, jobs, cache = request.app.state.ws, request.app.state.jobs, request.app.state.models
     with ws.session() as s:
         records.get_dataset(s, body.dataset)
     _check_model(body.model)
     params = body.model_dump(exclude={"dataset"}, exclude_none=True)
+    same = jobs.active("train", **body.model_dump())  # a second click, or a colleague's: the job already coming
+    if same is not None:
+        return {**same.to_dict(), "already": True}
     return jobs.submit("train", user.name, body.model_dump(),
                        lambda progress: tasks.train_and_prelabel(ws, cache, body.dataset, params, progress)).to_dict()
 

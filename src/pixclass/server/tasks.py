@@ -133,7 +133,9 @@ def store_uploads(ws: Workspace, dataset: str, files: list[tuple[str, bytes]]) -
                 info = probe(path)
             except DataError as e:
                 path.unlink(missing_ok=True)
-                res.rejected.append({"name": name, "reason": str(e).replace(str(path), name)})
+                reason = str(e).replace(str(path), name)  # the upload is not kept: nothing to re-copy
+                reason = reason.replace(" Re-copy it or delete it.", "").replace(" Re-copy or delete it.", "")
+                res.rejected.append({"name": name, "reason": reason})
                 continue
             except BaseException:  # nothing left behind in uploads/ whatever happens
                 path.unlink(missing_ok=True)

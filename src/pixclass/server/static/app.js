@@ -32,6 +32,10 @@ const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
 function flash(sel, text, bad = false) {
   const m = $(sel); m.textContent = text; m.className = bad ? "msg bad" : "msg";
 }
+function needDs() {  // a fresh workspace has no dataset: say what to do instead of failing on S.ds
+  if (!S.ds) throw new Error("No dataset yet: import a folder or create an empty dataset (Data & users tab), or run `pixclass import DIR --name NAME`.");
+  return S.ds;
+}
 async function guard(sel, fn) {
   try { return await fn(); } catch (e) {
     if (e instanceof ApiError && e.status === 401) { show("login"); return; }
@@ -54,7 +58,12 @@ async function loadDatasets(keep = null) {
   $("#dataset").replaceChildren(...datasets.map((d) => el("option", { value: d.name })));
   showCounts(datasets);
   const name = datasets.some((d) => d.name === keep) ? keep : datasets.length ? datasets[0].name : null;
-  if (name) { $("#dataset").value = name; await selectDataset(name); }
+  if (name) { $("#dataset").value = name; await selectDataset(name); return; }
+  S.ds = null; S.ids = []; S.items = [];
+  $("#grid").replaceChildren(); $("#count").textContent = ""; $("#page-info").textContent = "";
+  $("#bulk-mode").hidden = true;
+  flash("#grid-msg", S.me.role === "admin" ? "No dataset yet: import a folder or create an empty dataset in the Data & users tab."
+    : "No dataset yet: an admin imports or creates one.", true);
 }
 function showCounts(datasets) {  // "name (labeled/images)" in the dataset dropdown
   for (const d of datasets) S.counts[d.name] = { labeled: d.labeled, images: d.images };
@@ -84,8 +93,8 @@ $("#dataset").addEventListener("change", (ev) => { show("grid"); selectDataset(e
 async function openTab(tab) {
   show(tab);
   if (tab === "grid") await loadGrid();
-  if (tab === "review") await loadReview();
-  if (tab === "classes") renderClasses();
+  if (tab === "review") await guard("#review-msg", loadReview);
+  if (tab === "classes") await guard("#classes-msg", renderClasses);
   if (tab === "jobs") await pollJobs();
   if (tab === "admin") await loadUsers();
 }
@@ -102,16 +111,28 @@ async function selectDataset(name) {
   await Promise.all([loadGrid(), loadRuns()]);
 }
 function exportLinks() {  // Label Studio tasks and config; image links relative to its document root when given
+  if (!S.ds) return;
   const base = `/api/datasets/${encodeURIComponent(S.ds.name)}/export/labelstudio`;
   const root = $("#export-root").value.trim();
   $("#export-ls").href = root ? `${base}?${qs({ document_root: root })}` : base;
   $("#export-ls-config").href = `${base}.xml`;
 }
 $("#export-root").addEventListener("input", exportLinks);
+for (const a of ["#export-ls", "#export-ls-config"]) {  // fetched first: a refusal (say, a wrong root) is shown, not a cancelled download
+  $(a).addEventListener("click", (ev) => { ev.preventDefault(); guard("#grid-msg", async () => {
+    needDs();
+    const res = await fetch(ev.currentTarget.href, { headers: { "X-Requested-With": "pixclass" } });
+    if (!res.ok) throw new Error(`Export refused: ${(await res.json().catch(() => ({}))).detail || res.statusText}`);
+    const name = decodeURIComponent((res.headers.get("Content-Disposition") || "").match(/filename\*=UTF-8''([^;]+)/)?.[1] || "") || "tasks.json";
+    const link = el("a", { href: URL.createObjectURL(await res.blob()), download: name });
+    document.body.append(link); link.click(); link.remove(); setTimeout(() => URL.revokeObjectURL(link.href), 60000);
+    flash("#grid-msg", `Exported ${name}.`);
+  }); });
+}
 async function loadAutotrain() {  // "N new labels since the last run", and the auto-retrain setting
   const a = await api(`/api/datasets/${encodeURIComponent(S.ds.name)}/autotrain`);
   $("#autotrain-every").value = a.every ?? "";
-  $("#autotrain-info").textContent = `${a.new_labels} new labels since the last run` +
+  $("#autotrain-info").textContent = `${plural(a.new_labels, "new label")} ${a.last_run ? "since the last run" : "(no run yet)"}` +
     (a.every ? `; retrains (linear) every ${a.every}` : "");
 }
 
@@ -157,6 +178,8 @@ async function loadGrid() {
       ? ` · ordered by ${res.queue_strategy} diversity: ${asked} needs a trained model` : "");
     $("#page-info").textContent = res.total ? `${S.offset + 1}-${Math.min(S.offset + PAGE, res.total)} of ${res.total}` : "";
     renderGrid();
+    if (!S.ds.classes.length) flash("#grid-msg", S.me.role === "admin" ? "This dataset has no classes yet: create them in the Classes tab."
+      : "This dataset has no classes yet: an admin creates them in the Classes tab.", true);
     await loadAutotrain();
   });
   refreshCounts();
@@ -186,6 +209,7 @@ $("#next-page").addEventListener("click", () => { if (S.offset + PAGE < S.ids.le
 $("#select-page").addEventListener("click", () => { S.items.forEach((it) => S.selected.add(it.id)); renderGrid(); });
 $("#select-none").addEventListener("click", () => { S.selected.clear(); renderGrid(); });
 $("#bulk-btn").addEventListener("click", () => guard("#grid-msg", async () => {
+  needDs();
   if (!S.selected.size) throw new Error("Select images first.");
   const t0 = performance.now();
   const res = await api("/api/annotations/bulk", { method: "POST", body: {
@@ -206,6 +230,7 @@ function offerUndo(ids, text) {  // a bulk edit's message with a button that tak
   }) }, "Undo"));
 }
 $("#accept-btn").addEventListener("click", () => guard("#grid-msg", async () => {
+  needDs();
   const f = Object.fromEntries(Object.entries(filters()).map(([k, v]) => [k, v === "" ? null : v]));  // "" is "any"
   const body = { threshold: Number($("#threshold").value), filters: f };
   const path = `/api/datasets/${encodeURIComponent(S.ds.name)}/accept-suggestions`;
@@ -218,6 +243,7 @@ $("#accept-btn").addEventListener("click", () => guard("#grid-msg", async () => 
   offerUndo(res.annotation_ids, `Accepted ${res.accepted} suggestions; ${res.skipped_labeled} already labeled (kept); ${res.below_threshold} below threshold.`);
 }));
 $("#autotrain-btn").addEventListener("click", () => guard("#grid-msg", async () => {
+  needDs();
   const v = $("#autotrain-every").value.trim();
   const a = await api(`/api/datasets/${encodeURIComponent(S.ds.name)}/autotrain`, { method: "PUT",
     body: { every: v === "" ? null : Number(v) } });
@@ -225,10 +251,15 @@ $("#autotrain-btn").addEventListener("click", () => guard("#grid-msg", async () 
   await loadAutotrain();
 }));
 $("#train-btn").addEventListener("click", () => guard("#grid-msg", async () => {
-  const job = await api("/api/train", { method: "POST", body: { dataset: S.ds.name, mode: "linear" } });
-  flash("#grid-msg", `Training started (job ${job.id}).`);
-  S.watch = job.id;
-  pollJobs();
+  needDs();
+  const btn = $("#train-btn");
+  btn.disabled = true; flash("#grid-msg", "Starting training...");
+  try {
+    const job = await api("/api/train", { method: "POST", body: { dataset: S.ds.name, mode: "linear" } });
+    flash("#grid-msg", job.already ? `This training is already ${job.status} (job ${job.id}).` : `Training started (job ${job.id}).`);
+    S.watch = job.id;
+    pollJobs();
+  } finally { btn.disabled = false; }
 }));
 
 // ------------------------------------------------------------------ image view
@@ -238,6 +269,7 @@ async function openImage(pos) {
   await guard("#image-msg", async () => {
     const image = await api(`/api/images/${S.ids[pos]}`);
     if (S.pos !== pos) return;  // moved on while this one loaded: the later move wins
+    if (!S.image || S.image.id !== image.id) S.search = "";  // a narrowed class list would remap the digits on the next image
     S.image = image;
     S.checked = new Set(S.image.labels); S.shownAt = performance.now();
     show("image");
@@ -271,10 +303,14 @@ function renderImage() {
       a.review ? el("button", { onclick: () => review(a.id, "pending"), title: "take the verdict back" }, "clear") : ""] : "")));
 }
 function renderPicker() {
-  const classes = S.ds.classes, list = searchable() ? shown() : classes;
+  const classes = S.ds.classes, list = searchable() ? shown() : classes, viewer = S.me.role === "viewer";
+  if (!classes.length) {
+    $("#picker").replaceChildren(el("p", { class: "bad" }, `No classes yet: ${S.me.role === "admin" ? "create them" : "an admin creates them"} in the Classes tab.`));
+    return;
+  }
   const rows = list.map((c, i) => el("label", { class: S.checked.has(c) ? "active" : "" },
     el("span", { class: "key" }, i < 10 ? (i + 1) % 10 : ""),
-    el("input", { type: single() ? "radio" : "checkbox", name: "cls", value: c, checked: S.checked.has(c),
+    el("input", { type: single() ? "radio" : "checkbox", name: "cls", value: c, checked: S.checked.has(c), disabled: viewer,
       onchange: (ev) => single() ? save([c]) : toggle(c, ev.target.checked) }), c));
   if (!searchable()) { $("#picker").replaceChildren(...rows); return; }
   // type to narrow the list; digits pick among the first ten matches; Enter picks (or, multi-label, ticks) the first
@@ -298,6 +334,8 @@ async function save(labels, accepted = false) {
   // One save at a time, onto the image on screen: a double tap or a held key labels one image, not a run of
   // images never shown (or the previous image twice).
   if (S.saving || S.loading) return;
+  if (S.me.role === "viewer") { flash("#image-msg", "Viewers cannot label: ask an admin for the annotator role.", true); return; }
+  if (single() && !labels.length) { flash("#image-msg", "Pick a class first: press its digit or click it.", true); return; }
   S.saving = true;
   const im = S.image, pos = S.pos;
   try {
@@ -306,8 +344,10 @@ async function save(labels, accepted = false) {
         labels, time_spent: (performance.now() - S.shownAt) / 1000, accepted_suggestion: accepted } });
       S.undo.push({ id: a.id, pos });
       bumpLabeled(im.labels, labels);
+      const others = Object.entries(a.disagree || {}).map(([who, l]) => `${who}: ${l.join(", ") || "none"}`);
       flash("#image-msg", `Saved ${labels.join(", ") || "no labels"}.` +
-            (a.retrain_job ? ` Enough new labels: retraining (job ${a.retrain_job}).` : ""));
+            (others.length ? ` Labeled differently by ${others.join("; ")}: a conflict for review.` : "") +
+            (a.retrain_job ? ` Enough new labels: retraining (job ${a.retrain_job}).` : ""), others.length > 0);
       if (a.retrain_job) { S.watch = a.retrain_job; pollJobs(); }
       S.saving = false;
       if (S.pos === pos) await openImage(Math.min(pos + 1, S.ids.length - 1));  // unless the annotator moved meanwhile
@@ -351,7 +391,7 @@ document.addEventListener("keydown", (ev) => {
   if (/^[0-9]$/.test(ev.key)) {
     const i = ev.key === "0" ? 9 : Number(ev.key) - 1;
     const c = (searchable() ? shown() : S.ds.classes)[i];
-    if (!c) return;
+    if (!c) { flash("#image-msg", S.ds.classes.length ? `No class on key ${ev.key}.` : "No classes yet.", true); return; }
     ev.preventDefault();
     if (single()) save([c]); else toggle(c, !S.checked.has(c));
   } else if (ev.key === "ArrowRight") { ev.preventDefault(); openImage(S.pos + 1); }
@@ -371,7 +411,7 @@ document.addEventListener("keydown", (ev) => {
 
 // ------------------------------------------------------------------ review
 async function loadReview() {
-  const name = encodeURIComponent(S.ds.name);
+  const name = encodeURIComponent(needDs().name);
   const ag = await api(`/api/datasets/${name}/agreement`);
   $("#agreement").replaceChildren(el("p", {}, `${plural(ag.images_multi, "image")} labeled by two or more people; ${plural(ag.conflicts, "conflict")}; mean agreement ${pct(ag.mean_image_agreement) || "—"}.`),
     el("table", {}, el("tr", {}, el("th", {}, "annotator A"), el("th", {}, "annotator B"), el("th", {}, "images"), el("th", {}, "agreement"), el("th", {}, "kappa")),
@@ -385,6 +425,7 @@ async function loadReview() {
 
 // ------------------------------------------------------------------ classes (admins)
 function renderClasses() {
+  needDs();
   $("#class-list").replaceChildren(...S.ds.classes.map((c) => el("li", {}, c)));
   const opts = () => S.ds.classes.map((c) => el("option", { value: c }, c));
   $("#rename-old").replaceChildren(...opts());
@@ -392,6 +433,7 @@ function renderClasses() {
 }
 async function classOp(path, body, what) {
   await guard("#classes-msg", async () => {
+    needDs();
     const res = await api(`/api/datasets/${encodeURIComponent(S.ds.name)}/classes${path}`, { method: "POST", body });
     await selectDataset(S.ds.name);
     renderClasses();
@@ -432,6 +474,12 @@ $("#import-form").addEventListener("submit", (ev) => { ev.preventDefault(); guar
   S.watch = job.id;
   pollJobs();
 }); });
+$("#create-form").addEventListener("submit", (ev) => { ev.preventDefault(); guard("#admin-msg", async () => {
+  const ds = await api("/api/datasets", { method: "POST", body: { name: $("#create-name").value.trim(), task: $("#create-task").value } });
+  $("#create-name").value = "";
+  await loadDatasets(ds.name);
+  flash("#admin-msg", `Created ${ds.name} (${ds.task}). Next: its classes (Classes tab), then upload images.`);
+}); });
 $("#upload-form").addEventListener("submit", (ev) => { ev.preventDefault(); guard("#admin-msg", async () => {
   if (!S.ds) throw new Error("Create or import a dataset first.");
   const files = [...$("#upload-files").files];
@@ -439,9 +487,9 @@ $("#upload-form").addEventListener("submit", (ev) => { ev.preventDefault(); guar
   const form = new FormData();
   files.forEach((f) => form.append("files", f, f.name));
   const res = await api(`/api/datasets/${encodeURIComponent(S.ds.name)}/upload`, { method: "POST", form });
-  const bad = res.rejected.map((r) => r.reason).join("; ");
+  const bad = res.rejected.map((r) => `- ${r.reason}`).join("\n");
   flash("#admin-msg", `Uploaded ${plural(res.added.length, "image")} to ${res.dataset}; ${plural(res.duplicates, "duplicate")} skipped` +
-        (bad ? `; rejected ${res.rejected.length}: ${bad}` : ".") + (res.prelabel_job ? ` Storing the model's suggestions for them (job ${res.prelabel_job}).` : ""), res.rejected.length > 0);
+        (bad ? `; ${res.rejected.length} not added (not kept; fix and upload again):\n${bad}\n` : ".") + (res.prelabel_job ? ` Storing the model's suggestions for them (job ${res.prelabel_job}).` : ""), res.rejected.length > 0);
   $("#upload-files").value = "";
   await loadDatasets(S.ds.name);
   if (res.prelabel_job) { S.watch = res.prelabel_job; pollJobs(); }
@@ -478,7 +526,10 @@ async function pollJobs() {
   const pinned = S.ds && S.ds.pinned_run && job && job.kind === "train"  // a new run does not serve while one is pinned
     ? `Run ${job.result.run_id} trained; run ${S.ds.pinned_run} still serves (pinned).` : null;
   if (S.ds && !$("#image-view").hidden) {  // labeling goes on: refresh this image's suggestion, keep the list
-    S.image = await api(`/api/images/${S.image.id}`); renderImage(); await Promise.all([loadAutotrain(), loadRuns()]);
+    const id = S.image.id, pos = S.pos;  // the annotator may move on (or label) while this loads
+    const fresh = await api(`/api/images/${id}`);
+    if (S.pos === pos && S.image.id === id && !S.loading && !S.saving) { S.image = fresh; renderImage(); }
+    await Promise.all([loadAutotrain(), loadRuns()]);
     flash("#image-msg", `${pinned || "Retrained; suggestions refreshed."}${note}`, note !== "");
   } else if (S.ds) {  // new suggestions and model list; the page and the selection stay
     S.ds = await api(`/api/datasets/${encodeURIComponent(S.ds.name)}`);
