@@ -3,8 +3,10 @@ and the Label Studio ML-backend routes against a stand-in Label Studio on 127.0.
 
 from __future__ import annotations
 
+import dataclasses
 import http.server
 import io
+import json
 import threading
 import time
 from pathlib import Path
@@ -18,12 +20,16 @@ from pixclass.store.tables import Annotation, Image, Prediction
 from tests.integration.server_fixtures import PASSWORDS, basic, make_server
 
 LS_KEY = "ls-secret-key"
+# Label Studio 1.22+ personal access token: a JWT refresh token, exchanged at /api/token/refresh for an access token
+LS_PAT = "eyJhbGciOiJIUzI1NiJ9.eyJ0b2tlbl90eXBlIjoicmVmcmVzaCJ9.c2lnbmF0dXJl"
+LS_ACCESS = "eyJhbGciOiJIUzI1NiJ9.eyJ0b2tlbl90eXBlIjoiYWNjZXNzIiwiZXhwIjo0MTAyNDQ0ODAwfQ.c2ln"  # expires in 2100
 LABEL_CONFIG = ('<View><Image name="img" value="$photo"/><Choices name="garment" toName="img">'
                 '<Choice value="hat"/><Choice value="pants"/></Choices></View>')
 
 
 class FakeLabelStudio(http.server.BaseHTTPRequestHandler):
-    """Serves /data/upload/<name> from ``files`` only to requests carrying `Authorization: Token LS_KEY`."""
+    """Serves /data/upload/<name> from ``files`` only to requests carrying `Authorization: Token LS_KEY` (a legacy
+    token) or `Bearer LS_ACCESS` (the access token /api/token/refresh gives for the personal token LS_PAT)."""
 
     files: dict[str, bytes] = {}
     seen_auth: list[str] = []
@@ -31,7 +37,7 @@ class FakeLabelStudio(http.server.BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802 - http.server naming
         self.seen_auth.append(self.headers.get("Authorization", ""))
         data = self.files.get(self.path)
-        if self.headers.get("Authorization") != f"Token {LS_KEY}" or data is None:
+        if self.headers.get("Authorization") not in (f"Token {LS_KEY}", f"Bearer {LS_ACCESS}") or data is None:
             self.send_response(401 if data is not None else 404)
             self.end_headers()
             return
@@ -39,6 +45,16 @@ class FakeLabelStudio(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+    def do_POST(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+        ok = self.path == "/api/token/refresh" and body.get("refresh") == LS_PAT
+        out = json.dumps({"access": LS_ACCESS} if ok else {"detail": "Token is invalid"}).encode()
+        self.send_response(200 if ok else 401)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
 
     def log_message(self, *args):
         pass
@@ -80,7 +96,7 @@ def test_ml_backend_before_any_model(srv):
     assert time.time() - t0 < 3
     r = ls.post("/predict", json={"tasks": [{"id": 1, "data": {"photo": "/data/upload/1/a.jpg"}}],
                                   "label_config": LABEL_CONFIG}, headers=auth)
-    assert r.status_code == 200 and r.json() == {"results": []}
+    assert r.status_code == 200 and r.json() == {"results": [], "errors": []}
     assert srv.client("ann").post("/api/predict", files={"file": ("a.jpg", b"x")}).status_code == 409
 
 
@@ -224,7 +240,7 @@ def test_label_studio_predict_downloads_with_token_and_formats(srv, trained, pho
     r = ls.post("/predict", json={"tasks": tasks, "label_config": LABEL_CONFIG, "project": "7.1700000000",
                                   "params": {"context": None}}, headers=auth)
     assert r.status_code == 200
-    results = r.json()["results"]
+    results, errors = r.json()["results"], {e["task"]: e["error"] for e in r.json()["errors"]}
     assert len(results) == 4
     first = results[0]
     assert first["model_version"] == setup["model_version"] and 0 < first["score"] <= 1
@@ -232,14 +248,14 @@ def test_label_studio_predict_downloads_with_token_and_formats(srv, trained, pho
     assert (item["from_name"], item["to_name"], item["type"]) == ("garment", "img", "choices")
     assert item["value"] == {"choices": ["hat"]}
     assert "error" not in first
-    # one prediction per task: a task whose image cannot be had is empty, with the reason in `error`
-    for r in results[1:]:
-        assert r["result"] == [] and r["score"] == 0.0 and r["model_version"] == setup["model_version"]
-    assert results[1]["error"] == (f"{srv.app.state.settings.label_studio_url}/data/upload/7/missing.jpg: "
-                                   f"Label Studio has no such file (404); the task's image may have been deleted "
-                                   f"or moved.")  # not blamed on the key
-    assert results[2]["error"].startswith("Not fetching http://elsewhere.example/x.jpg: only images served by ")
-    assert results[3]["error"] == "/data/upload/7/empty.jpg: empty file (0 bytes)."
+    # a task whose image cannot be had gets no prediction (Label Studio stores none and asks again next time), and
+    # its reason is in `errors`
+    assert results[1:] == [[], [], []] and set(errors) == {2, 3, 4}
+    assert errors[2] == (f"{srv.app.state.settings.label_studio_url}/data/upload/7/missing.jpg: "
+                         f"Label Studio has no such file (404); the task's image may have been deleted "
+                         f"or moved.")  # not blamed on the key
+    assert errors[3].startswith("Not fetching http://elsewhere.example/x.jpg: only images served by ")
+    assert errors[4] == "/data/upload/7/empty.jpg: empty file (0 bytes)."
     assert f"Token {LS_KEY}" in FakeLabelStudio.seen_auth
 
 
@@ -346,3 +362,61 @@ def test_models_answer_for_the_right_dataset_and_suggestions_are_checked(srv, tr
     taken = ann.post(f"/api/images/{cloth}/annotations", json={"labels": [image["top"][0]["label"]],
                                                                 "accepted_suggestion": True}).json()
     assert mine["from_run"] is None and taken["from_run"] == image["prediction"]["run_id"]
+
+
+def test_label_studio_personal_access_token_is_exchanged_for_an_access_token(srv, trained, photos4):
+    """Label Studio 1.22+ hands out personal access tokens, which only work once exchanged (as its SDK does)."""
+    FakeLabelStudio.files = {"/data/upload/8/hat.jpg": sorted((photos4 / "hat").glob("*.jpg"))[4].read_bytes()}
+    before = srv.app.state.settings
+    task = {"tasks": [{"id": 1, "data": {"photo": "/data/upload/8/hat.jpg"}}], "label_config": LABEL_CONFIG}
+    try:
+        srv.app.state.settings = dataclasses.replace(before, label_studio_api_key=LS_PAT)
+        r = srv.client().post("/predict", json=task, headers=basic("ann", PASSWORDS["ann"])).json()
+        assert r["errors"] == [] and r["results"][0]["result"][0]["value"] == {"choices": ["hat"]}
+        assert FakeLabelStudio.seen_auth[-1] == f"Bearer {LS_ACCESS}"
+        srv.app.state.settings = dataclasses.replace(before, label_studio_api_key=LS_PAT[:-2] + "xx")
+        r = srv.client().post("/predict", json=task, headers=basic("ann", PASSWORDS["ann"])).json()
+        assert r["results"] == [[]] and "did not accept LABEL_STUDIO_API_KEY as a personal access token" in \
+            r["errors"][0]["error"]
+    finally:
+        srv.app.state.settings = before
+
+
+def test_label_studio_projects_get_their_dataset_and_only_their_choices(srv, trained):
+    """A config whose choices are the dataset's classes is served by that dataset, through the control that offers
+    them (not a second one, here an image-quality flag); a model answer the config does not offer is never sent;
+    a bare file name is not taken for a registered image; an event sent twice is stored once."""
+    auth = basic("ann", PASSWORDS["ann"])
+    quality = '<Choices name="quality" toName="img"><Choice value="ok"/><Choice value="blurry"/></Choices>'
+    classes = "".join(f'<Choice value="{c}"/>' for c in ("hat", "pants", "shoes", "t-shirt"))
+    config = (f'<View><Image name="img" value="$photo"/>{quality}<Choices name="garment" toName="img">{classes}'
+              f'</Choices></View>')
+    with srv.ws.session() as s:  # a shoe photo the model calls shoes
+        rows = s.execute(select(Image, Prediction).join(Prediction, Prediction.image_id == Image.id).order_by(Image.id))
+        shoe = next(im for im, p in rows
+                    if Path(im.path).parent.name == "shoes" and p.labels == ["shoes"])
+        near = f"{Path(shoe.path).parent.name}/{Path(shoe.path).name}"  # class folder and file: one image
+    tasks = [{"id": 1, "data": {"photo": f"/data/local-files/?d={near}"}},
+             {"id": 2, "data": {"photo": f"/data/local-files/?d={Path(shoe.path).name}"}}]
+    r = srv.client().post("/predict", json={"tasks": tasks, "label_config": config}, headers=auth).json()
+    [item] = r["results"][0]["result"]
+    assert item["from_name"] == "garment" and item["value"] == {"choices": ["shoes"]}
+    assert r["results"][1] == [] and "404" in r["errors"][0]["error"]  # downloaded, not guessed from the name
+
+    only_hats = '<View><Image name="img" value="$photo"/><Choices name="c" toName="img"><Choice value="hat"/>' \
+                '</Choices></View>'
+    r = srv.client().post("/predict", json={"tasks": tasks[:1], "label_config": only_hats}, headers=auth).json()
+    assert r["results"] == [[]] and "are not choices of the labeling config" in r["errors"][0]["error"]
+
+    event = {"action": "ANNOTATION_CREATED", "project": {"id": 9, "label_config": config},
+             "task": {"id": 1, "data": tasks[0]["data"]},
+             "annotation": {"id": 31, "completed_by": 5, "result": [
+                 {"from_name": "quality", "to_name": "img", "type": "choices", "value": {"choices": ["blurry"]}},
+                 {"from_name": "garment", "to_name": "img", "type": "choices", "value": {"choices": ["pants"]}}]}}
+    first = srv.client().post("/webhook", json=event, headers=auth).json()
+    again = srv.client().post("/webhook", json=event, headers=auth).json()
+    assert (first["stored"], first["image_id"]) == (1, shoe.id) and (again["stored"], again["reason"]) == \
+        (0, "already stored")
+    with srv.ws.session() as s:
+        mine = s.scalars(select(Annotation).where(Annotation.author == "label-studio:5")).all()
+    assert [(a.image_id, a.labels) for a in mine] == [(shoe.id, ["pants"])]

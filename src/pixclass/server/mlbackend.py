@@ -2,16 +2,24 @@
 
 Label Studio authenticates with HTTP basic auth (a pixclass user's name and password). /health and /setup
 never load a model (Label Studio allows them 1 s and 3 s). Task images are fetched from LABEL_STUDIO_URL with
-`Authorization: Token LABEL_STUDIO_API_KEY`, except for tasks pixclass exported (their data carries
-``pixclass_image_id``), which are read from the workspace. Request and response shapes follow
-label-studio-ml-backend's api.py.
-A malformed body (not JSON, or a field of the wrong shape) is a 400 naming the field.
+LABEL_STUDIO_API_KEY: a personal access token (Label Studio 1.22+, a JWT) is exchanged at /api/token/refresh for
+a short-lived access token sent as `Authorization: Bearer ...`; a legacy token is sent as `Authorization: Token ...`.
+Tasks pixclass exported (their data carries ``pixclass_image_id``) and local-files tasks whose path names one
+registered image are read from the workspace instead.
+
+Each project gets the dataset whose classes are its labeling config's choices (PIXCLASS_LS_DATASET overrides), so
+one server serves several projects; a label the config does not offer is never sent. Request and response shapes
+follow label-studio-ml-backend's api.py. A malformed body (not JSON, or a field of the wrong shape) is a 400
+naming the field.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import threading
+import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlparse
@@ -41,21 +49,57 @@ class Control:
     to_name: str = "image"
     type: str = "choices"  # choices | taxonomy
     value_key: str = "image"  # task["data"] key holding the image URL
+    values: tuple[str, ...] = ()  # what it offers: Choice values, or taxonomy paths "a/b/c"
 
 
-def parse_config(label_config: str | None) -> Control:
+def _taxonomy_paths(el: ET.Element, prefix: tuple[str, ...] = ()) -> list[str]:
+    out = []
+    for ch in el:
+        if ch.tag == "Choice" and ch.get("value") is not None:
+            path = (*prefix, ch.get("value") or "")
+            out += _taxonomy_paths(ch, path) if any(c.tag == "Choice" for c in ch) else ["/".join(path)]
+    return out
+
+
+def controls(label_config: str | None) -> list[Control]:
+    """Every <Choices> and <Taxonomy> of a labeling config, in order; [] if there is none or it does not parse."""
     if not label_config or len(label_config) > 1_000_000:
-        return Control()
+        return []
     try:
         root = ET.fromstring(label_config)
     except ET.ParseError:
-        return Control()
+        return []
     images = {el.get("name"): (el.get("value") or "").lstrip("$") for el in root.iter() if el.tag == "Image"}
+    out = []
     for el in root.iter():
         if el.tag in ("Choices", "Taxonomy") and el.get("name"):
             to = el.get("toName", "image")
-            return Control(el.get("name"), to, el.tag.lower(), images.get(to) or to)
-    return Control()
+            values = _taxonomy_paths(el) if el.tag == "Taxonomy" else [c.get("value") or "" for c in el
+                                                                          if c.tag == "Choice"]
+            out.append(Control(el.get("name"), to, el.tag.lower(), images.get(to) or to, tuple(values)))
+    return out
+
+
+def parse_config(label_config: str | None, classes: tuple[str, ...] = ()) -> Control:
+    """The config's control for a dataset with ``classes``: the one offering most of them (a second control, say an
+    image-quality flag, is left alone), else the first."""
+    found = controls(label_config)
+    return max(found, key=lambda c: len(set(c.values) & set(classes)), default=Control())  # first of equals
+
+
+def dataset_for(s, settings, label_config: str | None) -> Dataset | None:
+    """The dataset a Label Studio project works on: PIXCLASS_LS_DATASET, else the newest dataset whose classes are
+    exactly the choices of one of the config's controls; None when none matches."""
+    if settings.ls_dataset:
+        return records.get_dataset(s, settings.ls_dataset)
+    offered = [set(c.values) for c in controls(label_config) if c.values]
+    if not offered:
+        return None
+    for ds in s.scalars(select(Dataset).order_by(Dataset.id.desc())):
+        classes = set(records.load_schema(s, ds).classes)
+        if classes and classes in offered:
+            return ds
+    return None
 
 
 def format_prediction(ctrl: Control, labels: list[str], score: float, version: str) -> dict:
@@ -68,8 +112,9 @@ def format_prediction(ctrl: Control, labels: list[str], score: float, version: s
                         "score": score}], "score": score, "model_version": version}
 
 
-def labels_from_result(result: list[dict]) -> list[str]:
-    """The choices and taxonomy paths of an annotation's result items; DataError naming the field if malformed."""
+def labels_from_result(result: list[dict], from_name: str | None = None) -> list[str]:
+    """The choices and taxonomy paths of an annotation's result items (of control ``from_name`` when given);
+    DataError naming the field if malformed."""
     if not isinstance(result or [], list):
         raise DataError("field 'annotation.result' must be a list of result objects.")
     out: list[str] = []
@@ -85,14 +130,63 @@ def labels_from_result(result: list[dict]) -> list[str]:
             raise DataError(f"field '{where}.value.choices' must be a list of class names.")
         if not isinstance(taxonomy, list) or not all(isinstance(path, list) for path in taxonomy):
             raise DataError(f"field '{where}.value.taxonomy' must be a list of paths (lists of names).")
+        if from_name is not None and item.get("from_name") != from_name:
+            continue
         out += [str(c) for c in choices]
         out += ["/".join(map(str, path)) for path in taxonomy]
     return list(dict.fromkeys(out))
 
 
+_ACCESS: dict[tuple[str, str], tuple[str, float]] = {}  # (Label Studio URL, personal token) -> (access token, expiry)
+
+
+def _jwt_exp(token: str) -> float | None:
+    try:
+        part = token.split(".")[1]
+        return float(json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))["exp"])
+    except (IndexError, ValueError, KeyError, TypeError):
+        return None
+
+
+def ls_headers(base: str, key: str, *, fresh: bool = False) -> dict[str, str]:
+    """The Authorization header for Label Studio. A personal access token (a JWT) is a refresh token: it is
+    exchanged at /api/token/refresh for an access token, kept until shortly before it expires."""
+    import httpx
+
+    if not key:
+        return {}
+    if key.count(".") != 2:  # a legacy token
+        return {"Authorization": f"Token {key}"}
+    cached = _ACCESS.get((base, key))
+    if cached and not fresh and cached[1] > time.time() + 30:
+        return {"Authorization": f"Bearer {cached[0]}"}
+    try:
+        r = httpx.post(f"{base}/api/token/refresh", json={"refresh": key}, timeout=10.0)
+    except httpx.HTTPError as e:
+        raise DataError(f"Cannot reach {base}/api/token/refresh: {e}. Is LABEL_STUDIO_URL reachable?") from None
+    access = r.json().get("access") if r.status_code == 200 and "json" in r.headers.get("content-type", "") else None
+    if not isinstance(access, str):
+        raise DataError(f"Label Studio did not accept LABEL_STUDIO_API_KEY as a personal access token "
+                        f"({r.status_code} from /api/token/refresh). Create a new one in Label Studio (Account & "
+                        f"Settings) or give a legacy token.")
+    _ACCESS[(base, key)] = (access, _jwt_exp(access) or time.time() + 240)
+    return {"Authorization": f"Bearer {access}"}
+
+
 def fetch_image(url: str, base: str, key: str) -> bytes:
     """Bytes of a task image. Relative Label Studio URLs (/data/upload/..., /data/local-files/?d=...) are
     fetched from ``base``; absolute URLs only if they point at the same Label Studio."""
+    try:
+        return _fetch(url, base, key, ls_headers(base, key), retry=True)
+    except _Expired:  # an access token Label Studio no longer takes: a fresh one, once
+        return _fetch(url, base, key, ls_headers(base, key, fresh=True))
+
+
+class _Expired(Exception):
+    pass
+
+
+def _fetch(url: str, base: str, key: str, headers: dict[str, str], retry: bool = False) -> bytes:
     import httpx
 
     if url.startswith("/"):
@@ -106,9 +200,10 @@ def fetch_image(url: str, base: str, key: str) -> bytes:
         full = url
     else:
         raise DataError(f"Unsupported task image reference {url[:100]!r}.")
-    headers = {"Authorization": f"Token {key}"} if key else {}
     try:
         with httpx.stream("GET", full, headers=headers, timeout=10.0) as r:
+            if r.status_code == 401 and retry and headers.get("Authorization", "").startswith("Bearer"):
+                raise _Expired
             if r.status_code in (401, 403):
                 raise DataError(f"{full}: Label Studio answered {r.status_code} (not allowed). Check "
                                 f"LABEL_STUDIO_API_KEY{'' if key else ', which is not set'}.")
@@ -193,11 +288,22 @@ def health() -> dict:
 async def setup(request: Request, _: Principal = Depends(require("viewer"))) -> dict:
     """Label Studio's connection check. Answers the model version at once and warms the model in the background."""
     cache = request.app.state.models
-    dataset = request.app.state.settings.ls_dataset or None
+    try:
+        body = await request.json()
+    except ValueError:  # no body, or not JSON: the connection check still answers
+        body = {}
+    config = body.get("schema") if isinstance(body, dict) and isinstance(body.get("schema"), str) else None
+    dataset = await run_in_threadpool(_dataset_name, request, config)
     run_id = await run_in_threadpool(cache.serving_run_id, dataset)
     if run_id is not None:
         threading.Thread(target=_warm, args=(cache, dataset), daemon=True, name="pixclass-warm").start()
     return {"model_version": records.model_version(run_id) if run_id is not None else "none"}
+
+
+def _dataset_name(request: Request, label_config: str | None) -> str | None:
+    with request.app.state.ws.session() as s:
+        ds = dataset_for(s, request.app.state.settings, label_config)
+        return ds.name if ds else None
 
 
 def _warm(cache, dataset: str | None) -> None:
@@ -207,17 +313,23 @@ def _warm(cache, dataset: str | None) -> None:
         log.warning("model warm-up failed: %s", e)
 
 
-def _predict_tasks(request: Request, body: dict) -> list[dict]:
+def _predict_tasks(request: Request, body: dict) -> tuple[list, list[dict]]:
+    """(per task: a prediction, or [] for none; the reasons of the tasks left without one)."""
     settings, cache = request.app.state.settings, request.app.state.models
+    config = body.get("label_config")
+    with request.app.state.ws.session() as s:
+        ds = dataset_for(s, settings, config)
+        ds_id, dataset = (ds.id, ds.name) if ds else (None, None)
     try:
-        handle = cache.get(dataset=settings.ls_dataset or None)
+        handle = cache.get(dataset=dataset)
     except NotFittedError:
-        return []  # no model yet: no predictions, not an error
-    ctrl = parse_config(body.get("label_config"))
+        return [], []  # no model yet: no predictions, not an error
+    ctrl = parse_config(config, handle.decision_rule()[0].classes)
     tasks = body.get("tasks") or []
     with request.app.state.ws.session() as s:  # tasks exported by pixclass name their image: no download needed
-        local = [im.path if (im := _find_image(s, t)) is not None else None for t in tasks]
-    out = []
+        local = [im.path if (im := _find_image(s, t, ds_id)) is not None else None for t in tasks]
+    out: list = []
+    errors = []
     for task, path in zip(tasks, local):
         url = _image_url(task, ctrl)
         try:
@@ -230,35 +342,54 @@ def _predict_tasks(request: Request, body: dict) -> list[dict]:
             else:
                 p = handle.predict_bytes(fetch_image(url, settings.label_studio_url, settings.label_studio_api_key),
                                          url, k=1)
-            out.append(format_prediction(ctrl, [p.label], round(p.score, 6), handle.version))
+            labels = list(p.labels)
+            if not labels:
+                raise DataError("the model is not confident of any class (no prediction).")
+            foreign = [x for x in labels if ctrl.values and x not in ctrl.values]
+            if foreign:
+                raise DataError(f"the model's classes {foreign} are not choices of the labeling config "
+                                f"(served by {handle.version}); set PIXCLASS_LS_DATASET to the project's dataset.")
+            out.append(format_prediction(ctrl, labels, round(p.score, 6), handle.version))
         except DataError as e:
             log.warning("Label Studio task %s: %s", task.get("id"), e)
-            out.append({"result": [], "score": 0.0, "model_version": handle.version, "error": str(e)})
-    return out
+            out.append([])  # no prediction: Label Studio stores none, and asks again next time
+            errors.append({"task": task.get("id"), "error": str(e)})
+    return out, errors
 
 
 @router.post("/predict")
 async def ls_predict(request: Request, _: Principal = Depends(require("viewer"))) -> dict:
     """Predictions for Label Studio tasks: {"results": [one prediction per task]}; [] before any training.
 
-    A task whose image cannot be fetched or decoded gets an empty prediction (score 0) with an extra ``error``
-    field giving the reason; Label Studio ignores the field, other callers can show it."""
+    A task whose image cannot be fetched or decoded, or whose model answer is not a choice of the config, gets no
+    prediction (an empty list in its place, so that Label Studio asks again later) and its reason in ``errors``
+    ([{task, error}]), which Label Studio ignores and other callers can show."""
     body = await _json_object(request, "'tasks' (a list of task objects)")
     _check_predict_body(body)
-    return {"results": await run_in_threadpool(_predict_tasks, request, body)}
+    results, errors = await run_in_threadpool(_predict_tasks, request, body)
+    return {"results": results, "errors": errors}
 
 
-def _find_image(s, task: dict) -> Image | None:
+def _find_image(s, task: dict, dataset_id: int | None = None) -> Image | None:
+    """The registered image of a task (of the given dataset): by the ``pixclass_image_id`` pixclass exported, or a
+    local-files path that ends in a folder and file name and names exactly one image. A bare file name
+    (IMG_0001.jpg) can be anyone's: such tasks are downloaded instead."""
     data = task.get("data") or {}
     for key in ("pixclass_image_id", "pixclass_id"):
         v = str(data.get(key, ""))
         if v.isascii() and v.isdigit() and len(v) < 19:  # an id that fits the integer column
-            return s.get(Image, int(v))
+            im = s.get(Image, int(v))
+            return im if im is not None and dataset_id in (None, im.dataset_id) else None
     for v in data.values():
         if isinstance(v, str) and "?d=" in v:
             rel = parse_qs(urlparse(v).query).get("d", [""])[0].lstrip("/")
-            if rel:
-                return s.scalar(select(Image).where(Image.path.endswith("/" + rel, autoescape=True)).limit(1))
+            if rel.count("/") < 1:
+                return None
+            q = select(Image).where(Image.path.endswith("/" + rel, autoescape=True))
+            if dataset_id is not None:
+                q = q.where(Image.dataset_id == dataset_id)
+            found = s.scalars(q.limit(2)).all()
+            return found[0] if len(found) == 1 else None
     return None
 
 
@@ -273,6 +404,13 @@ def _labeled_last(s) -> Dataset | None:
     return s.scalar(select(Dataset).order_by(Dataset.id.desc()).limit(1))
 
 
+def _project_config(body: dict) -> str | None:
+    """The labeling config Label Studio sends with the project of an event (webhooks with payloads do)."""
+    project = body.get("project")
+    config = project.get("label_config") if isinstance(project, dict) else None
+    return config if isinstance(config, str) else None
+
+
 def _webhook(request: Request, body: dict, user: Principal) -> tuple[dict, int]:
     ws, settings = request.app.state.ws, request.app.state.settings
     event = body.get("action")
@@ -282,7 +420,7 @@ def _webhook(request: Request, body: dict, user: Principal) -> tuple[dict, int]:
         from pixclass.server import tasks
 
         with ws.session() as s:
-            ds = records.get_dataset(s, settings.ls_dataset) if settings.ls_dataset else _labeled_last(s)
+            ds = dataset_for(s, settings, _project_config(body)) or _labeled_last(s)
             if ds is None:
                 return {"status": "error", "error": "No dataset to train. Import one first."}, 201
             name = ds.name
@@ -292,11 +430,18 @@ def _webhook(request: Request, body: dict, user: Principal) -> tuple[dict, int]:
                                                       progress))
         return {"status": "ok", "job": job.id}, 201
     annotation, task = body.get("annotation") or {}, body.get("task") or {}
-    labels = labels_from_result(annotation.get("result", []))
+    labels_from_result(annotation.get("result", []))  # a malformed result is a 400 whatever the image
     by = annotation.get("completed_by")
     author = f"label-studio:{by.get('email', by.get('id')) if isinstance(by, dict) else by}"
     with ws.session() as s:
-        im = _find_image(s, task)
+        config = _project_config(body)
+        project_ds = dataset_for(s, settings, config)
+        im = _find_image(s, task, project_ds.id if project_ds else None)
+        labels = []
+        if im is not None:  # with several controls (say, an image-quality flag too), the one with our classes
+            found = controls(config)
+            ctrl = parse_config(config, records.load_schema(s, s.get(Dataset, im.dataset_id)).classes)
+            labels = labels_from_result(annotation.get("result", []), ctrl.from_name if len(found) > 1 else None)
         if im is None or not labels:
             return {"status": "ok", "stored": 0, "reason": "task image not registered in pixclass"
                     if im is None else "no choices in the annotation"}, 201
@@ -305,6 +450,10 @@ def _webhook(request: Request, body: dict, user: Principal) -> tuple[dict, int]:
         unknown = [x for x in labels if x not in schema.classes]
         if unknown:
             return {"status": "ok", "stored": 0, "reason": f"unknown classes {unknown}"}, 201
+        same = s.scalar(select(Annotation).where(Annotation.image_id == im.id, Annotation.author == author[:200])
+                        .order_by(Annotation.id.desc()).limit(1))
+        if same is not None and sorted(same.labels) == sorted(labels):  # an event sent again: stored once
+            return {"status": "ok", "stored": 0, "image_id": im.id, "reason": "already stored"}, 201
         s.add(Annotation(image_id=im.id, labels=labels, source="human", author=author[:200],
                          time_spent=annotation.get("lead_time")))
         dataset = ds.name

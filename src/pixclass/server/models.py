@@ -17,6 +17,7 @@ from pixclass.artifact import Manifest
 from pixclass.errors import ConfigError, NotFittedError
 from pixclass.inference.predictor import Prediction, merge_classes, to_predictions
 from pixclass.io.images import decode_bytes, load_rgb
+from pixclass.schema import LabelSchema
 from pixclass.store import Workspace, records
 from pixclass.store.tables import Dataset, Run
 
@@ -53,9 +54,26 @@ class Handle:
     def probs(self, images: np.ndarray) -> np.ndarray:
         return self._fn(images)  # type: ignore[operator]
 
+    def decision_rule(self) -> tuple[LabelSchema, dict[str, float]]:
+        """The run's task and thresholds over today's class names: answers decide as ``pixclass predict`` does
+        (multi-label: every class above its threshold; binary: the stored operating threshold; hierarchical: the
+        deepest confident node). A merged class keeps the lowest of its parts' thresholds."""
+        m = self.manifest
+        rename = dict(zip(self.classes, self.names_now or self.classes))
+        thresholds: dict[str, float] = {}
+        for name, t in m.thresholds.items():
+            now = rename.get(name, name)
+            thresholds[now] = min(t, thresholds.get(now, t))
+        positive = rename.get(m.schema.positive, m.schema.positive) if m.schema.positive else None
+        return LabelSchema(m.schema.task, tuple(dict.fromkeys(rename.values())), positive), thresholds
+
+    def _predictions(self, names: list[str], probs: np.ndarray, k: int) -> list[Prediction]:
+        schema, thresholds = self.decision_rule()
+        return to_predictions(names, *self.current(probs), k, schema=schema, thresholds=thresholds)
+
     def predict_bytes(self, data: bytes, name: str, k: int = 5) -> Prediction:
         arr = decode_bytes(data, self.img_size, name)
-        return to_predictions([name], *self.current(self.probs(arr[None])), k)[0]
+        return self._predictions([name], self.probs(arr[None]), k)[0]
 
     def predict_paths(self, paths: list[str], k: int = 5) -> list[Prediction | str]:
         """One Prediction per path, or the decode error message."""
@@ -67,7 +85,7 @@ class Handle:
                 out.append(None)
             except Exception as e:  # noqa: BLE001 - load_rgb raises DataError; keep any reason per file
                 out.append(str(e))
-        preds = iter(to_predictions(good, *self.current(self.probs(np.stack(arrays))), k) if arrays else [])
+        preds = iter(self._predictions(good, self.probs(np.stack(arrays)), k) if arrays else [])
         return [next(preds) if o is None else o for o in out]
 
 
