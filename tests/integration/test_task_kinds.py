@@ -57,6 +57,27 @@ def test_multilabel_end_to_end(tmp_path, photos4):
     assert set(pred.labels) == {lab for lab, sc in pred.top if sc >= manifest.thresholds[lab]}
     assert len(set(pred.labels) & set(truth)) >= 1
 
+    # the server decides as predict does: every label above its threshold, for the REST API and Label Studio
+    from fastapi.testclient import TestClient
+
+    from pixclass.server import create_app
+    from pixclass.store import Workspace, users
+    from pixclass.store.tables import Image as ImageRow
+
+    store = Workspace.open(ws)
+    with store.session() as s:
+        token = users.create_token(s, users.create_user(s, "root", "admin", "root-pw"))
+        image_id = next(im.id for im in s.query(ImageRow) if im.path.endswith("m000.jpg"))
+    client = TestClient(create_app(store))
+    client.headers["Authorization"] = f"Bearer {token}"
+    [rest] = client.post("/api/predict", json={"image_ids": [image_id]}).json()["predictions"]
+    config = ('<View><Image name="image" value="$image"/><Choices name="tags" toName="image" choice="multiple">'
+              + "".join(f'<Choice value="{c}"/>' for c in CLASSES) + "</Choices></View>")
+    ls = client.post("/predict", json={"tasks": [{"id": 1, "data": {"pixclass_image_id": image_id}}],
+                                       "label_config": config}).json()
+    assert set(rest["labels"]) == set(pred.labels)
+    assert set(ls["results"][0]["result"][0]["value"]["choices"]) == set(pred.labels)
+
 
 def test_folder_tree_with_shared_images_is_multilabel(tmp_path, photos4):
     root = tmp_path / "tree"

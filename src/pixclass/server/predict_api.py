@@ -30,7 +30,7 @@ _BODY = {"requestBody": {"required": True, "content": {
 
 
 def _pred(p, k: int, **extra) -> dict:
-    return {**extra, "label": p.label, "score": round(p.score, 6),
+    return {**extra, "label": p.label, "labels": list(p.labels), "score": round(p.score, 6),  # label: '|'-joined
             "top": [{"label": lab, "score": round(sc, 6)} for lab, sc in p.top[:k]]}
 
 
