@@ -49,19 +49,30 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log deta
 @app.command("import")
 @handle_errors
 def import_cmd(
-    src: Annotated[Path, typer.Argument(help="Folder tree (root/<class>/img or root/<split>/<class>/img) or CSV.")],
+    src: Annotated[Path, typer.Argument(help="Folder tree (root/<class>/img or root/<split>/<class>/img), CSV "
+                                             "(path,label[,split]) or a Label Studio JSON/JSON-MIN/CSV export.")],
     name: Annotated[str, typer.Option("--name", "-n", help="Dataset name.")],
     task: Annotated[Optional[str], typer.Option(help="binary|multiclass|multilabel|hierarchical (inferred).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the 80/10/10 split for images without one.")] = 0,
     taxonomy: Annotated[Optional[Path], typer.Option(help="Taxonomy file: one class path (a/b/c) per line.")] = None,
+    document_root: Annotated[Optional[Path], typer.Option(
+        help="Label Studio export: the folder /data/local-files/?d=... links are relative to (Label Studio's "
+             "LOCAL_FILES_DOCUMENT_ROOT; else $LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT or $LOCAL_FILES_DOCUMENT_ROOT)."
+    )] = None,
+    ls_data_dir: Annotated[Optional[Path], typer.Option(
+        help="Label Studio export: Label Studio's data folder; /data/upload/N/F links are read from "
+             "DIR/media/upload/N/F.")] = None,
+    from_name: Annotated[Optional[str], typer.Option(
+        help="Label Studio export: the Choices/Taxonomy control to read when the labeling config has several.")] = None,
     workspace: WorkspaceOpt = None, db_url: DbOpt = None, json_out: JsonOpt = False, quiet: QuietOpt = False,
 ) -> None:
-    """Import images; unreadable files are reported by path and reason, the rest goes on."""
+    """Import images; unreadable files are reported by path and reason, the rest goes on. Paths are stored absolute."""
     from pixclass.io.importer import import_dataset
 
     ws = open_ws(workspace, db_url)
     with progress_bar(quiet or json_out) as bar:
-        res = import_dataset(ws, src, name, task=task, seed=seed, taxonomy=taxonomy, progress=simple(bar, "import"))
+        res = import_dataset(ws, src, name, task=task, seed=seed, taxonomy=taxonomy, document_root=document_root,
+                             ls_data_dir=ls_data_dir, from_name=from_name, progress=simple(bar, "import"))
     if json_out:
         return emit_json(res.to_dict())
     console.print(f"Imported [bold]{res.imported}[/] images into [bold]{res.dataset}[/] ({res.task}, "

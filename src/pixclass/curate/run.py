@@ -101,7 +101,8 @@ def skipped_duplicates(source: str, known: dict[str, str], stored_paths: set[str
         entries = read_source(source) if source else []
     except DataError:
         return []
-    todo = [str(e.path) for e in entries if str(e.path) not in stored_paths and str(e.path) not in broken]
+    seen = {str(Path(p).resolve()) for p in (*stored_paths, *broken)}  # older imports stored relative paths
+    todo = [str(e.path) for e in entries if str(e.path) not in seen]
     out = []
     for n, path in enumerate(todo, start=1):
         try:

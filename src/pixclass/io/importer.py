@@ -94,10 +94,16 @@ def taxonomy_classes(path: str | Path | None) -> list[str]:
 
 
 def import_dataset(ws: Workspace, src: str | Path, name: str, *, task: str | None = None, seed: int = 0,
-                   taxonomy: str | Path | None = None, workers: int = 4,
+                   taxonomy: str | Path | None = None, workers: int = 4, document_root: str | Path | None = None,
+                   ls_data_dir: str | Path | None = None, from_name: str | None = None,
                    progress: Progress | None = None) -> ImportResult:
-    """Add the images of ``src`` to dataset ``name``. Files already stored (same path or sha256) are skipped."""
-    entries = read_source(src)
+    """Add the images of ``src`` to dataset ``name``. Files already stored (same path or sha256) are skipped.
+
+    Image paths are stored absolute and resolved (a relative ``src`` is taken from the working directory now), so
+    serving and training work from any directory later. ``document_root``, ``ls_data_dir`` and ``from_name`` apply
+    to Label Studio exports (see io.labelstudio.read_labelstudio)."""
+    src = Path(src).expanduser().resolve()
+    entries = read_source(src, document_root=document_root, ls_data_dir=ls_data_dir, from_name=from_name)
     result = ImportResult(dataset=name)
     with ws.session() as s:
         ds = records.get_or_create_dataset(s, name, task=task, source=str(src))

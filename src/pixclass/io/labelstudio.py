@@ -16,8 +16,9 @@ and so is the "CSV" export (the same records as rows; several choices and taxono
 Choices give one label (single) or several (multiple: a multilabel dataset); Taxonomy gives paths
 (``{"taxonomy": [["clothes", "shoes"]]}``), stored as '/'-joined hierarchical class names.
 Images are local files: ``/data/local-files/?d=REL`` is resolved against the document root (Label Studio's
-LOCAL_FILES_DOCUMENT_ROOT), ``/data/upload/...`` against the root's ``media/upload``; remote URLs are reported as
-broken, never downloaded.
+LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT, also read from the environment), ``/data/upload/N/F`` against Label Studio's
+data folder (``<ls_data_dir>/media/upload/N/F``) or the root's ``media/upload``; remote URLs are reported as broken,
+never downloaded. Resolved paths are absolute, so they do not depend on the working directory.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ log = logging.getLogger(__name__)
 CLASSIFICATION_TYPES = ("choices", "taxonomy")
 IMAGE_KEYS = ("image", "img", "image_url", "url", "path", "file", "filename")
 REMOTE_SCHEMES = ("http", "https", "s3", "gs", "azure-blob", "ftp")
+# Environment variables naming Label Studio's local-files document root: its own name, and the short one.
+DOCUMENT_ROOT_ENV = ("LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT", "LOCAL_FILES_DOCUMENT_ROOT")
 # Fields Label Studio's JSON-MIN export adds to each record besides the task data and the results.
 MIN_META = ("id", "annotator", "annotation_id", "created_at", "updated_at", "lead_time", "agreement", "split")
 
@@ -222,9 +225,26 @@ def _image_ref(task: dict, where: str, data_key: str | None) -> str:
                     f"Name the key holding the image.")
 
 
-def resolve_image(ref: str, *, base: Path, document_root: str | Path | None = None) -> tuple[Path | None, str]:
-    """A Label Studio image reference -> (local path, "") or (None, why it cannot be resolved)."""
-    roots = [Path(r).expanduser() for r in (document_root, os.environ.get("LOCAL_FILES_DOCUMENT_ROOT")) if r]
+def _dir(path: str | Path) -> Path:
+    return Path(path).expanduser().resolve()
+
+
+def document_roots(document_root: str | Path | None = None) -> list[Path]:
+    """The folders local-files references are resolved against: the given one, then those the environment names
+    (DOCUMENT_ROOT_ENV, read at call time), absolute and without repeats."""
+    roots = [_dir(r) for r in (document_root, *(os.environ.get(k) for k in DOCUMENT_ROOT_ENV)) if r]
+    return list(dict.fromkeys(roots))
+
+
+def resolve_image(ref: str, *, base: Path, document_root: str | Path | None = None,
+                  ls_data_dir: str | Path | None = None) -> tuple[Path | None, str]:
+    """A Label Studio image reference -> (absolute local path, "") or (None, why it cannot be resolved).
+
+    ``/data/local-files/?d=REL``: REL under the document root (or the environment's, see DOCUMENT_ROOT_ENV), ``base``
+    (the export's folder) or '/'. ``/data/upload/N/F``: ``<ls_data_dir>/media/upload/N/F``, else the same under the
+    document root or ``base``. Anything else: a path, relative ones from ``base``."""
+    base = _dir(base)
+    roots = document_roots(document_root)
     parts = urlsplit(ref)
     if parts.path.endswith("/data/local-files/") or parts.path.endswith("/data/local-files"):
         rel = unquote(parse_qs(parts.query).get("d", [""])[0])
@@ -238,17 +258,23 @@ def resolve_image(ref: str, *, base: Path, document_root: str | Path | None = No
         gone = [p for root, p in here if p.parent not in (root, Path("/")) and p.parent.is_dir()]
         if gone:  # its own folder is there: the file was deleted or moved, the document root is not the problem
             return None, f"Label Studio local file {gone[0]} not found (deleted or moved?)."
-        where = ", ".join(map(str, roots)) or f"{base} (no document root given)"
+        where = ", ".join(map(str, roots)) or f"{base} (the export's folder; no document root given)"
         return None, (f"Label Studio local file {rel!r} not found under {where}. Give the folder Label Studio's "
-                      f"LOCAL_FILES_DOCUMENT_ROOT points to as the document root.")
+                      f"LOCAL_FILES_DOCUMENT_ROOT points to as the document root (pixclass import --document-root, "
+                      f"or set LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT).")
     if "/data/upload/" in parts.path:
         rel = unquote(parts.path.split("/data/upload/", 1)[1])
-        for root in [*roots, base]:
+        data_dir = [_dir(ls_data_dir)] if ls_data_dir else []
+        for root in [*data_dir, *roots, base]:
             for cand in (root / "media" / "upload" / rel, root / "upload" / rel, root / rel, root / Path(rel).name):
                 if cand.is_file():
                     return cand, ""
-        return None, (f"{ref}: a file uploaded into Label Studio. Copy Label Studio's media/upload folder here "
-                      f"and give its parent as the document root, or use local-files storage.")
+        if data_dir:
+            return None, (f"{ref}: a file uploaded into Label Studio, not found at "
+                          f"{data_dir[0] / 'media' / 'upload' / rel}. Check that the Label Studio data folder is "
+                          f"the one of the instance the export came from.")
+        return None, (f"{ref}: a file uploaded into Label Studio. Give Label Studio's data folder, the one holding "
+                      f"media/upload (pixclass import --ls-data-dir), or use local-files storage.")
     if parts.scheme.lower() in REMOTE_SCHEMES:
         return None, f"{ref}: a remote URL; pixclass imports local files only. Download the images, then import them."
     local = Path(unquote(parts.path) if parts.scheme == "file" else ref).expanduser()
@@ -259,17 +285,25 @@ def resolve_image(ref: str, *, base: Path, document_root: str | Path | None = No
 
 
 def read_labelstudio(path: str | Path, *, document_root: str | Path | None = None, from_name: str | None = None,
-                     data_key: str | None = None) -> list[Entry]:
+                     data_key: str | None = None, ls_data_dir: str | Path | None = None) -> list[Entry]:
     """Entries (path, labels, split) of a Label Studio JSON export. The newest non-cancelled annotation of a task
-    gives its labels; tasks without one are unlabeled. Unresolvable images come back with a ``reason``."""
-    path = Path(path).expanduser()
+    gives its labels; tasks without one are unlabeled. Unresolvable images come back with a ``reason``.
+
+    ``document_root`` resolves local-files images, ``ls_data_dir`` (Label Studio's data folder, holding
+    media/upload) uploaded ones, see resolve_image; ``from_name`` picks the Choices/Taxonomy control when the
+    annotations use several."""
+    path = _dir(path)
     tasks = _load(path)
     if _is_json_min(tasks):
         tasks = _from_json_min(tasks, data_key)
     controls = _controls(tasks)
     if from_name is None and len(controls) > 1:
         raise DataError(f"{path}: annotations use several classification controls ({', '.join(sorted(controls))}). "
-                        f"Choose one with from_name (the Choices/Taxonomy name in the labeling config).")
+                        f"Choose one with from_name (the Choices/Taxonomy name in the labeling config; "
+                        f"pixclass import --from-name).")
+    if from_name is not None and controls and from_name not in controls:
+        raise DataError(f"{path}: no annotation uses a classification control named {from_name!r}. "
+                        f"The annotations use: {', '.join(sorted(controls))}.")
     out: list[Entry] = []
     for i, task in enumerate(tasks):
         where = _where(path, i, task)
@@ -290,7 +324,7 @@ def read_labelstudio(path: str | Path, *, document_root: str | Path | None = Non
                 break
         raw_split = str(task["data"].get("split") or "").strip().lower()
         split = SPLIT_NAMES.get(raw_split)
-        local, reason = resolve_image(ref, base=path.parent, document_root=document_root)
+        local, reason = resolve_image(ref, base=path.parent, document_root=document_root, ls_data_dir=ls_data_dir)
         out.append(LSEntry(local or Path(ref), tuple(labels), split, reason, ref))
     log.info("%s: %d tasks, %d labeled, %d unresolvable", path, len(out), sum(bool(e.labels) for e in out),
              sum(bool(getattr(e, "reason", "")) for e in out))
@@ -414,7 +448,9 @@ def label_config(classes: Sequence[str], task: str, *, from_name: str | None = N
             return "".join(f"{pad}<Choice value={quoteattr(k)}>\n{choices(v, depth + 1)}{pad}</Choice>\n" if v
                            else f"{pad}<Choice value={quoteattr(k)}/>\n" for k, v in node.items())
 
-        body = (f'  <Taxonomy name="{from_name or "taxonomy"}" toName="{to_name}">\n{choices(tree, 2)}'
+        # Only leaves can be picked, unless a class is also the parent of another (a/b and a/b/c): then all can.
+        leafs = ' leafsOnly="true"' if not any(c.startswith(f"{d}/") for c in classes for d in classes) else ""
+        body = (f'  <Taxonomy name="{from_name or "taxonomy"}" toName="{to_name}"{leafs}>\n{choices(tree, 2)}'
                 f"  </Taxonomy>\n")
     else:
         mode = "multiple" if task == "multilabel" else "single-radio"
