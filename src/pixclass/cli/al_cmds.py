@@ -115,8 +115,13 @@ def retrain_cmd(
 
 
 def _predictions(ws, dataset: str, run_dir: Path | None, quiet: bool):
-    """({image_id: TaskPrediction}, model_version) from the run's stored predictions, else computed with it."""
+    """({image_id: TaskPrediction}, model_version) from the run's stored predictions, else computed with it.
+
+    Computed ones follow ``pixclass predict``'s decision rule (pixclass.decision.decide with the manifest's
+    thresholds): every class above its threshold for multi-label, the operating threshold for binary, the deepest
+    confident node for hierarchical. An image whose decision is empty gets no prediction."""
     from pixclass.artifact import Manifest
+    from pixclass.decision import decide
     from pixclass.io.labelstudio import TaskPrediction, stored_predictions
     from pixclass.store import records
     from pixclass.train.active import run_probs
@@ -128,11 +133,11 @@ def _predictions(ws, dataset: str, run_dir: Path | None, quiet: bool):
         its = records.items(s, records.get_dataset(s, dataset))
     if not its:
         return {}, version
-    classes = Manifest.load(path).classes
+    m = Manifest.load(path)
     with progress_bar(quiet) as bar:
         probs = run_probs(ws, path, its, progress=bar)
-    top = probs.argmax(1).tolist()
-    preds = {it.image_id: TaskPrediction((classes[k],), float(probs[i, k])) for i, (it, k) in enumerate(zip(its, top))}
+    decisions = decide(probs, m.schema, m.thresholds)
+    preds = {it.image_id: TaskPrediction(labels, score) for it, (labels, score) in zip(its, decisions) if labels}
     return preds, version
 
 

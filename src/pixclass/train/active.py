@@ -57,8 +57,15 @@ def check_strategy(name: str) -> str:
 
 # ---------------------------------------------------------------- scores and queries (pure numpy)
 
-def uncertainty(probs: np.ndarray, strategy: str) -> np.ndarray:
-    """Informativeness (N,) of each row of ``probs`` (N, K); higher = label sooner."""
+def uncertainty(probs: np.ndarray, strategy: str, *, multilabel: bool = False) -> np.ndarray:
+    """Informativeness (N,) of each row of ``probs`` (N, K); higher = label sooner. ``multilabel``: the rows are
+    independent per-class probabilities, so each class is scored as a yes/no question and the scores averaged (an
+    image sure of two tags is not uncertain)."""
+    if multilabel:
+        p = np.clip(np.asarray(probs, dtype=np.float64), 0.0, 1.0)
+        if p.ndim != 2:
+            raise DataError(f"probs must be (N, K). Got shape {p.shape}.")
+        return uncertainty(np.stack([1 - p, p], -1).reshape(-1, 2), strategy).reshape(p.shape).mean(1)
     p = np.asarray(probs, dtype=np.float64)
     if p.ndim != 2 or p.shape[1] < 2:
         raise DataError(f"probs must be (N, K) with K >= 2 classes. Got shape {p.shape}.")
@@ -121,7 +128,7 @@ def _round_robin(order: np.ndarray, groups: np.ndarray, n: int) -> np.ndarray:
 
 
 def query(strategy: str, n: int, *, probs: np.ndarray | None = None, embeddings: np.ndarray | None = None,
-          labeled_embeddings: np.ndarray | None = None, seed: int = 0) -> np.ndarray:
+          labeled_embeddings: np.ndarray | None = None, seed: int = 0, multilabel: bool = False) -> np.ndarray:
     """Indices of the ``n`` pool rows to label next, most informative first.
 
     Uncertainty strategies need ``probs`` (N, K); kcenter needs ``embeddings`` (N, D) (and ``labeled_embeddings``);
@@ -130,7 +137,7 @@ def query(strategy: str, n: int, *, probs: np.ndarray | None = None, embeddings:
     if strategy in UNCERTAINTY:
         if probs is None:
             raise ConfigError(f"Strategy {strategy!r} needs class probabilities from a trained model.")
-        scores = uncertainty(probs, strategy)
+        scores = uncertainty(probs, strategy, multilabel=multilabel)
         order = np.lexsort((np.arange(len(scores)), -scores))  # stable: ties keep pool order
         if strategy == "balanced_margin":
             return _round_robin(order, np.asarray(probs).argmax(1), n)
@@ -158,15 +165,19 @@ class Queue:
         return {"image_ids": self.image_ids, "scores": self.scores, "strategy": self.strategy, "run_id": self.run_id}
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(1, keepdims=True)
+def _probs(model, logits: np.ndarray) -> np.ndarray:
+    """Class probabilities (N, K) from the network's (or head's) outputs, as ``pixclass predict`` computes them:
+    the model's own ``probs`` (softmax, or an independent sigmoid per class for multi-label runs)."""
+    import torch
+
+    with torch.no_grad():
+        return model.probs(torch.from_numpy(np.ascontiguousarray(logits, np.float32))).float().numpy()
 
 
 def run_probs(ws: Workspace, run_dir: str | Path, items: list[records.Item], *, workers: int = 2,
               progress: Progress | None = None) -> np.ndarray:
-    """Class probabilities (N, K) of a trained run for the given images.
+    """Class probabilities (N, K) of a trained run for the given images (rows of a multi-label run are independent
+    sigmoids and need not sum to 1).
 
     Linear runs on pretrained weights reuse the cached embeddings (only the head is applied); other runs go through
     the whole network over the decoded-image cache. A file that no longer decodes raises a DataError naming it;
@@ -179,7 +190,10 @@ def run_probs(ws: Workspace, run_dir: str | Path, items: list[records.Item], *, 
 
 def decodable_probs(ws: Workspace, run_dir: str | Path, items: list[records.Item], *, workers: int = 2,
                     progress: Progress | None = None) -> tuple[np.ndarray, dict[int, str]]:
-    """(class probabilities (M, K) of the items whose image decodes, in order; {position: reason} of the others)."""
+    """(class probabilities (M, K) of the items whose image decodes, in order; {position: reason} of the others).
+
+    Probabilities are those ``pixclass predict`` gives with the same run: softmax rows, or for a multi-label run one
+    sigmoid per class (see pixclass.decision)."""
     import torch
 
     from pixclass.data.cache import ImageCache
@@ -194,9 +208,10 @@ def decodable_probs(ws: Workspace, run_dir: str | Path, items: list[records.Item
                                       progress=progress)
         if not len(emb):
             return np.zeros((0, len(m.classes)), np.float32), broken
-        state = torch.load(str(Path(run_dir) / "model.pt"), map_location="cpu", weights_only=False)["state_dict"]
-        w, b = state["head.weight"].float().numpy(), state["head.bias"].float().numpy()
-        return _softmax(emb @ w.T + b).astype(np.float32), broken
+        model, _ = load_checkpoint(run_dir)
+        with torch.no_grad():
+            logits = model.head(torch.from_numpy(np.ascontiguousarray(emb, np.float32))).numpy()
+        return _probs(model, logits), broken
     model, _ = load_checkpoint(run_dir)
     images, broken = ImageCache(ws.cache_dir, m.preprocess.img_size).get_decodable(
         [it.path for it in items], [it.sha256 for it in items], workers=workers)
@@ -204,7 +219,7 @@ def decodable_probs(ws: Workspace, run_dir: str | Path, items: list[records.Item
         return np.zeros((0, len(m.classes)), np.float32), broken
     logits = run_batches(model, images, model.mean, model.std,
                          progress=(lambda d, t: progress("predict", d, t)) if progress else None)
-    return _softmax(logits).astype(np.float32), broken
+    return _probs(model, logits), broken
 
 
 class ProbCache:
@@ -271,8 +286,9 @@ def label_queue(ws: Workspace, dataset: str, strategy: str = "margin", n: int = 
         score = cache.probs if cache is not None else decodable_probs
         probs, broken = score(ws, run_dir, pool, progress=progress)
         pool = keep_decodable(pool, broken)[0]
-        scores = uncertainty(probs, used)
-        order = query(used, n, probs=probs)
+        multilabel = Manifest.load(run_dir).schema.task == "multilabel"
+        scores = uncertainty(probs, used, multilabel=multilabel)
+        order = query(used, n, probs=probs, multilabel=multilabel)
     elif used == "kcenter":
         with ws.session() as s:
             labeled = records.items(s, records.get_dataset(s, dataset), labeled=True)

@@ -85,3 +85,12 @@ def test_balanced_margin_takes_turns_across_predicted_classes():
     assert query("balanced_margin", 3, probs=p).tolist() == [0, 4, 6]
     assert query("cbmargin", 7, probs=p).tolist() == [0, 4, 6, 1, 5, 2, 3]
     assert uncertainty(p, "balanced_margin") == pytest.approx(uncertainty(p, "margin"))
+
+
+def test_multilabel_rows_are_scored_per_class():
+    """Sigmoid rows: sure of two tags (0.99, 0.98) is certain, not a tie; a class at 0.5 is the uncertain part."""
+    p = np.array([[0.99, 0.98], [0.5, 0.02], [0.6, 0.55]])
+    for strategy in ("margin", "entropy", "least_confidence"):
+        assert query(strategy, 3, probs=p, multilabel=True).tolist() == [2, 1, 0], strategy
+    assert query("margin", 3, probs=p).tolist()[0] == 0  # read as one distribution, the sure row looks like a tie
+    assert uncertainty(p, "margin", multilabel=True)[1] == pytest.approx((1.0 + 0.04) / 2)
