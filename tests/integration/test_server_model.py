@@ -16,6 +16,7 @@ from PIL import Image as PILImage
 from sqlalchemy import delete, func, select
 
 from pixclass.server import ServerSettings
+from pixclass.store import records
 from pixclass.store.tables import Annotation, Image, Prediction
 from tests.integration.server_fixtures import PASSWORDS, basic, make_server
 
@@ -382,7 +383,7 @@ def test_label_studio_personal_access_token_is_exchanged_for_an_access_token(srv
         srv.app.state.settings = before
 
 
-def test_label_studio_projects_get_their_dataset_and_only_their_choices(srv, trained):
+def test_label_studio_projects_get_their_dataset_and_only_their_choices(srv, trained, photos4):
     """A config whose choices are the dataset's classes is served by that dataset, through the control that offers
     them (not a second one, here an image-quality flag); a model answer the config does not offer is never sent;
     a bare file name is not taken for a registered image; an event sent twice is stored once."""
@@ -420,3 +421,21 @@ def test_label_studio_projects_get_their_dataset_and_only_their_choices(srv, tra
     with srv.ws.session() as s:
         mine = s.scalars(select(Annotation).where(Annotation.author == "label-studio:5")).all()
     assert [(a.image_id, a.labels) for a in mine] == [(shoe.id, ["pants"])]
+
+    # an image that lives only in Label Studio is downloaded into the project's dataset, once, with its label
+    buf = io.BytesIO()  # a photo pixclass does not have: a mirrored hat
+    PILImage.open(sorted((photos4 / "hat").glob("*.jpg"))[-1]).transpose(PILImage.FLIP_LEFT_RIGHT).save(buf, "JPEG")
+    FakeLabelStudio.files = {"/data/upload/9/ls-hat.jpg": buf.getvalue(), "/data/upload/9/broken.jpg": b"not an image"}
+    hosted = {**event, "task": {"id": 77, "data": {"photo": "/data/upload/9/ls-hat.jpg"}},
+              "annotation": {"id": 40, "completed_by": 6, "result": event["annotation"]["result"][1:]}}
+    first = srv.client().post("/webhook", json=hosted, headers=auth).json()
+    hosted["annotation"] = {**hosted["annotation"], "id": 41, "completed_by": 7}
+    second = srv.client().post("/webhook", json=hosted, headers=auth).json()
+    assert first["stored"] == second["stored"] == 1 and first["image_id"] == second["image_id"]
+    with srv.ws.session() as s:
+        im = s.get(Image, first["image_id"])
+        assert "uploads" in im.path and im.path.endswith("ls-hat.jpg")
+        assert records.get_dataset(s, "cloth").id == im.dataset_id
+    hosted["task"] = {"id": 78, "data": {"photo": "/data/upload/9/broken.jpg"}}
+    r = srv.client().post("/webhook", json=hosted, headers=auth).json()
+    assert r["stored"] == 0 and "broken.jpg" in r["reason"] and "not an image" in r["reason"]

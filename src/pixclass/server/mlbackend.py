@@ -21,15 +21,21 @@ import logging
 import threading
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
+import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from pixclass.errors import DataError, NotFittedError, PixclassError
+from pixclass.io.images import decode_bytes, load_rgb
 from pixclass.server.active import maybe_retrain
 from pixclass.server.auth import Principal, require
 from pixclass.store import records
@@ -38,6 +44,7 @@ from pixclass.store.tables import Annotation, Dataset, Image
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["label-studio"])
 MAX_IMAGE_BYTES = 50 * 1024 * 1024
+DOWNLOADS = 4  # task images fetched at once from Label Studio
 TRAIN_EVENTS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "START_TRAINING")
 
 
@@ -328,20 +335,38 @@ def _predict_tasks(request: Request, body: dict) -> tuple[list, list[dict]]:
     tasks = body.get("tasks") or []
     with request.app.state.ws.session() as s:  # tasks exported by pixclass name their image: no download needed
         local = [im.path if (im := _find_image(s, t, ds_id)) is not None else None for t in tasks]
+
+    def loader(task: dict, path: str | None) -> Callable[[], np.ndarray]:
+        if path is not None:
+            return partial(load_rgb, path, handle.img_size)
+        url = _image_url(task, ctrl)
+        if url is None:
+            raise DataError(f"Task {task.get('id')} has no image URL under data.{ctrl.value_key}.")
+        data = fetch_image(url, settings.label_studio_url, settings.label_studio_api_key)
+        return partial(decode_bytes, data, handle.img_size, url)
+
+    def failed(reason: str) -> Callable[[], np.ndarray]:
+        def load() -> np.ndarray:
+            raise DataError(reason)
+        return load
+
+    def safe_loader(pair: tuple[dict, str | None]) -> Callable[[], np.ndarray]:
+        try:
+            return loader(*pair)
+        except DataError as e:
+            return failed(str(e))
+
+    preds: list = []
+    with ThreadPoolExecutor(max_workers=DOWNLOADS) as pool:  # Label Studio sends every selected task at once
+        for start in range(0, len(tasks), 256):  # a few hundred images in memory at a time
+            loaders = list(pool.map(safe_loader, zip(tasks[start : start + 256], local[start : start + 256])))
+            preds += handle.predict_loaded(loaders, [str(t.get("id")) for t in tasks[start : start + 256]], k=1)
     out: list = []
     errors = []
-    for task, path in zip(tasks, local):
-        url = _image_url(task, ctrl)
+    for task, p in zip(tasks, preds):
         try:
-            if path is not None:
-                p = handle.predict_paths([path], k=1)[0]
-                if isinstance(p, str):
-                    raise DataError(p)
-            elif url is None:
-                raise DataError(f"Task {task.get('id')} has no image URL under data.{ctrl.value_key}.")
-            else:
-                p = handle.predict_bytes(fetch_image(url, settings.label_studio_url, settings.label_studio_api_key),
-                                         url, k=1)
+            if isinstance(p, str):
+                raise DataError(p)
             labels = list(p.labels)
             if not labels:
                 raise DataError("the model is not confident of any class (no prediction).")
@@ -411,6 +436,29 @@ def _project_config(body: dict) -> str | None:
     return config if isinstance(config, str) else None
 
 
+def _register(ws, dataset: str, task: dict, config: str | None, settings) -> int:
+    """Download a task's image from Label Studio into the dataset (as an upload); its image id. An image already
+    there (same bytes) is that image."""
+    import hashlib
+
+    from pixclass.server import tasks
+
+    url = _image_url(task, parse_config(config))
+    if url is None:
+        raise DataError(f"task {task.get('id')} has no image URL.")
+    data = fetch_image(url, settings.label_studio_url, settings.label_studio_api_key)
+    name = Path(parse_qs(urlparse(url).query).get("d", [""])[0] or urlparse(url).path).name or "label-studio.jpg"
+    res = tasks.store_uploads(ws, dataset, [(name, data)])
+    if res.rejected:
+        raise DataError(res.rejected[0]["reason"])
+    if res.added:
+        return res.added[0]
+    with ws.session() as s:
+        sha = hashlib.sha256(data).hexdigest()
+        return s.scalar(select(Image.id).where(Image.dataset_id == records.get_dataset(s, dataset).id,
+                                               Image.sha256 == sha).limit(1))
+
+
 def _webhook(request: Request, body: dict, user: Principal) -> tuple[dict, int]:
     ws, settings = request.app.state.ws, request.app.state.settings
     event = body.get("action")
@@ -433,10 +481,19 @@ def _webhook(request: Request, body: dict, user: Principal) -> tuple[dict, int]:
     labels_from_result(annotation.get("result", []))  # a malformed result is a 400 whatever the image
     by = annotation.get("completed_by")
     author = f"label-studio:{by.get('email', by.get('id')) if isinstance(by, dict) else by}"
+    config = _project_config(body)
     with ws.session() as s:
-        config = _project_config(body)
         project_ds = dataset_for(s, settings, config)
         im = _find_image(s, task, project_ds.id if project_ds else None)
+        found = (project_ds.name if project_ds else None, im.id if im else None)
+    if found[1] is None and found[0] is not None:  # an image that lives in Label Studio: added to the dataset
+        try:
+            found = found[0], _register(ws, found[0], task, config, settings)
+        except DataError as e:
+            log.warning("Label Studio task %s: %s", task.get("id"), e)
+            return {"status": "ok", "stored": 0, "reason": f"task image not registered in pixclass: {e}"}, 201
+    with ws.session() as s:
+        im = s.get(Image, found[1]) if found[1] is not None else None
         labels = []
         if im is not None:  # with several controls (say, an image-quality flag too), the one with our classes
             found = controls(config)

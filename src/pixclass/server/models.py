@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +25,7 @@ from pixclass.store import Workspace, records
 from pixclass.store.tables import Dataset, Run
 
 log = logging.getLogger(__name__)
+DECODERS = 2  # images decoded at once for a batch prediction
 
 
 @dataclass
@@ -77,16 +81,27 @@ class Handle:
 
     def predict_paths(self, paths: list[str], k: int = 5) -> list[Prediction | str]:
         """One Prediction per path, or the decode error message."""
-        arrays, good, out = [], [], []
-        for p in paths:
+        return self.predict_loaded([partial(load_rgb, p, self.img_size) for p in paths], paths, k)
+
+    def predict_loaded(self, loaders: list[Callable[[], np.ndarray]], names: list[str], k: int = 5,
+                       batch: int = 64) -> list[Prediction | str]:
+        """One Prediction per image (``loaders[i]()`` gives its array), or the reason it could not be had; the model
+        runs on batches, not image by image."""
+        def load(f: Callable[[], np.ndarray]) -> np.ndarray | str:
             try:
-                arrays.append(load_rgb(p, self.img_size))
-                good.append(p)
-                out.append(None)
-            except Exception as e:  # noqa: BLE001 - load_rgb raises DataError; keep any reason per file
-                out.append(str(e))
-        preds = iter(self._predictions(good, self.probs(np.stack(arrays)), k) if arrays else [])
-        return [next(preds) if o is None else o for o in out]
+                return f()
+            except Exception as e:  # noqa: BLE001 - loaders raise DataError; keep any reason per image
+                return str(e)
+
+        out: list[Prediction | str] = []
+        with ThreadPoolExecutor(max_workers=DECODERS) as pool:  # Pillow decodes without the GIL
+            for start in range(0, len(loaders), batch):
+                chunk = list(pool.map(load, loaders[start : start + batch]))
+                good = [n for n, a in zip(names[start : start + batch], chunk) if not isinstance(a, str)]
+                arrays = [a for a in chunk if not isinstance(a, str)]
+                preds = iter(self._predictions(good, self.probs(np.stack(arrays)), k) if arrays else [])
+                out += [a if isinstance(a, str) else next(preds) for a in chunk]
+        return out
 
 
 def export_dir(run_dir: Path) -> Path | None:
