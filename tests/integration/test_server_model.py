@@ -439,3 +439,19 @@ def test_label_studio_projects_get_their_dataset_and_only_their_choices(srv, tra
     hosted["task"] = {"id": 78, "data": {"photo": "/data/upload/9/broken.jpg"}}
     r = srv.client().post("/webhook", json=hosted, headers=auth).json()
     assert r["stored"] == 0 and "broken.jpg" in r["reason"] and "not an image" in r["reason"]
+
+    # several at once ("create annotations from predictions"), and deletions in Label Studio delete their votes
+    with srv.ws.session() as s:
+        two = [im.id for im in s.scalars(select(Image).order_by(Image.id).limit(2))]
+    bulk = {"action": "ANNOTATIONS_CREATED", "project": event["project"],
+            "task": [{"id": 90 + i, "data": {"pixclass_image_id": i}} for i in two],
+            "annotation": [{"id": 50 + n, "completed_by": 8, "result": event["annotation"]["result"][1:]}
+                           for n in range(2)]}
+    r = srv.client().post("/webhook", json=bulk, headers=auth).json()
+    assert r["stored"] == 2 and r["image_ids"] == two
+    r = srv.client().post("/webhook", json={"action": "ANNOTATIONS_DELETED", "project": event["project"],
+                                            "annotations": [{"id": 31}, {"id": 50}]}, headers=auth).json()
+    assert r["deleted"] == 2
+    with srv.ws.session() as s:
+        left = s.scalars(select(Annotation).where(Annotation.author.in_(["label-studio:5", "label-studio:8"]))).all()
+    assert [(a.image_id, a.external_id) for a in left] == [(two[1], "label-studio:51")]

@@ -1,4 +1,4 @@
-"""Accounts and the schema migration behind the server: `pixclass user add`, hashed secrets, version 1 -> 2."""
+"""Accounts and the schema migration behind the server: `pixclass user add`, hashed secrets, version 1 -> 3."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def test_version_1_database_is_migrated_in_place(tmp_path):
     con.executescript(V1)
     con.close()
     ws = Workspace.open(tmp_path)
-    assert ws.schema_version() == SCHEMA_VERSION == 2
+    assert ws.schema_version() == SCHEMA_VERSION == 3
     with ws.session() as s:
         a = s.get(Annotation, 1)
         assert a.labels == ["cat"] and a.review is None and a.from_run is None
@@ -41,9 +41,9 @@ def test_version_1_database_is_migrated_in_place(tmp_path):
         users.create_user(s, "root", "admin", "pw-root")  # the new tables exist too
     with ws.session() as s:
         assert s.get(Annotation, 1).review == "accepted"
-    assert migrate(ws.engine) == 2  # running again is harmless
+    assert migrate(ws.engine) == 3  # running again is harmless
     cols = {r[1] for r in sqlite3.connect(tmp_path / "pixclass.db").execute("PRAGMA table_info(annotations)")}
-    assert {"review", "reviewer", "reviewed_at", "from_run"} <= cols
+    assert {"review", "reviewer", "reviewed_at", "from_run", "external_id"} <= cols
 
 
 def test_version_1_database_is_migrated_in_place_on_postgresql(tmp_path, postgres_url):
@@ -60,9 +60,9 @@ def test_version_1_database_is_migrated_in_place_on_postgresql(tmp_path, postgre
             c.execute(text(stmt))
     old.dispose()
     ws = Workspace.open(tmp_path, url=url)
-    assert ws.engine.dialect.name == "postgresql" and ws.schema_version() == 2
+    assert ws.engine.dialect.name == "postgresql" and ws.schema_version() == 3
     cols = {c["name"] for c in inspect(ws.engine).get_columns("annotations")}
-    assert {"review", "reviewer", "reviewed_at", "from_run"} <= cols
+    assert {"review", "reviewer", "reviewed_at", "from_run", "external_id"} <= cols
     with ws.session() as s:
         a = s.get(Annotation, 1)
         assert a.labels == ["cat"] and a.review is None
@@ -70,7 +70,7 @@ def test_version_1_database_is_migrated_in_place_on_postgresql(tmp_path, postgre
         users.create_user(s, "root", "admin", "pw-root")
     with ws.session() as s:
         assert s.get(Annotation, 1).review == "accepted"
-    assert migrate(ws.engine) == 2
+    assert migrate(ws.engine) == 3
     ws.close()
 
 

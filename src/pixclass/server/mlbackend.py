@@ -31,7 +31,7 @@ from urllib.parse import parse_qs, urlparse
 import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import select
+from sqlalchemy import delete, select, true
 from starlette.concurrency import run_in_threadpool
 
 from pixclass.errors import DataError, NotFittedError, PixclassError
@@ -45,7 +45,8 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["label-studio"])
 MAX_IMAGE_BYTES = 50 * 1024 * 1024
 DOWNLOADS = 4  # task images fetched at once from Label Studio
-TRAIN_EVENTS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "START_TRAINING")
+TRAIN_EVENTS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED", "ANNOTATIONS_DELETED",
+                "START_TRAINING")
 
 
 @dataclass(frozen=True)
@@ -273,6 +274,11 @@ def _check_predict_body(body: dict) -> None:
 
 def _check_webhook_body(body: dict) -> None:
     """Shapes that annotation events need; other events (Label Studio sends many) are answered as unknown."""
+    if body.get("action") == "ANNOTATIONS_CREATED":
+        for key in ("task", "annotation"):
+            if not isinstance(body.get(key), list) or not all(isinstance(x, dict) for x in body[key]):
+                raise HTTPException(400, f"field '{key}' must be a list of objects for ANNOTATIONS_CREATED.")
+        return
     if body.get("action") not in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED"):
         return
     for key in ("task", "annotation"):
@@ -477,11 +483,34 @@ def _webhook(request: Request, body: dict, user: Principal) -> tuple[dict, int]:
             lambda progress: tasks.train_and_prelabel(ws, request.app.state.models, name, {"mode": "linear"},
                                                       progress))
         return {"status": "ok", "job": job.id}, 201
-    annotation, task = body.get("annotation") or {}, body.get("task") or {}
+    config = _project_config(body)
+    if event == "ANNOTATIONS_DELETED":  # deleted in Label Studio: the votes they gave go too
+        ids = [f"label-studio:{a['id']}" for a in body.get("annotations") or [] if isinstance(a, dict) and "id" in a]
+        with ws.session() as s:
+            gone = s.execute(delete(Annotation).where(Annotation.external_id.in_(ids))).rowcount if ids else 0
+        return {"status": "ok", "deleted": gone}, 201
+    if event == "ANNOTATIONS_CREATED":  # several at once (say, "create annotations from predictions")
+        pairs = list(zip(body.get("annotation") or [], body.get("task") or []))
+        outs = [_store(request, config, task, annotation) for annotation, task in pairs]
+        stored = [o for o in outs if o["stored"]]
+        retrain = {o["dataset"] for o in stored}
+        return {"status": "ok", "stored": len(stored), "image_ids": [o["image_id"] for o in stored],
+                "retrain_jobs": [j for d in retrain if (j := maybe_retrain(request, d, user.name))]}, 201
+    out = _store(request, config, body.get("task") or {}, body.get("annotation") or {})
+    dataset = out.pop("dataset", None)
+    if out["stored"]:  # a Label Studio label counts toward "retrain every N labels" like one made in our UI
+        out["retrain_job"] = maybe_retrain(request, dataset, user.name)
+    return out, 201
+
+
+def _store(request: Request, config: str | None, task: dict, annotation: dict) -> dict:
+    """Store one Label Studio annotation as a vote on its task's image: {"status", "stored", "image_id" or
+    "reason", "dataset"}."""
+    ws, settings = request.app.state.ws, request.app.state.settings
     labels_from_result(annotation.get("result", []))  # a malformed result is a 400 whatever the image
     by = annotation.get("completed_by")
-    author = f"label-studio:{by.get('email', by.get('id')) if isinstance(by, dict) else by}"
-    config = _project_config(body)
+    author = f"label-studio:{by.get('email', by.get('id')) if isinstance(by, dict) else by}"[:200]
+    external = f"label-studio:{annotation['id']}"[:100] if annotation.get("id") is not None else None
     with ws.session() as s:
         project_ds = dataset_for(s, settings, config)
         im = _find_image(s, task, project_ds.id if project_ds else None)
@@ -491,38 +520,36 @@ def _webhook(request: Request, body: dict, user: Principal) -> tuple[dict, int]:
             found = found[0], _register(ws, found[0], task, config, settings)
         except DataError as e:
             log.warning("Label Studio task %s: %s", task.get("id"), e)
-            return {"status": "ok", "stored": 0, "reason": f"task image not registered in pixclass: {e}"}, 201
+            return {"status": "ok", "stored": 0, "reason": f"task image not registered in pixclass: {e}"}
     with ws.session() as s:
         im = s.get(Image, found[1]) if found[1] is not None else None
         labels = []
         if im is not None:  # with several controls (say, an image-quality flag too), the one with our classes
-            found = controls(config)
+            several = len(controls(config)) > 1
             ctrl = parse_config(config, records.load_schema(s, s.get(Dataset, im.dataset_id)).classes)
-            labels = labels_from_result(annotation.get("result", []), ctrl.from_name if len(found) > 1 else None)
+            labels = labels_from_result(annotation.get("result", []), ctrl.from_name if several else None)
         if im is None or not labels:
             return {"status": "ok", "stored": 0, "reason": "task image not registered in pixclass"
-                    if im is None else "no choices in the annotation"}, 201
+                    if im is None else "no choices in the annotation"}
         ds = s.get(Dataset, im.dataset_id)
-        schema = records.load_schema(s, ds)
-        unknown = [x for x in labels if x not in schema.classes]
+        unknown = [x for x in labels if x not in records.load_schema(s, ds).classes]
         if unknown:
-            return {"status": "ok", "stored": 0, "reason": f"unknown classes {unknown}"}, 201
-        same = s.scalar(select(Annotation).where(Annotation.image_id == im.id, Annotation.author == author[:200])
+            return {"status": "ok", "stored": 0, "reason": f"unknown classes {unknown}"}
+        same = s.scalar(select(Annotation).where(Annotation.image_id == im.id, Annotation.author == author,
+                                                 Annotation.external_id == external if external else true())
                         .order_by(Annotation.id.desc()).limit(1))
         if same is not None and sorted(same.labels) == sorted(labels):  # an event sent again: stored once
-            return {"status": "ok", "stored": 0, "image_id": im.id, "reason": "already stored"}, 201
-        s.add(Annotation(image_id=im.id, labels=labels, source="human", author=author[:200],
-                         time_spent=annotation.get("lead_time")))
-        dataset = ds.name
-    # a Label Studio label counts toward the dataset's "retrain every N labels" rule like one made in our UI
-    return {"status": "ok", "stored": 1, "image_id": im.id,
-            "retrain_job": maybe_retrain(request, dataset, user.name)}, 201
+            return {"status": "ok", "stored": 0, "image_id": im.id, "reason": "already stored"}
+        s.add(Annotation(image_id=im.id, labels=labels, source="human", author=author,
+                         time_spent=annotation.get("lead_time"), external_id=external))
+        return {"status": "ok", "stored": 1, "image_id": im.id, "dataset": ds.name}
 
 
 @router.post("/webhook")
 async def webhook(request: Request, user: Principal = Depends(require("annotator"))) -> JSONResponse:
-    """Label Studio events: ANNOTATION_CREATED/UPDATED store the label (source human, author
-    label-studio:USER) on the matching registered image; START_TRAINING trains a linear run as a job."""
+    """Label Studio events: ANNOTATION_CREATED/UPDATED (and ANNOTATIONS_CREATED, several at once) store the label
+    (source human, author label-studio:USER) on the task's image; ANNOTATIONS_DELETED deletes the votes those
+    annotations gave; START_TRAINING trains a linear run as a job."""
     body = await _json_object(request, "'action' and, for annotation events, 'task' and 'annotation'")
     _check_webhook_body(body)
     out, status = await run_in_threadpool(_webhook, request, body, user)

@@ -33,8 +33,16 @@ def _add_review_columns(engine: Engine) -> None:
                 conn.execute(text(f"ALTER TABLE annotations ADD COLUMN {name} {kind}"))
 
 
+def _add_external_id(engine: Engine) -> None:
+    """Version 3: the Label Studio annotation a vote came from, so that deleting it there deletes it here."""
+    if "external_id" not in {c["name"] for c in inspect(engine).get_columns("annotations")}:
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE annotations ADD COLUMN external_id VARCHAR(100)"))
+            conn.execute(text("CREATE INDEX IF NOT EXISTS ix_annotations_external_id ON annotations (external_id)"))
+
+
 # Schema migrations: version -> function(engine) that brings version-1 up to version.
-MIGRATIONS: dict[int, Callable[[Engine], None]] = {2: _add_review_columns}
+MIGRATIONS: dict[int, Callable[[Engine], None]] = {2: _add_review_columns, 3: _add_external_id}
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:

@@ -7,7 +7,8 @@ from datetime import datetime, timezone
 from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = 2  # 2: annotations.review, reviewer, reviewed_at, from_run (labeling server)
+SCHEMA_VERSION = 3  # 2: annotations.review, reviewer, reviewed_at, from_run (labeling server)
+#                    3: annotations.external_id (the Label Studio annotation a vote came from)
 
 
 def utcnow() -> datetime:
@@ -87,6 +88,7 @@ class Annotation(Base):
     reviewer: Mapped[str | None] = mapped_column(String(200), nullable=True)
     reviewed_at: Mapped[datetime | None] = mapped_column(nullable=True)
     from_run: Mapped[int | None] = mapped_column(Integer, nullable=True)  # a human accepted this run's suggestion
+    external_id: Mapped[str | None] = mapped_column(String(100), nullable=True, index=True)  # label-studio:ID
 
 
 class Run(Base):
