@@ -64,6 +64,10 @@ def import_cmd(
              "DIR/media/upload/N/F.")] = None,
     from_name: Annotated[Optional[str], typer.Option(
         help="Label Studio export: the Choices/Taxonomy control to read when the labeling config has several.")] = None,
+    update_labels: Annotated[bool, typer.Option(
+        "--update-labels", help="Images already in the dataset whose label in SRC differs (say, relabeled in Label "
+                                "Studio since an export) get SRC's label as a new vote; without it they are counted.")
+    ] = False,
     workspace: WorkspaceOpt = None, db_url: DbOpt = None, json_out: JsonOpt = False, quiet: QuietOpt = False,
 ) -> None:
     """Import images; unreadable files are reported by path and reason, the rest goes on. Paths are stored absolute."""
@@ -72,13 +76,19 @@ def import_cmd(
     ws = open_ws(workspace, db_url)
     with progress_bar(quiet or json_out) as bar:
         res = import_dataset(ws, src, name, task=task, seed=seed, taxonomy=taxonomy, document_root=document_root,
-                             ls_data_dir=ls_data_dir, from_name=from_name, progress=simple(bar, "import"))
+                             ls_data_dir=ls_data_dir, from_name=from_name, update_labels=update_labels,
+                             progress=simple(bar, "import"))
     if json_out:
         return emit_json(res.to_dict())
     console.print(f"Imported [bold]{res.imported}[/] images into [bold]{res.dataset}[/] ({res.task}, "
                   f"{len(res.classes)} classes); {res.skipped_existing} already there; {len(res.broken)} broken.")
     for b in res.broken:
         console.print(f"  [red]broken[/] {b['path']}: {b['reason']}", highlight=False)
+    if res.relabeled:
+        console.print(f"Relabeled {res.relabeled} images already there whose label in {src.name} differs.")
+    elif res.label_changes:
+        console.print(f"[yellow]{res.label_changes} images already there have another label in {src.name}[/]; "
+                      f"they keep theirs. Import again with --update-labels to take the new labels.")
 
 
 @app.command()

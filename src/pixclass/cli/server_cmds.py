@@ -29,8 +29,12 @@ def serve(
     ws = open_ws(workspace, db_url)
     if host not in ("127.0.0.1", "localhost", "::1"):
         console.print(f"[yellow]warning:[/] listening on {host}: anyone who can reach it may try to log in.")
-    console.print(f"pixclass on [bold]http://{host}:{port}[/] (workspace {ws.root}). "
-                  "Create an account with `pixclass user add NAME --role admin --password PW`.")
+    from pixclass.store import users
+
+    with ws.session() as s:
+        nobody = not users.list_users(s)
+    console.print(f"pixclass on [bold]http://{host}:{port}[/] (workspace {ws.root})." + (
+        " No accounts yet: create one with `pixclass user add NAME --role admin --password PW`." if nobody else ""))
     uvicorn.run(create_app(ws), host=host, port=port, log_level=log_level)
 
 

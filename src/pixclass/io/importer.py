@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from sqlalchemy import select
 
 from pixclass.errors import DataError
 from pixclass.io.images import ImageInfo, probe
@@ -33,10 +34,13 @@ class ImportResult:
     conflicts: list[dict] = field(default_factory=list)  # single-label images found under several classes
     classes: list[str] = field(default_factory=list)
     task: str = ""
+    label_changes: int = 0  # images already stored whose label in the source differs from their current one
+    relabeled: int = 0  # of those, given the source's label (update_labels)
 
     def to_dict(self) -> dict:
         return {"dataset": self.dataset, "imported": self.imported, "skipped_existing": self.skipped_existing,
-                "broken": self.broken, "conflicts": self.conflicts, "classes": self.classes, "task": self.task}
+                "broken": self.broken, "conflicts": self.conflicts, "classes": self.classes, "task": self.task,
+                "label_changes": self.label_changes, "relabeled": self.relabeled}
 
 
 def _probe(entry: Entry) -> ImageInfo | str:
@@ -93,15 +97,33 @@ def taxonomy_classes(path: str | Path | None) -> list[str]:
     return out
 
 
+def _label_changes(s, ds, by_path: dict[str, tuple[str, ...]], by_sha: dict[str, tuple[str, ...]],
+                   result: ImportResult, *, apply: bool) -> None:
+    """Count (and with ``apply``, store as import votes) source labels that differ from stored images' labels."""
+    rows = s.execute(select(Image.id, Image.path, Image.sha256).where(Image.dataset_id == ds.id)).all()
+    wanted = {i: by_path.get(path) or by_sha.get(sha) for i, path, sha in rows if path in by_path or sha in by_sha}
+    current = records.current_labels(s, list(wanted), ds)
+    changed = {i: labels for i, labels in wanted.items() if labels and sorted(current.get(i, [])) != sorted(labels)}
+    result.label_changes = len(changed)
+    if apply:
+        s.add_all(Annotation(image_id=i, labels=list(labels), source="import", author="import")
+                  for i, labels in changed.items())
+        result.relabeled = len(changed)
+
+
 def import_dataset(ws: Workspace, src: str | Path, name: str, *, task: str | None = None, seed: int = 0,
                    taxonomy: str | Path | None = None, workers: int = 4, document_root: str | Path | None = None,
                    ls_data_dir: str | Path | None = None, from_name: str | None = None,
-                   progress: Progress | None = None) -> ImportResult:
+                   update_labels: bool = False, progress: Progress | None = None) -> ImportResult:
     """Add the images of ``src`` to dataset ``name``. Files already stored (same path or sha256) are skipped.
 
     Image paths are stored absolute and resolved (a relative ``src`` is taken from the working directory now), so
     serving and training work from any directory later. ``document_root``, ``ls_data_dir`` and ``from_name`` apply
-    to Label Studio exports (see io.labelstudio.read_labelstudio)."""
+    to Label Studio exports (see io.labelstudio.read_labelstudio).
+
+    Images already stored keep their labels; ``label_changes`` counts those whose label in the source differs (say,
+    relabeled in Label Studio since an export). ``update_labels`` gives them the source's label, as a new import
+    vote (the previous votes stay in the history)."""
     src = Path(src).expanduser().resolve()
     entries = read_source(src, document_root=document_root, ls_data_dir=ls_data_dir, from_name=from_name)
     result = ImportResult(dataset=name)
@@ -111,6 +133,8 @@ def import_dataset(ws: Workspace, src: str | Path, name: str, *, task: str | Non
         old_schema = records.load_schema(s, ds)
     todo = [e for e in entries if str(e.path) not in known_paths]
     result.skipped_existing = len(entries) - len(todo)
+    again = {str(e.path): e.labels for e in entries if e.labels and str(e.path) in known_paths}  # stored already
+    again_sha: dict[str, tuple[str, ...]] = {}  # stored already under another path (same bytes)
 
     infos: list[tuple[Entry, ImageInfo]] = []
     new_at: dict[str, int] = {}  # sha256 -> index in infos, to merge an image found under several class folders
@@ -126,6 +150,8 @@ def import_dataset(ws: Workspace, src: str | Path, name: str, *, task: str | Non
                 infos[new_at[info.sha256]] = (dataclasses.replace(first, labels=merged), _)
             elif info.sha256 in known_hashes:
                 result.skipped_existing += 1
+                if entry.labels:
+                    again_sha[info.sha256] = entry.labels
             else:
                 new_at[info.sha256] = len(infos)
                 infos.append((entry, info))
@@ -142,6 +168,8 @@ def import_dataset(ws: Workspace, src: str | Path, name: str, *, task: str | Non
                 result.conflicts.append({"path": info.path, "labels": list(e.labels)})
                 infos[i] = (dataclasses.replace(e, labels=e.labels[:1]), info)
     names = set(old_schema.classes) | {lab for e, _ in infos for lab in e.labels} | set(taxonomy_classes(taxonomy))
+    if update_labels:
+        names |= {lab for labels in (*again.values(), *again_sha.values()) for lab in labels}
     schema = LabelSchema.infer(names, task or (old_schema.task if old_schema.classes else None))  # type: ignore[arg-type]
     if old_schema.classes:  # an existing dataset keeps its class order (digit keys, exported configs): new ones go last
         added = tuple(c for c in schema.classes if c not in old_schema.index_)
@@ -168,6 +196,8 @@ def import_dataset(ws: Workspace, src: str | Path, name: str, *, task: str | Non
         )
         for b in result.broken:
             records.record_broken(s, ds, b["path"], b["reason"])
+        if again or again_sha:
+            _label_changes(s, ds, again, again_sha, result, apply=update_labels)
     result.imported = len(infos)
     result.classes, result.task = list(schema.classes), schema.task
     log.info("imported %d images into %s, %d broken", result.imported, name, len(result.broken))

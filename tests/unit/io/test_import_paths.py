@@ -186,3 +186,30 @@ def test_taxonomy_config_lets_annotators_pick_leaf_classes_only():
     inner = label_config(["clothes", "clothes/hat", "other"], "hierarchical")
     assert '<Taxonomy name="taxonomy" toName="image">' in inner and "leafsOnly" not in inner
     assert "leafsOnly" not in label_config(["hat", "shoes"], "multiclass")
+
+
+def test_reimporting_an_export_counts_then_takes_labels_changed_in_label_studio(tmp_path, photos4, no_ls_env):
+    """Label in pixclass, export, relabel in Label Studio, import the new export into the same dataset: the changed
+    label is reported, and taken only when asked; a label made here since is not overwritten silently."""
+    export, docroot, lsdata, local, upload = _ls_export(tmp_path, photos4)
+    ws_dir, opts = tmp_path / "ws", ["--document-root", docroot, "--ls-data-dir", lsdata]
+    assert last_json(cli("import", export, "--name", "ls", *opts, "--json", ws=ws_dir))["imported"] == 2
+    tasks = json.loads(export.read_text())
+    tasks[0]["annotations"].append({"result": [{"from_name": "choice", "to_name": "image", "type": "choices",
+                                                "value": {"choices": ["shoes"]}}]})  # relabeled in Label Studio
+    export.write_text(json.dumps(tasks))
+    res = last_json(cli("import", export, "--name", "ls", *opts, "--json", ws=ws_dir))
+    assert (res["imported"], res["skipped_existing"], res["label_changes"], res["relabeled"]) == (0, 2, 1, 0)
+    out = cli("import", export, "--name", "ls", *opts, ws=ws_dir).output
+    assert "1 images already there have another label" in out and "--update-labels" in out
+    ws = Workspace.open(ws_dir)
+
+    def labels() -> dict[str, tuple[str, ...]]:
+        with ws.session() as s:
+            return {Path(it.path).name: it.labels for it in records.items(s, records.get_dataset(s, "ls"))}
+
+    assert labels() == {"a.jpg": ("hat",), "b.jpg": ("shoes",)}
+    res = last_json(cli("import", export, "--name", "ls", *opts, "--update-labels", "--json", ws=ws_dir))
+    assert (res["label_changes"], res["relabeled"]) == (1, 1) and labels() == {"a.jpg": ("shoes",), "b.jpg": ("shoes",)}
+    res = last_json(cli("import", export, "--name", "ls", *opts, "--update-labels", "--json", ws=ws_dir))
+    assert (res["label_changes"], res["relabeled"]) == (0, 0)  # nothing left to change
