@@ -1,6 +1,7 @@
 """The "next to label" queue and automatic retraining after N new labels, through the API."""
 
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -85,6 +86,34 @@ def test_queue_on_unlabeled_folder(tmp_path, photos4):
     served = c.get("/api/datasets/new/queue", params={"strategy": "random", "n": 99}).json()["image_ids"]
     assert served == label_queue(srv.ws, "new", "random", n=99).image_ids
     assert ids[1] in served and ids[0] not in served and ids[2] not in served and len(served) == len(ids) - 2
+
+
+def test_diversity_order_of_many_new_images_is_embedded_by_a_job_not_the_request(tmp_path, photos4, monkeypatch):
+    """A first "next to label" over thousands of unembedded images would hold the grid for a minute: past a few
+    images the embedding runs as a job, the queue is in random order meanwhile, and in diversity order after."""
+    import shutil
+
+    from pixclass.server import active as server_active
+
+    monkeypatch.setattr(server_active, "INLINE_EMBEDDINGS", 5)
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for f in sorted(photos4.glob("*/*.jpg"))[::8]:
+        shutil.copy(f, flat / f"{f.parent.name}-{f.name}")
+    srv = make_server(tmp_path / "ws", flat, name="new")
+    c = srv.client("ann")
+    busy = threading.Event()  # another job holds the worker: the embedding job waits in the queue meanwhile
+    srv.app.state.jobs.submit("import", "root", {}, lambda progress: {"held": busy.wait(60)})
+    first = c.get("/api/datasets/new/queue", params={"strategy": "kcenter", "n": 100}).json()
+    assert first["strategy"] == "random" and first["embedding_job"] and len(first["image_ids"]) == 15
+    grid = c.get("/api/datasets/new/images", params={"sort": "queue:margin"}).json()
+    assert grid["embedding_job"] == first["embedding_job"] and grid["queue_strategy"] == "random"  # not a second
+    busy.set()
+    job = wait_job(c, first["embedding_job"])
+    assert job["status"] == "done" and job["kind"] == "embed" and job["result"]["embedded"] == 15
+    after = c.get("/api/datasets/new/queue", params={"strategy": "kcenter", "n": 100}).json()
+    assert after["strategy"] == "kcenter" and after["embedding_job"] is None
+    assert sorted(after["image_ids"]) == sorted(first["image_ids"])
 
 
 def test_grid_sorted_by_queue(tmp_path, photos4):

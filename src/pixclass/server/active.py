@@ -22,15 +22,43 @@ class AutoTrainBody(BaseModel):
     img_size: int = Field(224, ge=16)
 
 
+INLINE_EMBEDDINGS = 64  # images a request embeds itself (about a second); more are left to a background job
+
+
+def server_queue(request: Request, name: str, strategy: str, n: int, user: str) -> tuple[active.Queue, str | None]:
+    """(the label queue, the id of a job embedding images first or None). Diversity order (kcenter, and the
+    uncertainty strategies before any run exists) needs every image embedded: when more than INLINE_EMBEDDINGS are
+    not yet, a background job embeds them and the queue is in random order until it is done."""
+    ws, jobs = ws_of(request), request.app.state.jobs
+    kw = {"cache": request.app.state.queue_scores, "pool": request.app.state.tables.unlabeled}
+    try:
+        return active.label_queue(ws, name, strategy, n, max_new_embeddings=INLINE_EMBEDDINGS, **kw), None
+    except active.EmbeddingsNeeded as e:
+        need = e  # the name `e` is gone after the except block; the job runs later
+        job = jobs.submit_if_idle("embed", user, {"dataset": name, "images": need.missing},
+                                  lambda progress: _embed(ws, need, progress), same=("dataset",))
+        job = job or jobs.active("embed", dataset=name)
+        log.info("%s: embedding %d images in job %s before diversity order", name, need.missing, job and job.id)
+        return active.label_queue(ws, name, "random", n, **kw), job.id if job else None
+
+
+def _embed(ws, need: active.EmbeddingsNeeded, progress) -> dict:
+    from pixclass.data.embeddings import embed_decodable
+
+    emb, broken = embed_decodable(ws, need.items, model=need.model, img_size=need.img_size, progress=progress)
+    return {"embedded": need.missing, "broken": [{"path": need.items[i].path, "reason": r} for i, r in broken.items()]}
+
+
 @router.get("/datasets/{name}/queue")
 def queue(name: str, request: Request, strategy: str = "margin", n: int = 50,
-          _: Principal = Depends(require("viewer"))) -> dict:
+          user: Principal = Depends(require("viewer"))) -> dict:
     """Unlabeled images to label next, most useful first, by a strategy of ``train.active.STRATEGIES``.
 
     Scored with the serving run (the newest, unless an admin pinned one), so the order refreshes after every
-    retraining."""
-    return active.label_queue(ws_of(request), name, strategy, n, cache=request.app.state.queue_scores,
-                              pool=request.app.state.tables.unlabeled).to_dict()
+    retraining. ``embedding_job``: diversity order waits for images to be embedded by that job; until it is done
+    the queue is in random order (``strategy`` says which order you got)."""
+    q, job = server_queue(request, name, strategy, n, user.name)
+    return {**q.to_dict(), "embedding_job": job}
 
 
 def autotrain_rule(request: Request, dataset: str) -> dict | None:

@@ -167,13 +167,12 @@ async def read_uploads(request: Request, settings, field: str | None = None) -> 
 @router.get("/datasets/{name}/images")
 def list_images(name: str, request: Request, f: Annotated[Filters, Query()],
                 offset: int = Query(0, ge=0), limit: int = Query(200, ge=1, le=5000),
-                _: Principal = Depends(require("viewer"))) -> dict:
-    queue_ids, ordered_by = None, None
+                user: Principal = Depends(require("viewer"))) -> dict:
+    queue_ids, ordered_by, embedding_job = None, None, None
     if f.sort.startswith("queue:"):  # active learning order over the unlabeled images
-        from pixclass.train.active import label_queue
+        from pixclass.server.active import server_queue
 
-        queue = label_queue(ws_of(request), name, f.sort.split(":", 1)[1], n=5000,
-                            cache=request.app.state.queue_scores, pool=request.app.state.tables.unlabeled)
+        queue, embedding_job = server_queue(request, name, f.sort.split(":", 1)[1], 5000, user.name)
         queue_ids, ordered_by = queue.image_ids, queue.strategy  # kcenter when no model exists yet
         f = f.model_copy(update={"sort": "id", "unlabeled": True})
     with ws_of(request).session() as s:
@@ -182,6 +181,7 @@ def list_images(name: str, request: Request, f: Annotated[Filters, Query()],
         rank = {image_id: i for i, image_id in enumerate(queue_ids)}
         rows = sorted((r for r in rows if r.id in rank), key=lambda r: rank[r.id])
     return {"total": len(rows), "offset": offset, "ids": [r.id for r in rows], "queue_strategy": ordered_by,
+            "embedding_job": embedding_job,
             "items": [r.to_dict() for r in rows[offset : offset + limit]]}
 
 

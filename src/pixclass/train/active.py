@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from pixclass.artifact import Manifest
 from pixclass.config import TrainConfig
 from pixclass.data.cache import broken_entries, broken_message, keep_decodable
-from pixclass.data.embeddings import DEFAULT_MODEL, embed_decodable
+from pixclass.data.embeddings import DEFAULT_MODEL, EmbeddingCache, embed_decodable
 from pixclass.errors import ConfigError, DataError
 from pixclass.store import Workspace, records
 from pixclass.store.tables import Annotation, Dataset, Image
@@ -152,6 +152,15 @@ def query(strategy: str, n: int, *, probs: np.ndarray | None = None, embeddings:
 
 # ---------------------------------------------------------------- the "next to label" queue of a dataset
 
+class EmbeddingsNeeded(Exception):
+    """Raised by ``label_queue`` (with ``max_new_embeddings``) when diversity order needs more images embedded than
+    the caller wants to wait for: ``items`` are the images to embed (with ``model`` at ``img_size``) first."""
+
+    def __init__(self, items: list[records.Item], model: str, img_size: int, missing: int) -> None:
+        super().__init__(f"{missing} images to embed first")
+        self.items, self.model, self.img_size, self.missing = items, model, img_size, missing
+
+
 @dataclass(frozen=True)
 class Queue:
     """Unlabeled images in the order to label them. ``scores``: informativeness (NaN for random/kcenter)."""
@@ -262,10 +271,12 @@ class ProbCache:
 def label_queue(ws: Workspace, dataset: str, strategy: str = "margin", n: int = 50, *,
                 run_dir: str | Path | None = None, model: str = DEFAULT_MODEL, img_size: int = 224, seed: int = 0,
                 progress: Progress | None = None, cache: ProbCache | None = None,
-                pool: Callable[[Session, Dataset], list[records.Item]] | None = None) -> Queue:
+                pool: Callable[[Session, Dataset], list[records.Item]] | None = None,
+                max_new_embeddings: int | None = None) -> Queue:
     """The ``n`` unlabeled images of ``dataset`` to label next, by ``strategy``, scored with the serving run (or
     ``run_dir``). Before any run exists, uncertainty strategies fall back to kcenter diversity. ``cache`` keeps the
-    run's scores between calls; ``pool`` gives the unlabeled images (default ``records.items(labeled=False)``)."""
+    run's scores between calls; ``pool`` gives the unlabeled images (default ``records.items(labeled=False)``).
+    With ``max_new_embeddings``, diversity order that would embed more images than that raises EmbeddingsNeeded."""
     strategy = check_strategy(strategy)
     if n < 1:
         raise ConfigError(f"The 'n' option must be a positive integer. Got {n}.")
@@ -292,6 +303,10 @@ def label_queue(ws: Workspace, dataset: str, strategy: str = "margin", n: int = 
     elif used == "kcenter":
         with ws.session() as s:
             labeled = records.items(s, records.get_dataset(s, dataset), labeled=True)
+        if max_new_embeddings is not None:
+            missing = len(EmbeddingCache(ws.cache_dir, model, img_size).lookup([it.sha256 for it in pool + labeled])[1])
+            if missing > max_new_embeddings:
+                raise EmbeddingsNeeded(pool + labeled, model, img_size, missing)
         emb, broken = embed_decodable(ws, pool + labeled, model=model, img_size=img_size, progress=progress)
         pool = keep_decodable(pool, {i: r for i, r in broken.items() if i < len(pool)})[0]
         order = query("kcenter", n, embeddings=emb[: len(pool)], labeled_embeddings=emb[len(pool):], seed=seed)
