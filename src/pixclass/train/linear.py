@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,6 +18,7 @@ from sklearn.metrics import average_precision_score
 from sklearn.model_selection import StratifiedKFold
 
 log = logging.getLogger(__name__)
+Progress = Callable[[str, int, int], None]  # (stage, done, total): "choose C (validation|cross-validation)", "fit"
 
 C_GRID = (0.03, 0.1, 0.3, 1.0)  # inverse regularisation, tried when C is not given
 MIN_VAL = 50  # fewer labeled validation images than this: C is picked by cross-validation on the training labels
@@ -66,8 +68,11 @@ def _standardise(train_x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return train_x.mean(0), train_x.std(0) + 1e-6
 
 
-def _fit_ovr(xs: np.ndarray, y: np.ndarray, C: float) -> tuple[np.ndarray, np.ndarray]:
-    """One logistic regression per column of multi-hot ``y`` (N, K): (coef (K, D), bias (K,))."""
+def _fit_ovr(xs: np.ndarray, y: np.ndarray, C: float,
+             progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One logistic regression per column of multi-hot ``y`` (N, K): (coef (K, D), bias (K,)).
+
+    progress: (classes fitted, K) after each class."""
     k = y.shape[1]
     coef = np.zeros((k, xs.shape[1]), np.float32)
     bias = np.zeros(k, np.float32)
@@ -75,9 +80,11 @@ def _fit_ovr(xs: np.ndarray, y: np.ndarray, C: float) -> tuple[np.ndarray, np.nd
         t = y[:, j].astype(int)
         if t.min() == t.max():  # a class always or never present: constant logit
             bias[j] = 10.0 if t[0] else -10.0
-            continue
-        clf = _fit(xs, t, C)
-        coef[j], bias[j] = clf.coef_[0], clf.intercept_[0]
+        else:
+            clf = _fit(xs, t, C)
+            coef[j], bias[j] = clf.coef_[0], clf.intercept_[0]
+        if progress:
+            progress(j + 1, k)
     return coef, bias
 
 
@@ -116,30 +123,44 @@ def _cv_splits(y: np.ndarray, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def _select(xs: np.ndarray, y: np.ndarray, val_xs: np.ndarray | None, val_y: np.ndarray | None, C: float | None,
-            class_weight: str | None, seed: int):
-    """(CChoice, the model fitted on all of ``xs`` at that C when validation picked it, else None)."""
+            class_weight: str | None, seed: int, progress: Progress | None = None):
+    """(CChoice, the model fitted on all of ``xs`` at that C when validation picked it, else None).
+
+    progress: "choose C (validation)" per C of the grid fitted, or "choose C (cross-validation)" per (C, fold);
+    nothing when C is given or cannot be chosen."""
     if C is not None:
         return CChoice(float(C), "given"), None
     n_val = 0 if val_xs is None or val_y is None else len(val_y)
     what = "val acc" if y.ndim == 1 else "val mAP"
     if n_val >= MIN_VAL:
         scores, best = {}, None
-        for c in C_GRID:
+        if progress:
+            progress("choose C (validation)", 0, len(C_GRID))
+        for i, c in enumerate(C_GRID):
             model = _fit_any(xs, y, c, class_weight)
             scores[c] = _score(model, val_xs, val_y)
             log.info("linear C=%g %s %.4f", c, what, scores[c])
             if best is None or scores[c] > scores[best[0]]:  # ties: the first, stronger regularisation
                 best = (c, model)
+            if progress:
+                progress("choose C (validation)", i + 1, len(C_GRID))
         return CChoice(float(best[0]), "validation", scores), best[1]
     splits = _cv_splits(y, seed)
     if not splits:
         log.info("linear C=%g (largest of the grid): %d validation images (< %d) and too few training images per "
                  "class for cross-validation", C_GRID[-1], n_val, MIN_VAL)
         return CChoice(float(C_GRID[-1]), "default"), None
-    scores = {}
+    scores, done, total = {}, 0, len(C_GRID) * len(splits)
+    if progress:
+        progress("choose C (cross-validation)", 0, total)
     for c in C_GRID:
-        scores[c] = float(np.mean([_score(_fit_any(xs[tr], y[tr], c, class_weight), xs[te], y[te])
-                                   for tr, te in splits]))
+        fold_scores = []
+        for tr, te in splits:
+            fold_scores.append(_score(_fit_any(xs[tr], y[tr], c, class_weight), xs[te], y[te]))
+            done += 1
+            if progress:
+                progress("choose C (cross-validation)", done, total)
+        scores[c] = float(np.mean(fold_scores))
     c = max(C_GRID, key=lambda k: (scores[k], -k))  # ties: the stronger regularisation
     log.info("linear C=%g by %d-fold cross-validation on %d training images (%d validation images < %d); mean %s "
              "per C: %s", c, len(splits), len(y), n_val, MIN_VAL, what.removeprefix("val "),
@@ -149,50 +170,72 @@ def _select(xs: np.ndarray, y: np.ndarray, val_xs: np.ndarray | None, val_y: np.
 
 def select_c(train_x: np.ndarray, train_y: np.ndarray, *, val_x: np.ndarray | None = None,
              val_y: np.ndarray | None = None, C: float | None = None, class_weight: str | None = None,
-             seed: int = 0) -> CChoice:
+             seed: int = 0, progress: Progress | None = None) -> CChoice:
     """The C that ``fit_linear`` (``train_y`` (N,) class indices) or ``fit_multilabel`` (``train_y`` (N, K)
     multi-hot) would use: ``C`` when given; else the best of ``C_GRID`` on the validation split when it has at least
     ``MIN_VAL`` images; else by stratified k-fold cross-validation on the training labels; else (a class with a
-    single image) the largest C of the grid."""
+    single image) the largest C of the grid.
+
+    progress(stage, done, total): ("choose C (validation)", Cs fitted, len(C_GRID)) or
+    ("choose C (cross-validation)", fits done, len(C_GRID) x folds); not called when C is given or the default."""
     mu, sd = _standardise(train_x)
     val_xs = None if val_x is None else (val_x - mu) / sd
-    return _select((train_x - mu) / sd, np.asarray(train_y), val_xs, val_y, C, class_weight, seed)[0]
+    return _select((train_x - mu) / sd, np.asarray(train_y), val_xs, val_y, C, class_weight, seed, progress)[0]
 
 
 def fit_linear(train_x: np.ndarray, train_y: np.ndarray, num_classes: int, *, val_x: np.ndarray | None = None,
-               val_y: np.ndarray | None = None, C: float | None = None,
-               class_weight: str | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+               val_y: np.ndarray | None = None, C: float | None = None, class_weight: str | None = None,
+               progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray, float]:
     """Softmax regression on embeddings (N, D). Returns (weight (K, D), bias (K,), C) for raw embeddings.
 
-    C: as given, else picked as ``select_c`` describes (validation, else cross-validation on the training set)."""
+    C: as given, else picked as ``select_c`` describes (validation, else cross-validation on the training set).
+    progress(stage, done, total): the "choose C ..." stages of ``select_c``, then ("fit", 0, 1) and ("fit", 1, 1)."""
     mu, sd = _standardise(train_x)
     xs = (train_x - mu) / sd
     val_xs = None if val_x is None else (val_x - mu) / sd
-    choice, clf = _select(xs, train_y, val_xs, val_y, C, class_weight, 0)
+    choice, clf = _select(xs, train_y, val_xs, val_y, C, class_weight, 0, progress)
+    if progress:
+        progress("fit", 0, 1)
     if clf is None:
         clf = _fit(xs, train_y, choice.C, class_weight)
+    if progress:
+        progress("fit", 1, 1)
     weight, bias = _fold(*_softmax_rows(clf, num_classes), mu, sd)
     return weight, bias, choice.C
 
 
 def fit_multilabel(train_x: np.ndarray, train_y: np.ndarray, *, val_x: np.ndarray | None = None,
-                   val_y: np.ndarray | None = None, C: float | None = None) -> tuple[np.ndarray, np.ndarray, float]:
-    """One logistic regression per class on multi-hot targets (N, K); C as ``select_c`` describes (mAP)."""
+                   val_y: np.ndarray | None = None, C: float | None = None,
+                   progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+    """One logistic regression per class on multi-hot targets (N, K); C as ``select_c`` describes (mAP).
+
+    progress(stage, done, total): the "choose C ..." stages of ``select_c``, then ("fit", classes fitted, K)."""
     mu, sd = _standardise(train_x)
     xs = (train_x - mu) / sd
     val_xs = None if val_x is None else (val_x - mu) / sd
-    choice, model = _select(xs, np.asarray(train_y), val_xs, val_y, C, None, 0)
-    coef, bias = model if model is not None else _fit_ovr(xs, np.asarray(train_y), choice.C)
+    y = np.asarray(train_y)
+    choice, model = _select(xs, y, val_xs, val_y, C, None, 0, progress)
+    if progress:
+        progress("fit", 0, y.shape[1])
+    if model is None:
+        model = _fit_ovr(xs, y, choice.C, (lambda d, t: progress("fit", d, t)) if progress else None)
+    elif progress:  # validation already fitted the chosen C on all of the training set
+        progress("fit", y.shape[1], y.shape[1])
+    coef, bias = model
     weight, b = _fold(coef, bias, mu, sd)
     return weight, b, choice.C
 
 
 def fit_cascade(train_x: np.ndarray, train_y: np.ndarray, classes: list[str], parents: list[str],
-                children_of: dict[str, list[str]], *, C: float = 0.1) -> list[tuple[np.ndarray, np.ndarray]]:
+                children_of: dict[str, list[str]], *, C: float = 0.1,
+                progress: Progress | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per inner node, softmax regression among its children on the images under that node.
 
     Returns (weight, bias) per node in ``parents`` order, for a models.net.CascadeHead.
+    progress(stage, done, total): ("fit", nodes fitted, len(parents)), from 0.
     """
+    if progress:
+        progress("fit", 0, len(parents))
     mu, sd = train_x.mean(0), train_x.std(0) + 1e-6
     xs = (train_x - mu) / sd
     names = np.array(classes, dtype=object)[train_y]
@@ -207,7 +250,9 @@ def fit_cascade(train_x: np.ndarray, train_y: np.ndarray, classes: list[str], pa
             coef = np.zeros((len(kids), xs.shape[1]), np.float32)
             bias = np.where(np.arange(len(kids)) == (target[keep][0] if keep.any() else 0), 0.0, -10.0)
             out.append(_fold(coef, bias.astype(np.float32), mu, sd))
-            continue
-        clf = _fit(xs[keep], target[keep], C)
-        out.append(_fold(*_softmax_rows(clf, len(kids)), mu, sd))
+        else:
+            clf = _fit(xs[keep], target[keep], C)
+            out.append(_fold(*_softmax_rows(clf, len(kids)), mu, sd))
+        if progress:
+            progress("fit", len(out), len(parents))
     return out

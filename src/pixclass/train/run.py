@@ -63,19 +63,19 @@ def linear_head(model: Classifier, train: SplitData, val: SplitData, cfg: TrainC
         if isinstance(model.head, CascadeHead):
             choice = CChoice(cfg.linear_c, "given") if cfg.linear_c else CChoice(0.1, "default")
             fitted = fit_cascade(emb_tr, train.labels, model.head.classes, model.head.parents,
-                                 model.head.children_of, C=choice.C)
+                                 model.head.children_of, C=choice.C, progress=progress)
             for layer, (weight, bias) in zip(model.head.heads, fitted):
                 layer.weight.copy_(torch.from_numpy(weight))
                 layer.bias.copy_(torch.from_numpy(bias))
             return choice
         class_weight = "balanced" if cfg.balance != "none" and not model.multilabel else None
         choice = select_c(emb_tr, train.labels, val_x=emb_va if has_val else None, val_y=val.labels,
-                          C=cfg.linear_c, class_weight=class_weight, seed=cfg.seed)
-        if model.multilabel:
-            weight, bias, _ = fit_multilabel(emb_tr, train.labels, C=choice.C)
+                          C=cfg.linear_c, class_weight=class_weight, seed=cfg.seed, progress=progress)
+        if model.multilabel:  # progress: "choose C ..." (select_c), then "fit"
+            weight, bias, _ = fit_multilabel(emb_tr, train.labels, C=choice.C, progress=progress)
         else:
             weight, bias, _ = fit_linear(emb_tr, train.labels, model.head.out_features, C=choice.C,
-                                         class_weight=class_weight)
+                                         class_weight=class_weight, progress=progress)
         model.head.weight.copy_(torch.from_numpy(weight))
         model.head.bias.copy_(torch.from_numpy(bias))
     return choice

@@ -58,3 +58,71 @@ def test_multilabel_uses_cv_on_a_small_validation_split():
     w, b, c = fit_multilabel(x[tr], multi[tr], val_x=x[rest[:5]], val_y=multi[rest[:5]])
     assert c == choice.C and w.shape == (3, 64)
     assert (((x[rest] @ w.T + b) > 0) == (multi[rest] > 0)).mean() > 0.8  # per-label accuracy on held-out digits
+
+
+def _stages(calls):
+    """[(stage, last done, total)] per run of consecutive calls of one stage, in order."""
+    out = []
+    for stage, done, total in calls:
+        if out and out[-1][0] == stage:
+            assert done >= out[-1][1] and total == out[-1][2], (stage, done, total)  # counts only go up
+            out[-1] = (stage, done, total)
+        else:
+            out.append((stage, done, total))
+    return out
+
+
+def test_a_linear_run_reports_choosing_c_and_the_fit_after_embedding(tmp_path):
+    from PIL import Image
+
+    from pixclass.config import TrainConfig
+    from pixclass.io.importer import import_dataset
+    from pixclass.store import Workspace
+    from pixclass.train.run import train
+
+    rng = np.random.default_rng(0)
+    lines = ["path,label,split"]
+    for cls, rgb in (("red", (200, 40, 40)), ("blue", (40, 40, 200))):
+        for i in range(9):  # 6 train (CV: 5 folds), 3 val (< MIN_VAL) per class
+            px = np.clip(np.array(rgb) + rng.normal(0, 25, (24, 24, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(px).save(tmp_path / f"{cls}{i}.png")
+            lines.append(f"{cls}{i}.png,{cls},{'train' if i < 6 else 'val'}")
+    (tmp_path / "labels.csv").write_text("\n".join(lines) + "\n")
+    ws = Workspace.open(tmp_path / "ws")
+    import_dataset(ws, tmp_path / "labels.csv", "d")
+    calls = []
+    res = train(ws, "d", TrainConfig(mode="linear", img_size=32), out=tmp_path / "run",
+                progress=lambda stage, done, total: calls.append((stage, done, total)))
+
+    assert res.metrics["linear_c_by"] == "cv"
+    stages = _stages(calls)
+    names = [s[0] for s in stages]
+    assert names[-4:] == ["embed train", "embed val", "choose C (cross-validation)", "fit"]
+    assert stages[-2] == ("choose C (cross-validation)", 5 * len(C_GRID), 5 * len(C_GRID))  # 5 folds x the grid
+    assert stages[-1] == ("fit", 1, 1) and ("fit", 0, 1) in calls  # the fit starts at 0 so the UI moves on
+    first = calls.index(("choose C (cross-validation)", 0, 5 * len(C_GRID)))
+    assert calls[first - 1] == ("embed val", 6, 6)  # straight after the last embedding batch, before any fit
+    assert all(done == total for _, done, total in stages)
+    assert res.metrics["val_accuracy"] == 1.0  # red vs blue
+
+
+def test_progress_on_validation_and_multilabel_fits_changes_no_number():
+    x, y, tr, rest = _digits(seed=0)
+    va = rest[:MIN_VAL]
+    calls = []
+    record = lambda *a: calls.append(a)  # noqa: E731
+    w, b, c = fit_linear(x[tr], y[tr], 10, val_x=x[va], val_y=y[va], progress=record)
+    w0, b0, c0 = fit_linear(x[tr], y[tr], 10, val_x=x[va], val_y=y[va])
+    assert c == c0 and np.array_equal(w, w0) and np.array_equal(b, b0)
+    n = len(C_GRID)
+    assert calls == [("choose C (validation)", i, n) for i in range(n + 1)] + [("fit", 0, 1), ("fit", 1, 1)]
+
+    multi = np.stack([y >= 5, y % 2 == 0, y == 3], axis=1).astype(np.float32)
+    calls.clear()
+    w, b, c = fit_multilabel(x[tr], multi[tr], val_x=x[rest[:5]], val_y=multi[rest[:5]], progress=record)
+    w0, b0, c0 = fit_multilabel(x[tr], multi[tr], val_x=x[rest[:5]], val_y=multi[rest[:5]])
+    assert c == c0 and np.array_equal(w, w0) and np.array_equal(b, b0)
+    assert _stages(calls) == [("choose C (cross-validation)", 5 * n, 5 * n), ("fit", 3, 3)]
+    assert calls[0] == ("choose C (cross-validation)", 0, 5 * n) and ("fit", 0, 3) in calls
+    calls.clear()
+    assert select_c(x[tr], y[tr], C=0.1, progress=record).by == "given" and calls == []  # nothing to choose
