@@ -718,3 +718,83 @@ def test_a_new_workspace_says_what_to_do_and_an_admin_starts_a_dataset_in_the_ui
     with ws.session() as s:
         assert [(it.labels, Path(it.path).parent.name) for it in records.items(s, records.get_dataset(s, "shop"))
                 if it.labels] == [(("hat",), "shop")]
+
+
+def test_reload_keeps_dataset_filters_and_image(server, page, tmp_path, photos4):
+    """F5 while labeling keeps the place: the URL hash holds the dataset (a name with spaces, an accent and '&'), the
+    filters, the grid page and the image, and a reload opens them again; what the hash names that no longer exists, or
+    never did, is said or ignored, never a script error."""
+    base, ws = server
+    labeled, folder = copy_photos(photos4, tmp_path, slice(0, 1), slice(1, 4))
+    name = "été hats & co"
+    import_dataset(ws, labeled, name)
+    import_dataset(ws, folder, name)
+    ctx, pg = logged_in_page(page, base, "ann", "ann-pw")
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    entries = pg.evaluate("history.length")
+    try:
+        pg.select_option("#dataset", name)
+        pg.wait_for_selector("#count:has-text('16 images')")
+        pg.select_option("#f-status", "unlabeled")
+        pg.select_option("#f-excluded", "hide")
+        pg.click("#apply-filters")
+        pg.wait_for_selector("#count:has-text('12 images')")
+        pg.locator("#grid .card img").nth(1).click()
+        pg.wait_for_selector("#pos:has-text('2 / 12')")
+        pos, alt = pg.inner_text("#pos"), pg.get_attribute("#big", "alt")
+        image_id = int(pos.split("#")[1].split()[0])
+        pg.wait_for_function(f"location.hash.includes('image={image_id}')")  # replaced, not pushed
+        assert pg.evaluate("history.length") == entries
+
+        pg.reload()  # the log-in cookie persists: straight back to the same image, filters and dataset
+        pg.wait_for_selector("#image-view:not([hidden])")
+        pg.wait_for_function("s => document.querySelector('#pos').textContent === s", arg=pos)
+        assert pg.get_attribute("#big", "alt") == alt and pg.is_hidden("#login-view")
+        assert (pg.input_value("#dataset"), pg.input_value("#f-status"), pg.input_value("#f-excluded")) == (
+            name, "unlabeled", "hide")
+        pg.keyboard.press("ArrowRight")  # the keys still work on the restored list
+        pg.wait_for_selector("#pos:has-text('3 / 12')")
+
+        pg.keyboard.press("Escape")
+        pg.wait_for_function("!location.hash.includes('image=')")
+        pg.reload()
+        pg.wait_for_selector("#grid .card")
+        pg.wait_for_selector("#count:has-text('12 images')")
+        assert pg.is_hidden("#image-view") and pg.input_value("#f-status") == "unlabeled"
+        assert pg.input_value("#dataset") == name
+
+        # an image labeled meanwhile has left the "unlabeled" list: the grid, saying so
+        pg.locator("#grid .card img").first.click()
+        pg.wait_for_selector("#pos:has-text('1 / 12')")
+        first = int(pg.inner_text("#pos").split("#")[1].split()[0])
+        pg.wait_for_function(f"location.hash.includes('image={first}')")
+        with ws.session() as s:
+            s.add(Annotation(image_id=first, labels=["hat"], source="human", author="bob"))
+        pg.reload()
+        pg.wait_for_selector(f"#grid-msg:has-text('Image #{first} is no longer in this list')")
+        pg.wait_for_selector("#count:has-text('11 images')")
+        assert pg.is_hidden("#image-view")
+
+        # a link to the second page of another dataset, and a hash of nonsense
+        pg.goto("about:blank")
+        pg.goto(f"{base}/#ds=cloth&offset=60&sort=-confidence")
+        pg.wait_for_selector("#page-info:has-text('61-92 of 92')")
+        assert (pg.input_value("#dataset"), pg.input_value("#f-status"), pg.input_value("#f-sort")) == (
+            "cloth", "", "-confidence")
+        pg.goto("about:blank")
+        pg.goto(f"{base}/#ds=cloth&tab=jobs")  # a tab, too
+        pg.wait_for_selector("#jobs-view:not([hidden]) #jobs tbody tr")
+        pg.goto("about:blank")
+        pg.goto(f"{base}/#ds=cloth&status=bogus&min=7&sort=%&offset=-5&image=abc&tab=%E0%A4%A&conflicts=yes&x=1")
+        pg.wait_for_selector("#page-info:has-text('1-60 of 92')")
+        assert (pg.input_value("#f-status"), pg.input_value("#f-min"), pg.input_value("#f-sort"),
+                pg.is_checked("#f-conflicts")) == ("", "", "id", False)
+        pg.goto("about:blank")
+        pg.goto(f"{base}/#ds=nope&image={image_id}")
+        pg.wait_for_selector("#grid-msg:has-text('There is no dataset \"nope\"')")
+        pg.wait_for_selector("#grid .card")
+        assert pg.is_hidden("#image-view")
+        assert errors == []
+    finally:
+        ctx.close()

@@ -16,7 +16,7 @@ const el = (tag, attrs = {}, ...kids) => {
 const PAGE = 60;
 const S = { me: null, ds: null, ids: [], items: [], offset: 0, selected: new Set(), pos: 0, image: null, counts: {},
             shownAt: 0, undo: [], checked: new Set(), search: "", polling: null, watch: null,
-            saving: false, loading: false, back: null };
+            saving: false, loading: false, back: null, view: null, restoring: false, applied: {}, conflicts: [], hashAt: -Infinity, hashTimer: null };
 const pct = (x) => (x === null || x === undefined ? "" : `${Math.round(x * 100)}%`);
 const single = () => S.ds && !S.ds.multi;
 const hier = () => S.ds && S.ds.task === "hierarchical";
@@ -24,9 +24,11 @@ const searchable = () => hier() || S.ds.classes.length > 10;  // past ten classe
 const shown = () => S.ds.classes.filter((c) => c.toLowerCase().includes(S.search.toLowerCase())).slice(0, 50);
 
 function show(view) {
+  S.view = view;
   for (const v of ["login", "grid", "image", "review", "classes", "jobs", "admin"]) $(`#${v}-view`).hidden = v !== view;
   document.querySelectorAll(".tab").forEach((b) => b.classList.toggle("active", b.dataset.tab === view));
   $("#topbar").hidden = view === "login";
+  saveHash();
 }
 const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
 function flash(sel, text, bad = false) {
@@ -43,22 +45,82 @@ async function guard(sel, fn) {
   }
 }
 
+// ------------------------------------------------------------------ the place in the URL
+// #ds=cloth&status=unlabeled&sort=queue:margin&offset=60&image=123: a reload (F5) or a shared link opens the same
+// dataset, filters, grid page, tab and image. Replaced, never pushed: Back does not walk through hundreds of images.
+const FIELDS = { status: "#f-status", class: "#f-label", annotator: "#f-annotator", predicted: "#f-predicted", min: "#f-min",
+                 max: "#f-max", curation: "#f-excluded", review: "#f-review", sort: "#f-sort" };  // and conflicts, a checkbox
+const initial = (e) => (e.options ? e.options[0].value : "");
+function fields() {  // the filter inputs that differ from their defaults, by their names in the URL
+  const f = {};
+  for (const [k, sel] of Object.entries(FIELDS)) { const v = $(sel).value.trim(); if (v !== initial($(sel))) f[k] = v; }
+  if ($("#f-conflicts").checked) f.conflicts = "1";
+  return f;
+}
+function setFields(h) {  // the URL's filters and page into the inputs: a value no option has, or a confidence outside 0-1, is left out
+  for (const [k, sel] of Object.entries(FIELDS)) {
+    const e = $(sel), v = (h.get(k) || "").trim();
+    const ok = e.options ? [...e.options].some((o) => o.value === v) : e.type !== "number" || v === "" || Number(v) >= 0 && Number(v) <= 1;
+    e.value = ok ? v : initial(e);
+  }
+  $("#f-conflicts").checked = h.get("conflicts") === "1";
+  const offset = /^\d+$/.test(h.get("offset") || "") ? Number(h.get("offset")) : 0;
+  S.offset = Number.isSafeInteger(offset) ? offset - offset % PAGE : 0;
+}
+function saveHash() {  // at most four writes a second: browsers refuse a burst of them (a held arrow key)
+  clearTimeout(S.hashTimer);
+  if (!S.me || !S.view || S.view === "login" || S.restoring) return;  // the login form keeps the place it was asked for
+  const wait = S.hashAt + 250 - performance.now();
+  if (wait > 0) { S.hashTimer = setTimeout(saveHash, wait); return; }
+  const h = new URLSearchParams(S.ds ? { ds: S.ds.name, ...S.applied } : {}), tab = S.view === "image" ? S.back : S.view;
+  if (S.offset) h.set("offset", S.offset);
+  if (tab && tab !== "grid") h.set("tab", tab);
+  if (S.view === "image") h.set("image", S.image.id);
+  const url = `${location.pathname}${location.search}${[...h].length ? `#${String(h).replaceAll("%3A", ":")}` : ""}`;
+  if (url === `${location.pathname}${location.search}${location.hash}`) return;
+  S.hashAt = performance.now();
+  try { history.replaceState(history.state, "", url); } catch { /* refused all the same: the next change writes it */ }
+}
+async function restore(h) {  // after start(): the URL's tab or image where they still exist (selectDataset set the filters)
+  const want = h.get("ds"), tab = h.get("tab");
+  let id = /^\d+$/.test(h.get("image") || "") ? Number(h.get("image")) : null;
+  if (want !== null && S.ds && S.ds.name !== want) {
+    flash("#grid-msg", `There is no dataset "${want}" (any more): showing ${S.ds.name}.`, true); id = null;
+  }
+  if (S.offset && S.offset >= S.ids.length) { S.offset = Math.max(0, Math.ceil(S.ids.length / PAGE) - 1) * PAGE; await loadGrid(); }
+  const button = ["review", "classes", "jobs", "admin"].includes(tab) ? $(`.tab[data-tab=${tab}]`) : null;
+  if (id !== null && S.ds) {  // opened from the grid's list, or from the Review tab's conflicts
+    const fromReview = tab === "review";
+    if (fromReview) await openTab("review");
+    const list = fromReview ? S.conflicts : S.ids, pos = list.indexOf(id);
+    if (pos >= 0) { S.ids = list; S.back = fromReview ? "review" : null; await openImage(pos); return; }
+    flash(fromReview ? "#review-msg" : "#grid-msg", `Image #${id} is no longer in this list (labeled or changed since?): ` +
+          `showing the ${fromReview ? "conflicts" : "grid"} instead.`, true);
+  } else if (button && !button.hidden) await openTab(tab);
+}
+window.addEventListener("hashchange", () => location.reload());  // a link pasted into this tab: open its place
+
 // ------------------------------------------------------------------ login
 async function start() {
   try { S.me = await api("/api/auth/me"); } catch { show("login"); return; }
+  const h = new URLSearchParams(location.hash.slice(1));  // read before anything writes it (see saveHash)
   $("#whoami").textContent = `${S.me.name} (${S.me.role})`;
   document.querySelectorAll(".admin-only").forEach((b) => (b.hidden = S.me.role !== "admin"));
   document.querySelectorAll(".writer").forEach((b) => (b.hidden = S.me.role === "viewer"));  // they would get 403
-  await loadDatasets();
-  show("grid");
-  pollJobs();
+  S.restoring = true;  // until its place is restored, the URL keeps asking for it (a reload meanwhile loses nothing)
+  try {
+    await loadDatasets(h.get("ds"), h);
+    show("grid");
+    pollJobs();
+    await restore(h);
+  } finally { S.restoring = false; saveHash(); }
 }
-async function loadDatasets(keep = null) {
+async function loadDatasets(keep = null, h = null) {  // h: filters and page from the URL, for its dataset (or the default)
   const datasets = await api("/api/datasets");
   $("#dataset").replaceChildren(...datasets.map((d) => el("option", { value: d.name })));
   showCounts(datasets);
   const name = datasets.some((d) => d.name === keep) ? keep : datasets.length ? datasets[0].name : null;
-  if (name) { $("#dataset").value = name; await selectDataset(name); return; }
+  if (name) { $("#dataset").value = name; await selectDataset(name, !keep || keep === name ? h : null); return; }
   S.ds = null; S.ids = []; S.items = [];
   $("#grid").replaceChildren(); $("#count").textContent = ""; $("#page-info").textContent = "";
   $("#bulk-mode").hidden = true;
@@ -99,7 +161,7 @@ async function openTab(tab) {
   if (tab === "admin") await loadUsers();
 }
 
-async function selectDataset(name) {
+async function selectDataset(name, h = null) {
   S.ds = await api(`/api/datasets/${encodeURIComponent(name)}`);
   const opts = (first) => [el("option", { value: "" }, first), ...S.ds.classes.map((c) => el("option", { value: c }, c))];
   $("#f-label").replaceChildren(...opts("any class"));
@@ -108,6 +170,7 @@ async function selectDataset(name) {
   $("#bulk-mode").hidden = !S.ds.multi || S.me.role === "viewer";
   exportLinks();
   S.selected.clear(); S.offset = 0; S.search = "";
+  if (h) setFields(h);
   await Promise.all([loadGrid(), loadRuns()]);
 }
 function exportLinks() {  // Label Studio tasks and config; image links relative to its document root when given
@@ -170,12 +233,15 @@ function filters() {
 async function loadGrid() {
   if (!S.ds) return;
   await guard("#grid-msg", async () => {
-    const q = qs({ ...filters(), offset: S.offset, limit: PAGE });
+    const q = qs({ ...filters(), offset: S.offset, limit: PAGE }), applied = fields();
     const res = await api(`/api/datasets/${encodeURIComponent(S.ds.name)}/images?${q}`);
-    S.ids = res.ids; S.items = res.items;
+    S.ids = res.ids; S.items = res.items; S.applied = applied;
+    saveHash();
     const asked = $("#f-sort").value.split(":")[1];
-    $("#count").textContent = `${plural(res.total, "image")}` + (res.queue_strategy && res.queue_strategy !== asked
-      ? ` · ordered by ${res.queue_strategy} diversity: ${asked} needs a trained model` : "");
+    $("#count").textContent = `${plural(res.total, "image")}` + (res.embedding_job
+      ? ` · in random order until the images are embedded for diversity order (job ${res.embedding_job})`
+      : res.queue_strategy && res.queue_strategy !== asked ? ` · ordered by ${res.queue_strategy} diversity: ${asked} needs a trained model` : "");
+    if (res.embedding_job && S.watch !== res.embedding_job) { S.watch = res.embedding_job; pollJobs(); }
     $("#page-info").textContent = res.total ? `${S.offset + 1}-${Math.min(S.offset + PAGE, res.total)} of ${res.total}` : "";
     renderGrid();
     if (!S.ds.classes.length) flash("#grid-msg", S.me.role === "admin" ? "This dataset has no classes yet: create them in the Classes tab."
@@ -417,6 +483,7 @@ async function loadReview() {
     el("table", {}, el("tr", {}, el("th", {}, "annotator A"), el("th", {}, "annotator B"), el("th", {}, "images"), el("th", {}, "agreement"), el("th", {}, "kappa")),
       ag.pairs.map((p) => el("tr", {}, el("td", {}, p.a), el("td", {}, p.b), el("td", {}, p.images), el("td", {}, pct(p.agreement)), el("td", {}, p.kappa ?? "—")))));
   const cs = await api(`/api/datasets/${name}/conflicts`);
+  S.conflicts = cs.map((c) => c.id);
   const open = (i) => { S.ids = cs.map((c) => c.id); S.back = "review"; openImage(i); };  // one after another
   $("#conflicts").replaceChildren(cs.length ? el("table", {}, cs.map((c, i) => el("tr", { class: "link", onclick: () => open(i), title: "open to review" },
     el("td", {}, el("img", { src: `/api/images/${c.id}/thumb?size=64`, alt: "" })), el("td", {}, `#${c.id}`),
@@ -520,6 +587,11 @@ async function pollJobs() {
     await loadDatasets(r.dataset);
     flash("#admin-msg", `Imported ${plural(r.imported, "image")} into ${r.dataset} (${r.task}); ${r.skipped_existing} already known; ` +
           `${r.broken.length} unreadable${r.broken.length ? `: ${r.broken.map((b) => `${b.path} (${b.reason})`).join(", ")}` : ""}.`, r.broken.length > 0);
+    return;
+  }
+  if (job && job.kind === "embed" && S.ds) {  // the diversity order the grid was waiting for
+    await loadGrid();
+    flash("#grid-msg", `Images embedded: the grid is in ${$("#f-sort").value.split(":")[1] || "its"} order now.`);
     return;
   }
   const note = unreadable(job && job.result);
