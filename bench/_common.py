@@ -44,3 +44,18 @@ def timed(fn, n: int) -> float:
         out.append(time.perf_counter() - t0)
         assert r.status_code == 200, r.text
     return statistics.median(out)
+
+
+def admin_client(ws):
+    """(app, TestClient) of a server on ``ws``, authenticated as a new admin."""
+    from fastapi.testclient import TestClient
+
+    from pixclass.server.app import create_app
+    from pixclass.store import users
+
+    with ws.session() as s:
+        token = users.create_token(s, users.create_user(s, "root", "admin", "bench-pw"))
+    app = create_app(ws)
+    client = TestClient(app)
+    client.headers["Authorization"] = f"Bearer {token}"
+    return app, client

@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import cifar_train, timed
+from _common import admin_client, cifar_train, timed
 
 
 if __name__ == "__main__":
@@ -21,11 +21,8 @@ if __name__ == "__main__":
     ap.add_argument("--images", type=int, default=50_000, help="training images of CIFAR-10 to import (at most 50,000)")
     ap.add_argument("--repeats", type=int, default=5)
     a = ap.parse_args()
-    from fastapi.testclient import TestClient
-
     from pixclass.io.importer import import_dataset
-    from pixclass.server.app import create_app
-    from pixclass.store import Workspace, users
+    from pixclass.store import Workspace
 
     tmp = Path(tempfile.mkdtemp(prefix="pixclass-grid-"))
     src = cifar_train(tmp, a.images)
@@ -33,11 +30,7 @@ if __name__ == "__main__":
     t0 = time.perf_counter()
     res = import_dataset(ws, src, "cifar")
     print(f"imported {res.imported} images in {time.perf_counter() - t0:.1f}s")
-    with ws.session() as s:
-        token = users.create_token(s, users.create_user(s, "root", "admin", "bench-pw"))
-    app = create_app(ws)
-    c = TestClient(app)
-    c.headers["Authorization"] = f"Bearer {token}"
+    app, c = admin_client(ws)
     first = c.get("/api/datasets/cifar/images", params={"limit": 60}).json()["ids"]
 
     def cold(fn):

@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import cifar_train, timed
+from _common import admin_client, cifar_train, timed
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__)
@@ -22,12 +22,9 @@ if __name__ == "__main__":
     ap.add_argument("--labeled", type=int, default=10, help="label one image in this many")
     ap.add_argument("--repeats", type=int, default=3)
     a = ap.parse_args()
-    from fastapi.testclient import TestClient
-
     from pixclass.config import TrainConfig
     from pixclass.io.importer import import_dataset
-    from pixclass.server.app import create_app
-    from pixclass.store import Workspace, records, users
+    from pixclass.store import Workspace, records
     from pixclass.train.active import ProbCache
     from pixclass.train.run import train
 
@@ -49,11 +46,7 @@ if __name__ == "__main__":
         with ws.session() as s:
             runs[kind] = records.latest_run(s, records.get_dataset(s, "cifar")).id
         print(f"trained the {kind} run in {time.perf_counter() - t0:.0f}s")
-    with ws.session() as s:
-        token = users.create_token(s, users.create_user(s, "root", "admin", "bench-pw"))
-    app = create_app(ws)
-    c = TestClient(app)
-    c.headers["Authorization"] = f"Bearer {token}"
+    app, c = admin_client(ws)
 
     def cold(fn):
         def run():

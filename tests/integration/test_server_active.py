@@ -60,14 +60,18 @@ def test_queue_orders_unlabeled_images_and_autotrain_retrains(tmp_path, photos4)
     assert ann.get("/api/datasets/cloth/autotrain").json()["new_labels"] == 0
 
 
-def test_queue_on_unlabeled_folder(tmp_path, photos4):
-    import shutil
-
+def unlabeled_server(tmp_path, photos4, every: int):
+    """A server on dataset "new": every ``every``-th photo, copied flat (images at the root of a source import
+    unlabeled)."""
     flat = tmp_path / "flat"
     flat.mkdir()
-    for f in sorted(photos4.glob("*/*.jpg"))[::6]:  # images at the root of the source: imported unlabeled
+    for f in sorted(photos4.glob("*/*.jpg"))[::every]:
         shutil.copy(f, flat / f"{f.parent.name}-{f.name}")
-    srv = make_server(tmp_path / "ws", flat, name="new")
+    return make_server(tmp_path / "ws", flat, name="new")
+
+
+def test_queue_on_unlabeled_folder(tmp_path, photos4):
+    srv = unlabeled_server(tmp_path, photos4, 6)
     c = srv.client("ann")
     for strategy in ("kcenter", "margin", "random"):
         q = c.get("/api/datasets/new/queue", params={"strategy": strategy, "n": 5}).json()
@@ -91,16 +95,10 @@ def test_queue_on_unlabeled_folder(tmp_path, photos4):
 def test_diversity_order_of_many_new_images_is_embedded_by_a_job_not_the_request(tmp_path, photos4, monkeypatch):
     """A first "next to label" over thousands of unembedded images would hold the grid for a minute: past a few
     images the embedding runs as a job, the queue is in random order meanwhile, and in diversity order after."""
-    import shutil
-
     from pixclass.server import active as server_active
 
     monkeypatch.setattr(server_active, "INLINE_EMBEDDINGS", 5)
-    flat = tmp_path / "flat"
-    flat.mkdir()
-    for f in sorted(photos4.glob("*/*.jpg"))[::8]:
-        shutil.copy(f, flat / f"{f.parent.name}-{f.name}")
-    srv = make_server(tmp_path / "ws", flat, name="new")
+    srv = unlabeled_server(tmp_path, photos4, 8)
     c = srv.client("ann")
     busy = threading.Event()  # another job holds the worker: the embedding job waits in the queue meanwhile
     srv.app.state.jobs.submit("import", "root", {}, lambda progress: {"held": busy.wait(60)})
@@ -117,13 +115,7 @@ def test_diversity_order_of_many_new_images_is_embedded_by_a_job_not_the_request
 
 
 def test_grid_sorted_by_queue(tmp_path, photos4):
-    import shutil
-
-    flat = tmp_path / "flat"
-    flat.mkdir()
-    for f in sorted(photos4.glob("*/*.jpg"))[::8]:
-        shutil.copy(f, flat / f"{f.parent.name}-{f.name}")
-    srv = make_server(tmp_path / "ws", flat, name="new")
+    srv = unlabeled_server(tmp_path, photos4, 8)
     c = srv.client("ann")
     q = c.get("/api/datasets/new/queue", params={"strategy": "kcenter", "n": 100}).json()["image_ids"]
     grid = c.get("/api/datasets/new/images", params={"sort": "queue:kcenter"}).json()
