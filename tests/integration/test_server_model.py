@@ -404,6 +404,15 @@ def test_label_studio_projects_get_their_dataset_and_only_their_choices(srv, tra
     assert item["from_name"] == "garment" and item["value"] == {"choices": ["shoes"]}
     assert r["results"][1] == [] and "404" in r["errors"][0]["error"]  # downloaded, not guessed from the name
 
+    # a newer dataset with the same classes (say, imported from a Label Studio export) has no model: the project
+    # stays with the trained one, as it does when the config offers one more choice ("other")
+    classes_list = ["hat", "pants", "shoes", "t-shirt"]
+    assert srv.client("root").post("/api/datasets", json={"name": "copy", "classes": classes_list}).status_code == 200
+    other = config.replace('<Choice value="t-shirt"/>', '<Choice value="t-shirt"/><Choice value="other"/>')
+    for cfg in (config, other):
+        r = srv.client().post("/predict", json={"tasks": tasks[:1], "label_config": cfg}, headers=auth).json()
+        assert r["results"][0]["result"][0]["value"] == {"choices": ["shoes"]}, r
+
     only_hats = '<View><Image name="img" value="$photo"/><Choices name="c" toName="img"><Choice value="hat"/>' \
                 '</Choices></View>'
     r = srv.client().post("/predict", json={"tasks": tasks[:1], "label_config": only_hats}, headers=auth).json()

@@ -96,18 +96,25 @@ def parse_config(label_config: str | None, classes: tuple[str, ...] = ()) -> Con
 
 
 def dataset_for(s, settings, label_config: str | None) -> Dataset | None:
-    """The dataset a Label Studio project works on: PIXCLASS_LS_DATASET, else the newest dataset whose classes are
-    exactly the choices of one of the config's controls; None when none matches."""
+    """The dataset a Label Studio project works on: PIXCLASS_LS_DATASET, else one whose classes are all choices of
+    one of the config's controls (which may offer more, say "other"). Among several: one with a trained run first
+    (a copy imported from an export must not take the project from the dataset with the model), then the exact
+    match, then the newest. None when none matches."""
     if settings.ls_dataset:
         return records.get_dataset(s, settings.ls_dataset)
     offered = [set(c.values) for c in controls(label_config) if c.values]
     if not offered:
         return None
+    best, best_key = None, None
     for ds in s.scalars(select(Dataset).order_by(Dataset.id.desc())):
         classes = set(records.load_schema(s, ds).classes)
-        if classes and classes in offered:
-            return ds
-    return None
+        fits = [o for o in offered if classes and classes <= o]
+        if not fits:
+            continue
+        key = (records.latest_run(s, ds) is not None, any(classes == o for o in fits))
+        if best_key is None or key > best_key:  # ties: the newer dataset, met first
+            best, best_key = ds, key
+    return best
 
 
 def format_prediction(ctrl: Control, labels: list[str], score: float, version: str) -> dict:
