@@ -31,7 +31,9 @@ def predict_paths(source: str | Path, paths: Sequence[str | Path], *, k: int = 5
 
 
 def write_predictions(preds: list[Prediction], path: str | Path, k: int = 5) -> Path:
-    """CSV (path,label,score,top2..,error) or JSON by the file's suffix."""
+    """CSV (path,label,score,top2..,error) or JSON by the file's suffix. The top columns list the best-scoring
+    classes other than the decided label(s): for a multi-label or thresholded decision the top class may not be
+    the label."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() == ".json":
@@ -42,7 +44,9 @@ def write_predictions(preds: list[Prediction], path: str | Path, k: int = 5) -> 
         extra = [c for j in range(2, k + 1) for c in (f"top{j}_label", f"top{j}_score")]
         w.writerow(["path", "label", "score", *extra, "error"])
         for p in preds:
-            tail = [v for lab, sc in p.top[1:k] for v in (lab, f"{sc:.6f}")]
+            decided = set(p.labels) or ({p.label} if p.label else set())
+            others = [(lab, sc) for lab, sc in p.top[:k] if lab not in decided][: k - 1]
+            tail = [v for lab, sc in others for v in (lab, f"{sc:.6f}")]  # the next classes after the decision
             tail += [""] * (len(extra) - len(tail))
             w.writerow([p.path, p.label, f"{p.score:.6f}" if not p.error else "", *tail, p.error or ""])
     return path
