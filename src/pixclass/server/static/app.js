@@ -16,7 +16,7 @@ const el = (tag, attrs = {}, ...kids) => {
 const PAGE = 60;
 const S = { me: null, ds: null, ids: [], items: [], offset: 0, selected: new Set(), pos: 0, image: null, counts: {},
             shownAt: 0, undo: [], checked: new Set(), search: "", polling: null, watch: null,
-            saving: false, loading: false, back: null, view: null, restoring: false, applied: {}, conflicts: [], hashAt: -Infinity, hashTimer: null };
+            saving: false, loading: false, back: null, watchNote: null, view: null, restoring: false, applied: {}, conflicts: [], hashAt: -Infinity, hashTimer: null };
 const pct = (x) => (x === null || x === undefined ? "" : `${Math.round(x * 100)}%`);
 const single = () => S.ds && !S.ds.multi;
 const hier = () => S.ds && S.ds.task === "hierarchical";
@@ -218,7 +218,7 @@ $("#serving-run").addEventListener("change", (ev) => guard("#grid-msg", async ()
   flash("#grid-msg", (res.pinned_run ? `Run ${res.pinned_run} serves until you choose "newest" again.` :
         `The newest run serves${res.serving_run ? ` (run ${res.serving_run})` : ""}.`) +
         (res.prelabel_job ? ` Storing its suggestions for ${plural(res.missing_suggestions, "image")} that have none from it (job ${res.prelabel_job}).` : ""));
-  if (res.prelabel_job) { S.watch = res.prelabel_job; pollJobs(); }
+  if (res.prelabel_job) { S.watch = res.prelabel_job; S.watchNote = $("#grid-msg").textContent; pollJobs(); }  // kept when it ends
   else await loadGrid();
 }));
 
@@ -578,6 +578,7 @@ async function pollJobs() {
   if (!wasRunning && S.watch === null) return;
   const job = jobs.find((j) => j.id === S.watch);
   S.watch = null;
+  const said = S.watchNote; S.watchNote = null;
   if (job && job.status === "failed") {
     flash("#grid-msg", `${job.kind} failed: ${job.error}`, true); flash("#admin-msg", `${job.kind} failed: ${job.error}`, true);
     return;
@@ -606,7 +607,7 @@ async function pollJobs() {
   } else if (S.ds) {  // new suggestions and model list; the page and the selection stay
     S.ds = await api(`/api/datasets/${encodeURIComponent(S.ds.name)}`);
     await Promise.all([loadGrid(), loadRuns()]);
-    flash("#grid-msg", `${pinned || "Job finished; suggestions refreshed."}${note}`, note !== "");
+    flash("#grid-msg", `${said ? `${said} ` : ""}${pinned || "Job finished; suggestions refreshed."}${note}`, note !== "");
   }
 }
 function unreadable(result) {  // files that broke after import: training and pre-labeling skip them and say so
