@@ -77,6 +77,22 @@ def test_multilabel_end_to_end(tmp_path, photos4):
                                        "label_config": config}).json()
     assert set(rest["labels"]) == set(pred.labels)
     assert set(ls["results"][0]["result"][0]["value"]["choices"]) == set(pred.labels)
+    # and so do the stored suggestions behind the grid and the space key: accepting them takes the whole set
+    import time
+
+    from pixclass.store.tables import Prediction
+
+    job = client.post("/api/datasets/ml/prelabel").json()
+    while (job := client.get(f"/api/jobs/{job['id']}").json())["status"] not in ("done", "failed"):
+        time.sleep(0.2)
+    assert job["status"] == "done", job["error"]
+    with store.session() as s:
+        stored = s.query(Prediction).filter(Prediction.image_id == image_id).one()
+        assert set(stored.labels) == set(pred.labels) and len(stored.labels) >= 2
+        assert sum(len(p.labels) > 1 for p in s.query(Prediction)) > 10  # several tags, not the top class
+    a = client.post(f"/api/images/{image_id}/annotations", json={"labels": stored.labels,
+                                                                  "accepted_suggestion": True}).json()
+    assert a["from_run"] == stored.run_id
 
 
 def test_folder_tree_with_shared_images_is_multilabel(tmp_path, photos4):

@@ -299,11 +299,7 @@ def _suggested_run(s, ds: Dataset, image_id: int, labels: list[str]) -> int | No
         if run_id else None
     if pred is None:
         return None
-    top = views.top_k(s, pred, k=len(records.load_schema(s, ds).classes))
-    if not top:
-        return None
-    suggested = [t["label"] for t in top if t["score"] >= 0.5] if ds.task == "multilabel" else [top[0]["label"]]
-    return run_id if sorted(suggested) == sorted(labels) else None
+    return run_id if pred.labels and sorted(pred.labels) == sorted(labels) else None  # stored in today's names
 
 
 @router.post("/images/{image_id}/annotations")

@@ -15,6 +15,7 @@ import numpy as np
 from sqlalchemy import delete, select
 
 from pixclass.data.cache import ImageCache
+from pixclass.decision import decide
 from pixclass.errors import DataError
 from pixclass.io.images import probe
 from pixclass.server.models import ModelCache
@@ -58,11 +59,10 @@ def prelabel(ws: Workspace, cache: ModelCache, dataset: str, *, run_id: int | No
         with ws.session() as s:
             s.execute(delete(Prediction).where(Prediction.run_id == handle.run_id,
                                                Prediction.image_id.in_([r.id for r in chunk])))
-            now, names = handle.current(np.asarray(probs))
-            for r, p, q in zip(good, probs, now):  # probs as the run has them; the label in today's names
-                top = int(np.argmax(q))
-                s.add(Prediction(image_id=r.id, run_id=handle.run_id, labels=[names[top]], score=float(q[top]),
-                                 probs=[round(float(v), 5) for v in p]))
+            now, _ = handle.current(np.asarray(probs))
+            for r, p, (labels, score) in zip(good, probs, suggestions(handle, now)):  # probs as the run has them;
+                s.add(Prediction(image_id=r.id, run_id=handle.run_id, labels=list(labels), score=score,  # labels in
+                                 probs=[round(float(v), 5) for v in p]))  # today's names
         stored += len(good)
         if progress:
             progress("predict", min(start + BATCH, len(rows)), len(rows))
@@ -85,6 +85,16 @@ def train_and_prelabel(ws: Workspace, cache: ModelCache, dataset: str, params: d
     if run_id is not None:
         out["prelabel"] = prelabel(ws, cache, dataset, run_id=run_id, progress=progress)
     return out
+
+
+def suggestions(handle, probs: np.ndarray) -> list[tuple[tuple[str, ...], float]]:
+    """Per row of ``probs`` (today's classes): the suggested labels and their score. Multi-label and binary runs
+    suggest what they decide (every tag above its threshold, possibly none; the tuned operating threshold), as
+    /api/predict answers; other runs their top class."""
+    schema, thresholds = handle.decision_rule()
+    if schema.task in ("multilabel", "binary") and len(probs):
+        return [(labels, float(score)) for labels, score in decide(probs, schema, thresholds)]
+    return [((schema.classes[int(np.argmax(q))],), float(np.max(q))) for q in probs]
 
 
 @dataclass

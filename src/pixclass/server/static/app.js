@@ -21,6 +21,9 @@ const pct = (x) => (x === null || x === undefined ? "" : `${Math.round(x * 100)}
 const single = () => S.ds && !S.ds.multi;
 const hier = () => S.ds && S.ds.task === "hierarchical";
 const searchable = () => hier() || S.ds.classes.length > 10;  // past ten classes, digits cannot reach them all
+// what the model suggests for an image: its stored suggestion (multi-label: the tags above their thresholds; binary:
+// the class at the tuned threshold), else the top class
+const suggested = (im) => (im.prediction ? im.prediction.labels || [im.prediction.label] : im.top.length ? [im.top[0].label] : []);
 const shown = () => S.ds.classes.filter((c) => c.toLowerCase().includes(S.search.toLowerCase())).slice(0, 50);
 
 function show(view) {
@@ -259,7 +262,7 @@ function renderGrid() {
                     onchange: (ev) => { ev.target.checked ? S.selected.add(it.id) : S.selected.delete(it.id); updateSel(); } }),
       el("img", { src: `/api/images/${it.id}/thumb?size=160`, loading: "lazy", alt: `image ${it.id}`, onclick: () => { S.back = null; openImage(S.offset + i); } }),
       el("div", { class: "labels" }, it.labels.join(", ") || "—", it.accepted ? el("span", { class: "muted", title: "an accepted model suggestion" }, " · accepted") : ""),
-      el("div", { class: "pred" }, p ? `model: ${p.label} ${pct(p.score)}` : "no suggestion",
+      el("div", { class: "pred" }, p ? `model: ${(p.labels || [p.label]).join(", ") || "no tag"} ${pct(p.score)}` : "no suggestion",
          it.agreement !== null ? ` · agree ${pct(it.agreement)}` : ""));
   }));
   updateSel();
@@ -355,7 +358,7 @@ function renderImage() {
     im.changed ? el("span", { class: "bad", title: "an author replaced a reviewed label with a different one" }, " · relabeled after review") : "",
     S.me.role === "admin" && im.annotation_id ? el("span", { class: "muted" }, " (a: accept, x: reject)") : ""));
   $("#suggestion").replaceChildren(...(im.top.length ? [el("div", {}, el("strong", {}, "Suggestion: "),
-    el("span", { id: "suggested" }, im.top[0].label), ` ${pct(im.top[0].score)} (space to accept)`),
+    el("span", { id: "suggested" }, suggested(im).join(", ") || "no tag"), ` ${pct(im.prediction ? im.prediction.score : im.top[0].score)}${suggested(im).length ? " (space to accept)" : ""}`),
     el("div", { class: "muted" }, im.top.slice(1, 4).map((t) => `${t.label} ${pct(t.score)}`).join(" · "))] : []));
   renderPicker();
   const votes = new Map(im.annotations.filter((a) => a.source !== "model").map((a) => [`${a.source}|${a.author}`, a.id]));
@@ -464,7 +467,8 @@ document.addEventListener("keydown", (ev) => {
   else if (ev.key === "ArrowLeft") { ev.preventDefault(); openImage(S.pos - 1); }
   else if (ev.key === " ") {
     ev.preventDefault();
-    if (S.image.top.length) save(S.ds.multi ? S.image.top.filter((t) => t.score >= 0.5).map((t) => t.label) : [S.image.top[0].label], true);
+    if (suggested(S.image).length) save(suggested(S.image), true);
+    else if (S.image.top.length) flash("#image-msg", "The model is not sure of any tag here: pick them yourself.", true);
     else flash("#image-msg", "No suggestion for this image; train a model first.", true);
   } else if (ev.key === "Enter") { ev.preventDefault(); save([...S.checked]); }
   else if (ev.key === "z" || ev.key === "Backspace") { ev.preventDefault(); undo(); }
