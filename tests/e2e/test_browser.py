@@ -705,6 +705,7 @@ def test_a_new_workspace_says_what_to_do_and_an_admin_starts_a_dataset_in_the_ui
         pg.wait_for_selector("#admin-msg:has-text('Uploaded 2 images to shop')")
         pg.click("button[data-tab=grid]")
         pg.wait_for_selector("#count:has-text('2 images')")
+        assert "no classes yet" not in pg.inner_text("#grid-msg")  # they exist now: the warning went
         pg.locator("#grid .card img").first.click()
         pg.wait_for_selector("#pos:has-text('1 / 2')")
         pg.keyboard.press("Enter")  # nothing picked yet: said, not sent

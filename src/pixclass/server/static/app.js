@@ -16,7 +16,7 @@ const el = (tag, attrs = {}, ...kids) => {
 const PAGE = 60;
 const S = { me: null, ds: null, ids: [], items: [], offset: 0, selected: new Set(), pos: 0, image: null, counts: {},
             shownAt: 0, undo: [], checked: new Set(), search: "", polling: null, watch: null,
-            saving: false, loading: false, back: null, watchNote: null, view: null, restoring: false, applied: {}, conflicts: [], hashAt: -Infinity, hashTimer: null };
+            saving: false, loading: false, back: null, watchNote: null, order: null, view: null, restoring: false, applied: {}, conflicts: [], hashAt: -Infinity, hashTimer: null };
 const pct = (x) => (x === null || x === undefined ? "" : `${Math.round(x * 100)}%`);
 const single = () => S.ds && !S.ds.multi;
 const hier = () => S.ds && S.ds.task === "hierarchical";
@@ -238,7 +238,7 @@ async function loadGrid() {
   await guard("#grid-msg", async () => {
     const q = qs({ ...filters(), offset: S.offset, limit: PAGE }), applied = fields();
     const res = await api(`/api/datasets/${encodeURIComponent(S.ds.name)}/images?${q}`);
-    S.ids = res.ids; S.items = res.items; S.applied = applied;
+    S.ids = res.ids; S.items = res.items; S.applied = applied; S.order = res.queue_strategy;
     saveHash();
     const asked = $("#f-sort").value.split(":")[1];
     $("#count").textContent = `${plural(res.total, "image")}` + (res.embedding_job
@@ -247,6 +247,7 @@ async function loadGrid() {
     if (res.embedding_job && S.watch !== res.embedding_job) { S.watch = res.embedding_job; pollJobs(); }
     $("#page-info").textContent = res.total ? `${S.offset + 1}-${Math.min(S.offset + PAGE, res.total)} of ${res.total}` : "";
     renderGrid();
+    if (S.ds.classes.length && $("#grid-msg").textContent.includes("has no classes yet")) flash("#grid-msg", "");  // they exist now
     if (!S.ds.classes.length) flash("#grid-msg", S.me.role === "admin" ? "This dataset has no classes yet: create them in the Classes tab."
       : "This dataset has no classes yet: an admin creates them in the Classes tab.", true);
     await loadAutotrain();
@@ -262,7 +263,7 @@ function renderGrid() {
                     onchange: (ev) => { ev.target.checked ? S.selected.add(it.id) : S.selected.delete(it.id); updateSel(); } }),
       el("img", { src: `/api/images/${it.id}/thumb?size=160`, loading: "lazy", alt: `image ${it.id}`, onclick: () => { S.back = null; openImage(S.offset + i); } }),
       el("div", { class: "labels" }, it.labels.join(", ") || "—", it.accepted ? el("span", { class: "muted", title: "an accepted model suggestion" }, " · accepted") : ""),
-      el("div", { class: "pred" }, p ? `model: ${(p.labels || [p.label]).join(", ") || "no tag"} ${pct(p.score)}` : "no suggestion",
+      el("div", { class: "pred" }, p ? `model: ${(p.labels || [p.label]).join(", ") || "no tag"}${S.ds.multi ? "" : ` ${pct(p.score)}`}` : "no suggestion",
          it.agreement !== null ? ` · agree ${pct(it.agreement)}` : ""));
   }));
   updateSel();
@@ -358,8 +359,12 @@ function renderImage() {
     im.changed ? el("span", { class: "bad", title: "an author replaced a reviewed label with a different one" }, " · relabeled after review") : "",
     S.me.role === "admin" && im.annotation_id ? el("span", { class: "muted" }, " (a: accept, x: reject)") : ""));
   $("#suggestion").replaceChildren(...(im.top.length ? [el("div", {}, el("strong", {}, "Suggestion: "),
-    el("span", { id: "suggested" }, suggested(im).join(", ") || "no tag"), ` ${pct(im.prediction ? im.prediction.score : im.top[0].score)}${suggested(im).length ? " (space to accept)" : ""}`),
-    el("div", { class: "muted" }, im.top.slice(1, 4).map((t) => `${t.label} ${pct(t.score)}`).join(" · "))] : []));
+    el("span", { id: "suggested" }, suggested(im).join(", ") || "no tag"), S.ds.multi ? "" : ` ${pct(im.prediction ? im.prediction.score : im.top[0].score)}`,
+    suggested(im).length ? " (space to accept)" : ""),
+    el("div", { class: "muted" }, S.ds.multi  // each tag's own probability: the suggested ones, then the best others
+      ? [...im.top.filter((t) => suggested(im).includes(t.label)), ...im.top.filter((t) => !suggested(im).includes(t.label)).slice(0, 3)]
+        .map((t) => `${suggested(im).includes(t.label) ? "✓ " : ""}${t.label} ${pct(t.score)}`).join(" · ")
+      : im.top.filter((t) => !suggested(im).includes(t.label)).slice(0, 3).map((t) => `${t.label} ${pct(t.score)}`).join(" · "))] : []));
   renderPicker();
   const votes = new Map(im.annotations.filter((a) => a.source !== "model").map((a) => [`${a.source}|${a.author}`, a.id]));
   const replaced = (a) => a.source !== "model" && votes.get(`${a.source}|${a.author}`) !== a.id;  // its author relabeled
@@ -596,7 +601,7 @@ async function pollJobs() {
   }
   if (job && job.kind === "embed" && S.ds) {  // the diversity order the grid was waiting for
     await loadGrid();
-    flash("#grid-msg", `Images embedded: the grid is in ${$("#f-sort").value.split(":")[1] || "its"} order now.`);
+    flash("#grid-msg", `Images embedded: the grid is in ${S.order || "its"} order now.`);
     return;
   }
   const note = unreadable(job && job.result);
