@@ -74,11 +74,13 @@ def test_password_reset_revokes_sessions_and_api_tokens(srv):
     c = srv.client()
     assert c.post("/api/auth/login", json={"name": "ann", "password": PASSWORDS["ann"]}).status_code == 200
     assert c.get("/api/auth/me").json()["name"] == "ann"
+    assert c.get("/api/auth/session").json()["user"]["name"] == "ann"
     bob = srv.client("bob")
     assert srv.client("ann").get("/api/auth/me").status_code == 200
     with Workspace.open(srv.ws.root).session() as s:
         users.create_user(s, "ann", "annotator", "newpw1", replace=True)
     assert c.get("/api/auth/me").status_code == 401  # the session cookie
+    assert c.get("/api/auth/session").json() == {"user": None}  # asked without an error
     assert srv.client("ann").get("/api/auth/me").status_code == 401  # the API token
     assert bob.get("/api/auth/me").json()["name"] == "bob"  # other users keep theirs
     assert c.post("/api/auth/login", json={"name": "ann", "password": "newpw1"}).status_code == 200

@@ -174,6 +174,17 @@ def me(user: Principal = Depends(current_user)) -> UserOut:
     return UserOut(id=user.id, name=user.name, role=user.role)
 
 
+@router.get("/auth/session")
+def session(request: Request) -> dict:
+    """{"user": the caller, or null}: always 200, so that a page asking who is logged in before anyone has does
+    not log an error (GET /auth/me answers 401 then)."""
+    try:
+        user = current_user(request)
+    except HTTPException:
+        return {"user": None}
+    return {"user": UserOut(id=user.id, name=user.name, role=user.role).model_dump()}
+
+
 @router.post("/tokens")
 def new_token(request: Request, user: Principal = Depends(current_user)) -> dict:
     """A new API token for the caller (shown once)."""

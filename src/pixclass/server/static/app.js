@@ -105,7 +105,8 @@ window.addEventListener("hashchange", () => location.reload());  // a link paste
 
 // ------------------------------------------------------------------ login
 async function start() {
-  try { S.me = await api("/api/auth/me"); } catch { show("login"); return; }
+  try { S.me = (await api("/api/auth/session")).user; } catch { S.me = null; }
+  if (!S.me) { show("login"); return; }
   const h = new URLSearchParams(location.hash.slice(1));  // read before anything writes it (see saveHash)
   $("#whoami").textContent = `${S.me.name} (${S.me.role})`;
   document.querySelectorAll(".admin-only").forEach((b) => (b.hidden = S.me.role !== "admin"));
