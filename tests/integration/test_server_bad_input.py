@@ -50,7 +50,7 @@ def test_ls_predict_and_setup_still_answer_well_formed_requests(srv):
     r = post(srv, "/predict", json={"tasks": [], "label_config": "<View/>"})
     assert r.status_code == 200 and r.json() == {"results": [], "errors": []}
     r = post(srv, "/predict", json={"tasks": [{"id": 1, "data": {"image": "/data/upload/1/a.jpg"}}]})
-    assert r.status_code == 200 and r.json() == {"results": [], "errors": []}  # no model yet: no predictions, not an error
+    assert r.status_code == 200 and r.json() == {"results": [], "errors": []}  # no model yet: not an error
     for body in (b"", b"{not json", b"[1, 2]"):  # /setup never reads its body: a connection check always answers
         r = post(srv, "/setup", content=body, headers={"Content-Type": "application/json"})
         assert r.status_code == 200 and r.json() == {"model_version": "none"}
