@@ -423,12 +423,13 @@ def test_label_studio_projects_get_their_dataset_and_only_their_choices(srv, tra
              "annotation": {"id": 31, "completed_by": 5, "result": [
                  {"from_name": "quality", "to_name": "img", "type": "choices", "value": {"choices": ["blurry"]}},
                  {"from_name": "garment", "to_name": "img", "type": "choices", "value": {"choices": ["pants"]}}]}}
+    FakeLabelStudio.files = {"/api/users/5": b'{"id": 5, "email": "ann@example.com"}'}  # webhooks send the id
     first = srv.client().post("/webhook", json=event, headers=auth).json()
     again = srv.client().post("/webhook", json=event, headers=auth).json()
     assert (first["stored"], first["image_id"]) == (1, shoe.id) and (again["stored"], again["reason"]) == \
         (0, "already stored")
     with srv.ws.session() as s:
-        mine = s.scalars(select(Annotation).where(Annotation.author == "label-studio:5")).all()
+        mine = s.scalars(select(Annotation).where(Annotation.author == "label-studio:ann@example.com")).all()
     assert [(a.image_id, a.labels) for a in mine] == [(shoe.id, ["pants"])]
 
     # an image that lives only in Label Studio is downloaded into the project's dataset, once, with its label
@@ -462,5 +463,6 @@ def test_label_studio_projects_get_their_dataset_and_only_their_choices(srv, tra
                                             "annotations": [{"id": 31}, {"id": 50}]}, headers=auth).json()
     assert r["deleted"] == 2
     with srv.ws.session() as s:
-        left = s.scalars(select(Annotation).where(Annotation.author.in_(["label-studio:5", "label-studio:8"]))).all()
+        left = s.scalars(select(Annotation).where(Annotation.author.in_(["label-studio:ann@example.com",
+                                                                         "label-studio:8"]))).all()
     assert [(a.image_id, a.external_id) for a in left] == [(two[1], "label-studio:51")]

@@ -31,7 +31,7 @@ from urllib.parse import parse_qs, urlparse
 import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import delete, select, true
+from sqlalchemy import delete, select
 from starlette.concurrency import run_in_threadpool
 
 from pixclass.errors import DataError, NotFittedError, PixclassError
@@ -186,6 +186,30 @@ def ls_headers(base: str, key: str, *, fresh: bool = False) -> dict[str, str]:
                         f"Settings) or give a legacy token.")
     _ACCESS[(base, key)] = (access, _jwt_exp(access) or time.time() + 240)
     return {"Authorization": f"Bearer {access}"}
+
+
+_USERS: dict[tuple[str, int], str] = {}  # (Label Studio URL, user id) -> email
+
+
+def ls_user(settings, user_id: object) -> str:
+    """How a Label Studio user appears as an author: their email, looked up once per id with LABEL_STUDIO_API_KEY
+    (webhooks send only the id); the id itself when Label Studio is not set up or does not say."""
+    import httpx
+
+    base = settings.label_studio_url
+    if not base or isinstance(user_id, bool) or not isinstance(user_id, int):
+        return str(user_id)
+    if (base, user_id) not in _USERS:
+        try:
+            r = httpx.get(f"{base}/api/users/{user_id}", headers=ls_headers(base, settings.label_studio_api_key),
+                          timeout=5.0)
+            email = r.json().get("email") if r.status_code == 200 else None
+        except (httpx.HTTPError, ValueError, AttributeError, DataError):
+            email = None
+        if not isinstance(email, str) or not email:
+            return str(user_id)
+        _USERS[(base, user_id)] = email
+    return _USERS[(base, user_id)]
 
 
 def fetch_image(url: str, base: str, key: str) -> bytes:
@@ -516,7 +540,7 @@ def _store(request: Request, config: str | None, task: dict, annotation: dict) -
     ws, settings = request.app.state.ws, request.app.state.settings
     labels_from_result(annotation.get("result", []))  # a malformed result is a 400 whatever the image
     by = annotation.get("completed_by")
-    author = f"label-studio:{by.get('email', by.get('id')) if isinstance(by, dict) else by}"[:200]
+    author = f"label-studio:{by.get('email', by.get('id')) if isinstance(by, dict) else ls_user(settings, by)}"[:200]
     external = f"label-studio:{annotation['id']}"[:100] if annotation.get("id") is not None else None
     with ws.session() as s:
         project_ds = dataset_for(s, settings, config)
@@ -542,8 +566,8 @@ def _store(request: Request, config: str | None, task: dict, annotation: dict) -
         unknown = [x for x in labels if x not in records.load_schema(s, ds).classes]
         if unknown:
             return {"status": "ok", "stored": 0, "reason": f"unknown classes {unknown}"}
-        same = s.scalar(select(Annotation).where(Annotation.image_id == im.id, Annotation.author == author,
-                                                 Annotation.external_id == external if external else true())
+        same = s.scalar(select(Annotation).where(Annotation.image_id == im.id, Annotation.external_id == external
+                                                 if external else Annotation.author == author)
                         .order_by(Annotation.id.desc()).limit(1))
         if same is not None and sorted(same.labels) == sorted(labels):  # an event sent again: stored once
             return {"status": "ok", "stored": 0, "image_id": im.id, "reason": "already stored"}
