@@ -357,6 +357,10 @@ def _warm(cache, dataset: str | None) -> None:
         log.warning("model warm-up failed: %s", e)
 
 
+def _raise(e: Exception) -> np.ndarray:
+    raise e
+
+
 def _predict_tasks(request: Request, body: dict) -> tuple[list, list[dict]]:
     """(per task: a prediction, or [] for none; the reasons of the tasks left without one)."""
     settings, cache = request.app.state.settings, request.app.state.models
@@ -373,30 +377,24 @@ def _predict_tasks(request: Request, body: dict) -> tuple[list, list[dict]]:
     with request.app.state.ws.session() as s:  # tasks exported by pixclass name their image: no download needed
         local = [im.path if (im := _find_image(s, t, ds_id)) is not None else None for t in tasks]
 
-    def loader(task: dict, path: str | None) -> Callable[[], np.ndarray]:
+    def loader(pair: tuple[dict, str | None]) -> Callable[[], np.ndarray]:
+        """The image's decoder; its download (if any) happens here, in the pool. A failure is a loader raising it."""
+        task, path = pair
         if path is not None:
             return partial(load_rgb, path, handle.img_size)
-        url = _image_url(task, ctrl)
-        if url is None:
-            raise DataError(f"Task {task.get('id')} has no image URL under data.{ctrl.value_key}.")
-        data = fetch_image(url, settings.label_studio_url, settings.label_studio_api_key)
-        return partial(decode_bytes, data, handle.img_size, url)
-
-    def failed(reason: str) -> Callable[[], np.ndarray]:
-        def load() -> np.ndarray:
-            raise DataError(reason)
-        return load
-
-    def safe_loader(pair: tuple[dict, str | None]) -> Callable[[], np.ndarray]:
         try:
-            return loader(*pair)
+            url = _image_url(task, ctrl)
+            if url is None:
+                raise DataError(f"Task {task.get('id')} has no image URL under data.{ctrl.value_key}.")
+            data = fetch_image(url, settings.label_studio_url, settings.label_studio_api_key)
         except DataError as e:
-            return failed(str(e))
+            return partial(_raise, e)
+        return partial(decode_bytes, data, handle.img_size, url)
 
     preds: list = []
     with ThreadPoolExecutor(max_workers=DOWNLOADS) as pool:  # Label Studio sends every selected task at once
         for start in range(0, len(tasks), 256):  # a few hundred images in memory at a time
-            loaders = list(pool.map(safe_loader, zip(tasks[start : start + 256], local[start : start + 256])))
+            loaders = list(pool.map(loader, zip(tasks[start : start + 256], local[start : start + 256])))
             preds += handle.predict_loaded(loaders, [str(t.get("id")) for t in tasks[start : start + 256]], k=1)
     out: list = []
     errors = []
@@ -515,6 +513,9 @@ def _webhook(request: Request, body: dict, user: Principal) -> tuple[dict, int]:
                                                       progress))
         return {"status": "ok", "job": job.id}, 201
     config = _project_config(body)
+    with ws.session() as s:  # once per event, however many annotations it carries
+        ds = dataset_for(s, settings, config)
+        project = (ds.id, ds.name) if ds else None
     if event == "ANNOTATIONS_DELETED":  # deleted in Label Studio: the votes they gave go too
         ids = [f"label-studio:{a['id']}" for a in body.get("annotations") or [] if isinstance(a, dict) and "id" in a]
         with ws.session() as s:
@@ -522,30 +523,30 @@ def _webhook(request: Request, body: dict, user: Principal) -> tuple[dict, int]:
         return {"status": "ok", "deleted": gone}, 201
     if event == "ANNOTATIONS_CREATED":  # several at once (say, "create annotations from predictions")
         pairs = list(zip(body.get("annotation") or [], body.get("task") or []))
-        outs = [_store(request, config, task, annotation) for annotation, task in pairs]
+        outs = [_store(request, config, project, task, annotation) for annotation, task in pairs]
         stored = [o for o in outs if o["stored"]]
         retrain = {o["dataset"] for o in stored}
         return {"status": "ok", "stored": len(stored), "image_ids": [o["image_id"] for o in stored],
                 "retrain_jobs": [j for d in retrain if (j := maybe_retrain(request, d, user.name))]}, 201
-    out = _store(request, config, body.get("task") or {}, body.get("annotation") or {})
+    out = _store(request, config, project, body.get("task") or {}, body.get("annotation") or {})
     dataset = out.pop("dataset", None)
     if out["stored"]:  # a Label Studio label counts toward "retrain every N labels" like one made in our UI
         out["retrain_job"] = maybe_retrain(request, dataset, user.name)
     return out, 201
 
 
-def _store(request: Request, config: str | None, task: dict, annotation: dict) -> dict:
-    """Store one Label Studio annotation as a vote on its task's image: {"status", "stored", "image_id" or
-    "reason", "dataset"}."""
+def _store(request: Request, config: str | None, project: tuple[int, str] | None, task: dict,
+           annotation: dict) -> dict:
+    """Store one Label Studio annotation as a vote on its task's image (of ``project``, the (id, name) of the
+    project's dataset, when known): {"status", "stored", "image_id" or "reason", "dataset"}."""
     ws, settings = request.app.state.ws, request.app.state.settings
     labels_from_result(annotation.get("result", []))  # a malformed result is a 400 whatever the image
     by = annotation.get("completed_by")
     author = f"label-studio:{by.get('email', by.get('id')) if isinstance(by, dict) else ls_user(settings, by)}"[:200]
     external = f"label-studio:{annotation['id']}"[:100] if annotation.get("id") is not None else None
     with ws.session() as s:
-        project_ds = dataset_for(s, settings, config)
-        im = _find_image(s, task, project_ds.id if project_ds else None)
-        found = (project_ds.name if project_ds else None, im.id if im else None)
+        im = _find_image(s, task, project[0] if project else None)
+        found = (project[1] if project else None, im.id if im else None)
     if found[1] is None and found[0] is not None:  # an image that lives in Label Studio: added to the dataset
         try:
             found = found[0], _register(ws, found[0], task, config, settings)

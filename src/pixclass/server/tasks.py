@@ -88,13 +88,13 @@ def train_and_prelabel(ws: Workspace, cache: ModelCache, dataset: str, params: d
 
 
 def suggestions(handle, probs: np.ndarray) -> list[tuple[tuple[str, ...], float]]:
-    """Per row of ``probs`` (today's classes): the suggested labels and their score. Multi-label and binary runs
-    suggest what they decide (every tag above its threshold, possibly none; the tuned operating threshold), as
-    /api/predict answers; other runs their top class."""
+    """Per row of ``probs`` (today's classes): the suggested labels and their score, as /api/predict decides
+    (multi-label: every tag above its threshold, possibly none; binary: the tuned operating threshold; multi-class:
+    the top class), except hierarchical runs, which suggest their top leaf."""
     schema, thresholds = handle.decision_rule()
-    if schema.task in ("multilabel", "binary") and len(probs):
-        return [(labels, float(score)) for labels, score in decide(probs, schema, thresholds)]
-    return [((schema.classes[int(np.argmax(q))],), float(np.max(q))) for q in probs]
+    if schema.task == "hierarchical":  # an inner node is not a class the picker offers: the top leaf
+        return [((schema.classes[int(np.argmax(q))],), float(np.max(q))) for q in probs]
+    return decide(probs, schema, thresholds) if len(probs) else []
 
 
 @dataclass
