@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from pixclass.errors import DataError
 from pixclass.io.images import ImageInfo, probe
+from pixclass.io.labelstudio import Vote
 from pixclass.io.sources import Entry, read_source
 from pixclass.schema import LabelSchema
 from pixclass.store import Workspace
@@ -97,18 +98,35 @@ def taxonomy_classes(path: str | Path | None) -> list[str]:
     return out
 
 
-def _label_changes(s, ds, by_path: dict[str, tuple[str, ...]], by_sha: dict[str, tuple[str, ...]],
-                   result: ImportResult, *, apply: bool) -> None:
-    """Count (and with ``apply``, store as import votes) source labels that differ from stored images' labels."""
+def _votes(e: Entry) -> tuple[Vote, ...]:
+    """The votes an entry gives its image: a Label Studio export's, one per annotation, else one import vote."""
+    return getattr(e, "votes", ()) or ((Vote(e.labels),) if e.labels else ())
+
+
+def _annotation(image_id: int, v: Vote) -> Annotation:
+    at = {"created_at": v.at} if v.at else {}
+    review = {"review": "accepted", "reviewer": "label-studio", "reviewed_at": v.at} if v.accepted else {}
+    return Annotation(image_id=image_id, labels=list(v.labels), source=v.source, author=v.author,
+                      external_id=v.external_id, time_spent=v.time_spent, **at, **review)
+
+
+def _label_changes(s, ds, by_path: dict[str, Entry], by_sha: dict[str, Entry], result: ImportResult, *,
+                   apply: bool) -> None:
+    """Count (and with ``apply``, store as votes) source labels that differ from stored images' labels. Votes
+    already stored (a Label Studio annotation with the same id and labels) are not stored again."""
     rows = s.execute(select(Image.id, Image.path, Image.sha256).where(Image.dataset_id == ds.id)).all()
-    wanted = {i: by_path.get(path) or by_sha.get(sha) for i, path, sha in rows if path in by_path or sha in by_sha}
+    wanted = {i: by_path.get(path) or by_sha[sha] for i, path, sha in rows if path in by_path or sha in by_sha}
     current = records.current_labels(s, list(wanted), ds)
-    changed = {i: labels for i, labels in wanted.items() if labels and sorted(current.get(i, [])) != sorted(labels)}
+    changed = {i: e for i, e in wanted.items() if e.labels and sorted(current.get(i, [])) != sorted(e.labels)}
     result.label_changes = len(changed)
     if apply:
-        s.add_all(Annotation(image_id=i, labels=list(labels), source="import", author="import")
-                  for i, labels in changed.items())
-        result.relabeled = len(changed)
+        q = (select(Annotation.image_id, Annotation.external_id, Annotation.labels).join(Image)
+             .where(Image.dataset_id == ds.id, Annotation.external_id.is_not(None)))
+        stored = {(i, x, tuple(sorted(labels))) for i, x, labels in s.execute(q) if i in changed}
+        new = [_annotation(i, v) for i, e in changed.items() for v in _votes(e)
+               if not v.external_id or (i, v.external_id, tuple(sorted(v.labels))) not in stored]
+        s.add_all(new)
+        result.relabeled = len({a.image_id for a in new})
 
 
 def import_dataset(ws: Workspace, src: str | Path, name: str, *, task: str | None = None, seed: int = 0,
@@ -133,8 +151,8 @@ def import_dataset(ws: Workspace, src: str | Path, name: str, *, task: str | Non
         old_schema = records.load_schema(s, ds)
     todo = [e for e in entries if str(e.path) not in known_paths]
     result.skipped_existing = len(entries) - len(todo)
-    again = {str(e.path): e.labels for e in entries if e.labels and str(e.path) in known_paths}  # stored already
-    again_sha: dict[str, tuple[str, ...]] = {}  # stored already under another path (same bytes)
+    again = {str(e.path): e for e in entries if e.labels and str(e.path) in known_paths}  # stored already
+    again_sha: dict[str, Entry] = {}  # stored already under another path (same bytes)
 
     infos: list[tuple[Entry, ImageInfo]] = []
     new_at: dict[str, int] = {}  # sha256 -> index in infos, to merge an image found under several class folders
@@ -147,11 +165,12 @@ def import_dataset(ws: Workspace, src: str | Path, name: str, *, task: str | Non
             elif info.sha256 in new_at:
                 first, _ = infos[new_at[info.sha256]]
                 merged = first.labels + tuple(lab for lab in entry.labels if lab not in first.labels)
-                infos[new_at[info.sha256]] = (dataclasses.replace(first, labels=merged), _)
+                votes = {"votes": first.votes + entry.votes} if getattr(first, "votes", ()) else {}
+                infos[new_at[info.sha256]] = (dataclasses.replace(first, labels=merged, **votes), _)
             elif info.sha256 in known_hashes:
                 result.skipped_existing += 1
                 if entry.labels:
-                    again_sha[info.sha256] = entry.labels
+                    again_sha[info.sha256] = entry
             else:
                 new_at[info.sha256] = len(infos)
                 infos.append((entry, info))
@@ -166,10 +185,12 @@ def import_dataset(ws: Workspace, src: str | Path, name: str, *, task: str | Non
         for i, (e, info) in enumerate(infos):
             if len(e.labels) > 1:
                 result.conflicts.append({"path": info.path, "labels": list(e.labels)})
-                infos[i] = (dataclasses.replace(e, labels=e.labels[:1]), info)
-    names = set(old_schema.classes) | {lab for e, _ in infos for lab in e.labels} | set(taxonomy_classes(taxonomy))
+                votes = tuple(dataclasses.replace(v, labels=v.labels[:1]) for v in getattr(e, "votes", ()))
+                infos[i] = (dataclasses.replace(e, labels=e.labels[:1], **({"votes": votes} if votes else {})), info)
+    names = (set(old_schema.classes) | {lab for e, _ in infos for v in _votes(e) for lab in v.labels}
+             | set(taxonomy_classes(taxonomy)))
     if update_labels:
-        names |= {lab for labels in (*again.values(), *again_sha.values()) for lab in labels}
+        names |= {lab for e in (*again.values(), *again_sha.values()) for v in _votes(e) for lab in v.labels}
     schema = LabelSchema.infer(names, task or (old_schema.task if old_schema.classes else None))  # type: ignore[arg-type]
     if old_schema.classes:  # an existing dataset keeps its class order (digit keys, exported configs): new ones go last
         added = tuple(c for c in schema.classes if c not in old_schema.index_)
@@ -190,10 +211,7 @@ def import_dataset(ws: Workspace, src: str | Path, name: str, *, task: str | Non
         ]
         s.add_all(images)
         s.flush()
-        s.add_all(
-            Annotation(image_id=im.id, labels=list(e.labels), source="import", author="import")
-            for im, (e, _) in zip(images, infos) if e.labels
-        )
+        s.add_all(_annotation(im.id, v) for im, (e, _) in zip(images, infos) for v in _votes(e))
         for b in result.broken:
             records.record_broken(s, ds, b["path"], b["reason"])
         if again or again_sha:

@@ -29,6 +29,7 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -52,11 +53,28 @@ MIN_META = ("id", "annotator", "annotation_id", "created_at", "updated_at", "lea
 
 
 @dataclass(frozen=True)
+class Vote:
+    """One Label Studio annotation of a task, stored as the vote the webhook would have stored for it: source human,
+    author ``label-studio:EMAIL`` (or the user id), ``external_id`` ``label-studio:ANNOTATION_ID``. An annotation
+    that names no annotator (a hand-written export) is an import vote, as labels from a folder are."""
+
+    labels: tuple[str, ...]
+    source: str = "import"  # import | human
+    author: str = "import"
+    external_id: str | None = None
+    time_spent: float | None = None  # seconds (Label Studio's lead_time)
+    at: datetime | None = None  # when it got these labels (naive UTC, as the store keeps times)
+    accepted: bool = False  # Label Studio's ground truth: the reviewer's pick
+
+
+@dataclass(frozen=True)
 class LSEntry(Entry):
-    """An Entry whose image could not be resolved carries the reason; the importer records it as broken."""
+    """An Entry whose image could not be resolved carries the reason; the importer records it as broken.
+    ``votes``: every annotator's labels, the one that gives ``labels`` last."""
 
     reason: str = ""
     ref: str = ""  # the image reference as written in the export
+    votes: tuple[Vote, ...] = ()
 
 
 # ---------------------------------------------------------------- reading exports
@@ -155,7 +173,8 @@ def _from_json_min(records: list, data_key: str | None) -> list[dict]:
         results = [item for k in sorted(controls) if k in r for item in _min_results(k, r[k])]
         if results:
             task["annotations"].append({"result": results, "created_at": r.get("created_at"),
-                                        "updated_at": r.get("updated_at"), "completed_by": r.get("annotator")})
+                                        "updated_at": r.get("updated_at"), "completed_by": r.get("annotator"),
+                                        "id": r.get("annotation_id"), "lead_time": r.get("lead_time")})
     return list(tasks.values())
 
 
@@ -195,6 +214,28 @@ def _annotation_labels(ann: dict, where: str, from_name: str | None) -> list[str
             continue
         labels = (labels or []) + [x for x in _result_labels(item, f"{where}, result {j}") if x not in (labels or [])]
     return labels
+
+
+def _time(value: object) -> datetime | None:
+    """An ISO time from an export (``2024-01-01T10:00:00.123Z``) as naive UTC; None when absent or unreadable."""
+    try:
+        at = datetime.fromisoformat(str(value).strip())
+    except ValueError:
+        return None
+    return at.astimezone(timezone.utc).replace(tzinfo=None) if at.tzinfo else at
+
+
+def _vote(ann: dict, labels: list[str]) -> Vote:
+    by = ann.get("completed_by")
+    who = by.get("email") or by.get("id") if isinstance(by, dict) else by
+    lead = ann.get("lead_time")
+    time_spent = float(lead) if isinstance(lead, (int, float)) and not isinstance(lead, bool) and lead >= 0 else None
+    at = _time(ann.get("updated_at") or ann.get("created_at") or "")
+    if who is None or who == "" or isinstance(who, bool):
+        return Vote(tuple(labels), time_spent=time_spent, at=at, accepted=ann.get("ground_truth") is True)
+    return Vote(tuple(labels), "human", f"label-studio:{who}"[:200],
+                f"label-studio:{ann['id']}"[:100] if ann.get("id") is not None else None, time_spent, at,
+                ann.get("ground_truth") is True)
 
 
 def _controls(tasks: list) -> set[str]:
@@ -287,7 +328,8 @@ def resolve_image(ref: str, *, base: Path, document_root: str | Path | None = No
 def read_labelstudio(path: str | Path, *, document_root: str | Path | None = None, from_name: str | None = None,
                      data_key: str | None = None, ls_data_dir: str | Path | None = None) -> list[Entry]:
     """Entries (path, labels, split) of a Label Studio JSON export. The newest non-cancelled annotation of a task
-    gives its labels; tasks without one are unlabeled. Unresolvable images come back with a ``reason``.
+    gives its labels; tasks without one are unlabeled. Every annotation is a ``Vote`` of its annotator, so several
+    annotators' labels come in as they would through the webhook. Unresolvable images come back with a ``reason``.
 
     ``document_root`` resolves local-files images, ``ls_data_dir`` (Label Studio's data folder, holding
     media/upload) uploaded ones, see resolve_image; ``from_name`` picks the Choices/Taxonomy control when the
@@ -313,19 +355,18 @@ def read_labelstudio(path: str | Path, *, document_root: str | Path | None = Non
         anns = task.get("annotations", task.get("completions")) or []
         if not isinstance(anns, list):
             raise DataError(f"{where}: field 'annotations' must be a list.")
-        labels: list[str] = []
-        # the label: a ground-truth annotation first (a reviewer's pick), else the newest that is not cancelled
+        # the label: a ground-truth annotation first (a reviewer's pick), else the newest that is not cancelled;
+        # every annotator's newest is a vote, that one last
         live = [(a.get("ground_truth") is True, str(a.get("updated_at") or a.get("created_at") or ""), k, a)
                 for k, a in enumerate(anns) if isinstance(a, dict) and not a.get("was_cancelled")]
-        for *_, k, ann in sorted(live, key=lambda t: t[:3], reverse=True):
-            got = _annotation_labels(ann, f"{where}, annotation {k}", from_name)
-            if got is not None:
-                labels = got
-                break
+        given = [(ann, got) for *_, k, ann in sorted(live, key=lambda t: t[:3])
+                 if (got := _annotation_labels(ann, f"{where}, annotation {k}", from_name)) is not None]
+        labels = given[-1][1] if given else []  # an empty choice list leaves the image unlabeled, as before
+        votes = [_vote(ann, got) for ann, got in given if got] if labels else []
         raw_split = str(task["data"].get("split") or "").strip().lower()
         split = SPLIT_NAMES.get(raw_split)
         local, reason = resolve_image(ref, base=path.parent, document_root=document_root, ls_data_dir=ls_data_dir)
-        out.append(LSEntry(local or Path(ref), tuple(labels), split, reason, ref))
+        out.append(LSEntry(local or Path(ref), tuple(labels), split, reason, ref, tuple(votes)))
     log.info("%s: %d tasks, %d labeled, %d unresolvable", path, len(out), sum(bool(e.labels) for e in out),
              sum(bool(getattr(e, "reason", "")) for e in out))
     return out

@@ -213,3 +213,59 @@ def test_reimporting_an_export_counts_then_takes_labels_changed_in_label_studio(
     assert (res["label_changes"], res["relabeled"]) == (1, 1) and labels() == {"a.jpg": ("shoes",), "b.jpg": ("shoes",)}
     res = last_json(cli("import", export, "--name", "ls", *opts, "--update-labels", "--json", ws=ws_dir))
     assert (res["label_changes"], res["relabeled"]) == (0, 0)  # nothing left to change
+
+
+def test_several_label_studio_annotators_come_in_as_their_own_votes(tmp_path, photos4, no_ls_env):
+    """Each annotator's annotation of an exported task is their vote (source human, author label-studio:EMAIL or
+    the id, Label Studio's annotation id, lead time and time), as the webhook would have stored it: disagreement
+    shows as a conflict, a ground-truth annotation is the accepted label, and re-imports store nothing twice."""
+    from pixclass.server import views
+    from pixclass.store.tables import Annotation
+
+    export, docroot, lsdata, _, _ = _ls_export(tmp_path, photos4)
+    tasks = json.loads(export.read_text())
+
+    def ann(i, label, by, when, **kw):
+        return {"id": i, "completed_by": by, "created_at": when, "updated_at": when, "lead_time": 4.5,
+                "result": [{"from_name": "choice", "to_name": "image", "type": "choices",
+                            "value": {"choices": [label]}}], **kw}
+
+    tasks[0]["annotations"] = [ann(11, "hat", {"id": 3, "email": "amy@example.org"}, "2024-01-01T10:00:00.5Z"),
+                               ann(12, "shoes", 5, "2024-01-02T10:00:00+02:00"),
+                               ann(13, "pants", 6, "2024-01-03T10:00:00Z", was_cancelled=True)]
+    tasks[1]["annotations"] = [ann(21, "shoes", 3, "2024-01-01T10:00:00Z", ground_truth=True),
+                               ann(22, "hat", {"id": 5, "email": ""}, "2024-03-01T10:00:00Z")]
+    export.write_text(json.dumps(tasks))
+    ws_dir, opts = tmp_path / "ws", ["--document-root", docroot, "--ls-data-dir", lsdata]
+    assert last_json(cli("import", export, "--name", "ls", *opts, "--json", ws=ws_dir))["imported"] == 2
+    ws = Workspace.open(ws_dir)
+
+    def votes() -> dict[str, list[tuple]]:
+        with ws.session() as s:
+            rows = s.execute(select(Image.path, Annotation).join(Annotation).order_by(Annotation.id)).all()
+            return {name: [(a.source, a.author, a.labels, a.external_id, a.review) for p, a in rows
+                           if Path(p).name == name] for name in ("a.jpg", "b.jpg")}
+
+    assert votes() == {
+        "a.jpg": [("human", "label-studio:amy@example.org", ["hat"], "label-studio:11", None),
+                  ("human", "label-studio:5", ["shoes"], "label-studio:12", None)],
+        "b.jpg": [("human", "label-studio:5", ["hat"], "label-studio:22", None),
+                  ("human", "label-studio:3", ["shoes"], "label-studio:21", "accepted")]}
+    with ws.session() as s:
+        ds = records.get_dataset(s, "ls")
+        first = s.scalar(select(Annotation).where(Annotation.external_id == "label-studio:11"))
+        assert first.time_spent == 4.5 and first.created_at.isoformat() == "2024-01-01T10:00:00.500000"
+        assert s.scalar(select(Annotation).where(Annotation.external_id == "label-studio:12")).created_at.hour == 8
+        rows = {Path(s.get(Image, r.id).path).name: r for r in views.table(s, ds).values()}
+    assert rows["a.jpg"].labels == ["shoes"] and rows["a.jpg"].conflict and rows["a.jpg"].agreement == 0.0
+    assert rows["b.jpg"].labels == ["shoes"] and rows["b.jpg"].review == "accepted"
+
+    before = votes()
+    res = last_json(cli("import", export, "--name", "ls", *opts, "--update-labels", "--json", ws=ws_dir))
+    assert (res["label_changes"], res["relabeled"]) == (0, 0) and votes() == before
+    tasks[0]["annotations"][1] = ann(12, "hat", 5, "2024-02-01T10:00:00Z")  # annotator 5 changed their mind
+    export.write_text(json.dumps(tasks))
+    res = last_json(cli("import", export, "--name", "ls", *opts, "--update-labels", "--json", ws=ws_dir))
+    assert (res["label_changes"], res["relabeled"]) == (1, 1)
+    assert votes()["a.jpg"][2:] == [("human", "label-studio:5", ["hat"], "label-studio:12", None)]
+    assert votes()["b.jpg"] == before["b.jpg"]  # only the new annotation came in
