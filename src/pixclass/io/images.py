@@ -277,16 +277,14 @@ def thumbnail_jpeg(path: str | Path, size: int, quality: int = 85) -> bytes:
     return buf.getvalue()
 
 
-def media_type(path: str | Path) -> str:
+def image_media_type(path: str | Path) -> str | None:
     """The MIME type of the file's real format as Pillow detects it from the content (a JPEG named .png is
-    ``image/jpeg``); the extension's type when Pillow cannot tell; ``application/octet-stream`` when neither can.
-    Reads only the header and never raises."""
-    fmt = None
+    ``image/jpeg``); None when Pillow finds no image there. Reads only the header and never raises."""
     try:
         with Image.open(path) as img:
             fmt = img.format
-    except (*_BOMB, *_DECODE_ERRORS):  # unreadable, missing, not an image: fall back on the name
-        pass
+    except (*_BOMB, *_DECODE_ERRORS):  # unreadable, missing, not an image
+        return None
     if fmt in ("JPEG", "MPO"):  # MPO is a JPEG with extra frames; browsers know it as image/jpeg
         return "image/jpeg"
     return (Image.MIME.get(fmt) if fmt else None) or mimetypes.guess_type(Path(path).name)[0] \

@@ -475,8 +475,13 @@ def write_tasks(tasks: list[dict], path: str | Path) -> Path:
 def label_config(classes: Sequence[str], task: str, *, from_name: str | None = None, to_name: str = "image",
                  data_key: str = "image") -> str:
     """A Label Studio labeling config (XML) matching the exported tasks."""
+    import re
     from xml.sax.saxutils import quoteattr
 
+    for field, value in (("from_name", from_name), ("to_name", to_name), ("data_key", data_key)):
+        if value is not None and not re.fullmatch(r"[A-Za-z_][\w.-]{0,99}", value):
+            raise DataError(f"{field} {value!r} is not a name Label Studio configs use: letters, digits, '_', '-' "
+                            f"and '.', starting with a letter.")
     if task == "hierarchical":
         tree: dict = {}
         for c in classes:

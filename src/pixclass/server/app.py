@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -40,6 +41,7 @@ class ServerSettings:
     ls_dataset: str = ""  # the dataset Label Studio works on (default: predict with the run trained last, train
     # the dataset labeled last)
     secure_cookies: bool = False  # set when served over HTTPS
+    annotator_train_minutes: float = 60.0  # the time budget of a fine-tuning an annotator starts (admins: none)
 
     @classmethod
     def from_env(cls) -> "ServerSettings":
@@ -51,7 +53,27 @@ class ServerSettings:
             label_studio_api_key=env.get("LABEL_STUDIO_API_KEY", ""),
             ls_dataset=env.get("PIXCLASS_LS_DATASET", ""),
             secure_cookies=env.get("PIXCLASS_SECURE_COOKIES", "") == "1",
+            annotator_train_minutes=float(env.get("PIXCLASS_ANNOTATOR_TRAIN_MINUTES", "60")),
         )
+
+
+class _NoSniff:
+    """ASGI middleware: every answer says ``X-Content-Type-Options: nosniff`` (files are served as their content's
+    type, and a browser must not guess another)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_header(message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (b"x-content-type-options", b"nosniff")]
+            await send(message)
+
+        await self.app(scope, receive, send_with_header)
 
 
 def create_app(workspace: str | Path | Workspace | None = None, *, db_url: str | None = None,
@@ -85,6 +107,17 @@ def create_app(workspace: str | Path | Workspace | None = None, *, db_url: str |
     @app.exception_handler(PixclassError)  # DataError, ConfigError and the rest: the caller's input, 400
     async def _pixclass_error(_req: Request, e: PixclassError):
         return JSONResponse({"detail": str(e)}, status_code=409 if isinstance(e, NotFittedError) else 400)
+
+    @app.exception_handler(RequestValidationError)  # FastAPI's own echoes the input back (a password; bytes that
+    async def _invalid(_req: Request, e: RequestValidationError):  # are not UTF-8 crash it): fields and reasons only
+        return JSONResponse({"detail": [{"loc": list(d.get("loc", ())), "msg": d.get("msg", ""),
+                                         "type": d.get("type", "")} for d in e.errors()]}, status_code=422)
+
+    @app.exception_handler(OverflowError)  # an id past the database's 64-bit integers names no row
+    async def _overflow(_req: Request, _e: OverflowError):
+        return JSONResponse({"detail": "No such id (ids are 64-bit integers)."}, status_code=404)
+
+    app.add_middleware(_NoSniff)
 
     app.include_router(mlbackend.router)
     app.include_router(auth.router)

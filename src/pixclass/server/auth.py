@@ -61,10 +61,13 @@ def _principal(u: users.User) -> Principal:
     return Principal(u.id, u.name, u.role)
 
 
+BASIC_ROUTES = ("/setup", "/predict", "/webhook")  # Label Studio's ML-backend routes: basic auth is all it has
+
+
 def _unauthorized(msg: str, request: Request | None = None) -> HTTPException:
-    """401 with a basic-auth challenge, except for the UI's own requests (a challenge makes browsers pop up a
-    password dialog and stall the request)."""
-    if request is not None and request.headers.get(CSRF_HEADER):
+    """401; with a basic-auth challenge only on the Label Studio routes. Elsewhere a challenge would make a browser
+    ask for a password and then send it along with other sites' requests too (basic auth has no CSRF guard)."""
+    if request is None or request.url.path not in BASIC_ROUTES:
         return HTTPException(401, msg)
     return HTTPException(401, msg, headers={"WWW-Authenticate": 'Basic realm="pixclass"'})
 

@@ -21,13 +21,17 @@ Progress = Callable[[str, int, int], None]
 KEEP = 200  # finished jobs remembered
 
 
+class JobCancelled(Exception):
+    """Raised from a cancelled job's next progress report: the job stops there (a training between two steps)."""
+
+
 @dataclass
 class Job:
     id: str
     kind: str
     user: str
     params: dict
-    status: str = "queued"  # queued | running | done | failed
+    status: str = "queued"  # queued | running | done | failed | cancelled
     stage: str = ""
     done: int = 0
     total: int = 0
@@ -35,11 +39,13 @@ class Job:
     error: str | None = None
     created: float = field(default_factory=time.time)
     finished: float | None = None
+    cancelled_by: str | None = None
 
     def to_dict(self) -> dict:
         return {"id": self.id, "kind": self.kind, "user": self.user, "params": self.params, "status": self.status,
                 "stage": self.stage, "done": self.done, "total": self.total, "result": self.result,
-                "error": self.error, "created": self.created, "finished": self.finished}
+                "error": self.error, "created": self.created, "finished": self.finished,
+                "cancelled_by": self.cancelled_by}
 
 
 class JobManager:
@@ -78,18 +84,38 @@ class JobManager:
 
     def _run(self, job: Job, fn: Callable[[Progress], dict]) -> None:
         def progress(stage: str, done: int, total: int) -> None:
+            if job.cancelled_by:
+                raise JobCancelled
             job.stage, job.done, job.total = stage, done, total
 
-        job.status = "running"
+        with self._lock:
+            if job.status == "cancelled":  # before it started
+                return
+            job.status = "running"
         try:
             job.result = fn(progress)
             job.status = "done"
+        except JobCancelled:
+            job.status, job.error = "cancelled", f"Cancelled by {job.cancelled_by} at {job.stage or 'the start'}."
         except PixclassError as e:
             job.status, job.error = "failed", str(e)
         except Exception as e:  # noqa: BLE001 - a job must never take the worker down; the error is shown
             log.exception("job %s (%s) failed", job.id, job.kind)
             job.status, job.error = "failed", f"{type(e).__name__}: {e}"
         job.finished = time.time()
+
+    def cancel(self, job_id: str, by: str) -> Job | None:
+        """Stop a job: a queued one never starts, a running one stops at its next progress report (training: the
+        next step; what it stored so far stays). None: no such job. A finished job is left as it is."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None or job.finished:
+                return job
+            job.cancelled_by = by
+            if job.status == "queued":
+                job.status, job.finished = "cancelled", time.time()
+                job.error = f"Cancelled by {by} before it started."
+            return job
 
     def get(self, job_id: str) -> Job | None:
         return self._jobs.get(job_id)
@@ -127,9 +153,25 @@ def list_jobs(request: Request, _: Principal = Depends(require("viewer"))) -> li
     return [j.to_dict() for j in request.app.state.jobs.list()[:50]]
 
 
-@router.get("/jobs/{job_id}")
-def get_job(job_id: str, request: Request, _: Principal = Depends(require("viewer"))) -> dict:
+def _job(request: Request, job_id: str) -> Job:
     job = request.app.state.jobs.get(job_id)
     if job is None:
         raise HTTPException(404, f"No job {job_id!r}. GET /api/jobs lists recent jobs.")
-    return job.to_dict()
+    return job
+
+
+@router.get("/jobs/{job_id}")
+def get_job(job_id: str, request: Request, _: Principal = Depends(require("viewer"))) -> dict:
+    return _job(request, job_id).to_dict()
+
+
+@router.delete("/jobs/{job_id}")
+def cancel_job(job_id: str, request: Request, user: Principal = Depends(require("annotator"))) -> dict:
+    """Cancel a job: your own, or anyone's as an admin. A queued job never starts; a running one stops at its next
+    step and ends "cancelled". A finished job is a 409."""
+    job = _job(request, job_id)
+    if user.role != "admin" and job.user != user.name:
+        raise HTTPException(403, f"Job {job_id} is {job.user}'s; only they or an admin can cancel it.")
+    if job.finished:
+        raise HTTPException(409, f"Job {job_id} already ended ({job.status}).")
+    return request.app.state.jobs.cancel(job_id, user.name).to_dict()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
@@ -14,7 +15,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from pixclass.errors import DataError
-from pixclass.io.images import media_type, thumbnail_jpeg
+from pixclass.io.images import image_media_type, thumbnail_jpeg
 from pixclass.schema import TASKS, LabelSchema
 from pixclass.server import tasks, views
 from pixclass.server.auth import Principal, require
@@ -128,8 +129,10 @@ async def upload(name: str, request: Request, user: Principal = Depends(require(
     from starlette.concurrency import run_in_threadpool
 
     settings, ws = request.app.state.settings, ws_of(request)
+    with ws.session() as s:  # a wrong name is told before the files are read
+        records.get_dataset(s, name)
     files = await read_uploads(request, settings)
-    res = await run_in_threadpool(tasks.store_uploads, ws, name, files)
+    res = await run_in_threadpool(tasks.store_uploads, ws, name, ((f.name, f.read()) for f in files))
     out = {**res.to_dict(), "prelabel_job": None}
     with ws.session() as s:
         serving = records.serving_run(s, records.get_dataset(s, name))
@@ -141,8 +144,26 @@ async def upload(name: str, request: Request, user: Principal = Depends(require(
     return out
 
 
-async def read_uploads(request: Request, settings, field: str | None = None) -> list[tuple[str, bytes]]:
-    """(file name, bytes) of every uploaded file, enforcing the size and count limits."""
+@dataclass(frozen=True)
+class Upload:
+    """One uploaded file, spooled to disk by the form parser: its bytes are read when needed, one file at a time,
+    so a request of many large files never sits in memory whole."""
+
+    name: str
+    file: UploadFile
+
+    def read(self) -> bytes:
+        self.file.file.seek(0)
+        return self.file.file.read()
+
+
+async def read_uploads(request: Request, settings, field: str | None = None) -> list[Upload]:
+    """Every uploaded file, enforcing the size and count limits: a body longer than they allow is refused before
+    it is read."""
+    most = settings.max_upload_bytes * settings.max_upload_files + 2**20  # and 1 MB of form fields
+    if int(request.headers.get("content-length") or 0) > most:
+        raise HTTPException(413, f"The upload is larger than {most // 2**20} MB: at most "
+                                 f"{settings.max_upload_files} files of {settings.max_upload_bytes // 2**20} MB each.")
     try:
         form = await request.form(max_files=settings.max_upload_files, max_fields=50)
     except HTTPException:
@@ -152,13 +173,10 @@ async def read_uploads(request: Request, settings, field: str | None = None) -> 
     uploads = [v for k, v in form.multi_items() if (field is None or k == field) and isinstance(v, UploadFile)]
     if not uploads:
         raise HTTPException(400, "No files in the upload. Send multipart/form-data with a 'files' field.")
-    out = []
     for up in uploads:
-        data = await up.read(settings.max_upload_bytes + 1)
-        if len(data) > settings.max_upload_bytes:
+        if (up.size or 0) > settings.max_upload_bytes:
             raise HTTPException(413, f"{up.filename}: larger than the {settings.max_upload_bytes // 2**20} MB limit.")
-        out.append((up.filename or "upload", data))
-    return out
+    return [Upload(up.filename or "upload", up) for up in uploads]
 
 
 # ---------------------------------------------------------------- images
@@ -209,7 +227,11 @@ def image_file(image_id: int, request: Request, _: Principal = Depends(require("
         path = Path(_image(s, image_id).path)
     if not path.is_file():
         raise HTTPException(410, f"Image {image_id} is registered but its file is gone.")
-    return FileResponse(path, media_type=media_type(path),  # by content: a .png that is a JPEG is image/jpeg
+    kind = image_media_type(path)  # by content: a .png that is a JPEG is image/jpeg
+    if kind is None:  # replaced since import (by text, or a link to some other file): never served
+        raise HTTPException(409, f"Image {image_id}: the file at its registered path is no longer an image. "
+                                 f"Restore it, or delete the image from the dataset.")
+    return FileResponse(path, media_type=kind,
                         headers={"Cache-Control": "private, max-age=600"})  # lets the UI prefetch the next image
 
 

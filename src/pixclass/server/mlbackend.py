@@ -26,12 +26,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from starlette.concurrency import run_in_threadpool
 
 from pixclass.errors import DataError, NotFittedError, PixclassError
@@ -225,6 +225,11 @@ class _Expired(Exception):
     pass
 
 
+# Where Label Studio serves task files: uploads and local files (/data/...), its storage proxy (/storage-data/...),
+# cloud storage presigned through a task or project. Nothing else (its /api/) is fetched with the API key.
+LS_MEDIA_PATHS = ("/data/", "/storage-data/", "/tasks/", "/projects/")
+
+
 def _fetch(url: str, base: str, key: str, headers: dict[str, str], retry: bool = False) -> bytes:
     import httpx
 
@@ -239,6 +244,12 @@ def _fetch(url: str, base: str, key: str, headers: dict[str, str], retry: bool =
         full = url
     else:
         raise DataError(f"Unsupported task image reference {url[:100]!r}.")
+    parts, prefix = urlparse(full), urlparse(base).path.rstrip("/")  # Label Studio may live under a path
+    path = parts.path[len(prefix):] if parts.path.startswith(prefix) else parts.path
+    where = unquote(parts.path + "?" + parts.query).replace("=", "/").replace("&", "/") + "/"
+    if not path.startswith(LS_MEDIA_PATHS) or "/../" in where:
+        raise DataError(f"Not fetching {full}: a task image must be one of Label Studio's files "
+                        f"({', '.join(p + '...' for p in LS_MEDIA_PATHS)}), without '..'.")
     try:
         with httpx.stream("GET", full, headers=headers, timeout=10.0) as r:
             if r.status_code == 401 and retry and headers.get("Authorization", "").startswith("Bearer"):
@@ -278,6 +289,10 @@ async def _json_object(request: Request, fields: str) -> dict:
     """The request body as a JSON object, else a 400 saying what Label Studio should have sent."""
     if not (await request.body()).strip():
         raise HTTPException(400, f"The body is empty; send a JSON object with {fields}.")
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/json" and not ctype.endswith("+json"):  # a cross-site form cannot send JSON
+        raise HTTPException(415, f"Send the JSON object ({fields}) with Content-Type: application/json "
+                                 f"(got {ctype or 'none'}).")
     try:
         body = await request.json()
     except ValueError:  # not JSON, or not UTF-8
@@ -516,11 +531,20 @@ def _webhook(request: Request, body: dict, user: Principal) -> tuple[dict, int]:
     with ws.session() as s:  # once per event, however many annotations it carries
         ds = dataset_for(s, settings, config)
         project = (ds.id, ds.name) if ds else None
-    if event == "ANNOTATIONS_DELETED":  # deleted in Label Studio: the votes they gave go too
+    if event == "ANNOTATIONS_DELETED":  # deleted in Label Studio: the votes they gave go too, but a reviewer's
+        # verdict is only an admin's to take back (as DELETE /api/annotations/ID rules)
         ids = [f"label-studio:{a['id']}" for a in body.get("annotations") or [] if isinstance(a, dict) and "id" in a]
+        mine = Annotation.external_id.in_(ids)
         with ws.session() as s:
-            gone = s.execute(delete(Annotation).where(Annotation.external_id.in_(ids))).rowcount if ids else 0
-        return {"status": "ok", "deleted": gone}, 201
+            kept = 0 if user.role == "admin" or not ids else int(s.scalar(
+                select(func.count()).select_from(Annotation).where(mine, Annotation.review.is_not(None))) or 0)
+            gone = s.execute(delete(Annotation).where(mine, *(() if user.role == "admin" else (
+                Annotation.review.is_(None),)))).rowcount if ids else 0
+        out = {"status": "ok", "deleted": gone}
+        if kept:
+            out["kept"] = kept
+            out["reason"] = f"{kept} reviewed vote(s) kept: only an admin can delete a reviewed annotation."
+        return out, 201
     if event == "ANNOTATIONS_CREATED":  # several at once (say, "create annotations from predictions")
         pairs = list(zip(body.get("annotation") or [], body.get("task") or []))
         outs = [_store(request, config, project, task, annotation) for annotation, task in pairs]

@@ -157,8 +157,11 @@ class ModelCache:
         """(cache key, directory, run id) for a run id, an artifact directory under WORKSPACE/runs, or the latest."""
         if artifact:
             root = self.ws.runs_dir.resolve()
-            d = (root / artifact).resolve()
-            if not d.is_relative_to(root) or not (d / "manifest.json").is_file():
+            try:
+                d = (root / artifact).resolve()
+            except (ValueError, OSError):  # a NUL byte, a name too long
+                d = root / "\0"
+            if not d.is_relative_to(root) or "\0" in str(d) or not (d / "manifest.json").is_file():
                 raise ConfigError(f"No artifact {artifact!r} under {root}. Give a path relative to the runs folder.")
             return f"artifact:{d}", d, None
         with self.ws.session() as s:

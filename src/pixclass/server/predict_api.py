@@ -74,9 +74,10 @@ async def _predict(request: Request, run_id: int | None, artifact: str | None, d
         handle = await run_in_threadpool(cache.get, run_id=run_id, artifact=artifact, dataset=dataset)
         if not batch and len(files) > 1:
             raise HTTPException(400, "POST /api/predict takes one file; use /api/predict/batch for several.")
-        for name, data in files:
+        for f in files:
+            name = f.name
             try:
-                p = await run_in_threadpool(handle.predict_bytes, data, name, k)
+                p = await run_in_threadpool(lambda: handle.predict_bytes(f.read(), name, k))
                 out.append(_pred(p, k, name=name))
             except DataError as e:
                 if not batch:
@@ -111,6 +112,9 @@ async def predict_batch(request: Request, run_id: int | None = RUN_ID, artifact:
     return await _predict(request, run_id, artifact, dataset, k, batch=True)
 
 
+MAX_TRAININGS_QUEUED = 2  # per annotator (admins: no limit); jobs run one at a time
+
+
 class TrainBody(BaseModel):
     dataset: str
     mode: str = Field("linear", pattern="^(linear|finetune)$")
@@ -135,11 +139,23 @@ def _check_model(name: str) -> None:
 def train(body: TrainBody, request: Request, user: Principal = Depends(require("annotator"))) -> dict:
     """Train a run as a background job (linear mode takes seconds to a minute), then pre-label the dataset with it.
     Poll GET /api/jobs/{id} for progress. An unknown dataset or model name is a 400 at once. The same training
-    already queued or running is answered with that job (``already``: true), not started twice."""
+    already queued or running is answered with that job (``already``: true), not started twice.
+
+    Jobs run one at a time, so an annotator's fine-tuning gets a time budget of at most
+    PIXCLASS_ANNOTATOR_TRAIN_MINUTES (60), and an annotator has at most MAX_TRAININGS_QUEUED trainings queued or
+    running; DELETE /api/jobs/{id} cancels one."""
     ws, jobs, cache = request.app.state.ws, request.app.state.jobs, request.app.state.models
     with ws.session() as s:
         records.get_dataset(s, body.dataset)
     _check_model(body.model)
+    if user.role != "admin":
+        cap = request.app.state.settings.annotator_train_minutes * 60
+        if body.mode == "finetune" and (body.time_budget is None or body.time_budget > cap):
+            body = body.model_copy(update={"time_budget": cap})
+        mine = [j for j in jobs.list() if j.kind == "train" and j.user == user.name and not j.finished]
+        if len(mine) >= MAX_TRAININGS_QUEUED and jobs.active("train", **body.model_dump()) is None:
+            raise HTTPException(429, f"You have {len(mine)} trainings queued or running (at most "
+                                     f"{MAX_TRAININGS_QUEUED}). Wait for them, or cancel one in the Jobs tab.")
     params = body.model_dump(exclude={"dataset"}, exclude_none=True)
     same = jobs.active("train", **body.model_dump())  # a second click, or a colleague's: the job already coming
     if same is not None:

@@ -7,7 +7,7 @@ import os
 import re
 import unicodedata
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -125,16 +125,16 @@ def _split_for(sha256: str) -> str:
     return "train" if v < 8 else "val" if v == 8 else "test"
 
 
-def store_uploads(ws: Workspace, dataset: str, files: list[tuple[str, bytes]]) -> UploadResult:
+def store_uploads(ws: Workspace, dataset: str, files: Iterable[tuple[str, bytes]]) -> UploadResult:
     """Write uploaded images under WORKSPACE/uploads/DATASET/ and register them (unlabeled).
 
     Files that do not decode are rejected with the reason and not kept; duplicates (same sha256) are skipped.
     """
     res = UploadResult(dataset)
     folder = (ws.root / "uploads" / safe_name(dataset)).resolve()
-    folder.mkdir(parents=True, exist_ok=True)
     with ws.session() as s:
         ds = records.get_dataset(s, dataset)
+        folder.mkdir(parents=True, exist_ok=True)
         _, hashes = records.known_paths_and_hashes(s, ds)
         for name, data in files:
             path = folder / f"{uuid.uuid4().hex[:8]}_{safe_name(name)}"

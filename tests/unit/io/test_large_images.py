@@ -17,7 +17,7 @@ from PIL import Image
 
 from pixclass.errors import DataError
 from pixclass.io import images
-from pixclass.io.images import decode_bytes, load_rgb, media_type, probe, thumbnail_jpeg
+from pixclass.io.images import decode_bytes, image_media_type, load_rgb, probe, thumbnail_jpeg
 from pixclass.io.importer import import_dataset
 from pixclass.store import Workspace, records
 from tests.conftest import need_clothing, write_bad_files
@@ -210,18 +210,20 @@ def test_thumbnail_any_mode_to_rgb_and_broken_files_raise(tmp_path, photos4):
             assert str(path) in str(e.value)
 
 
-def test_media_type_follows_the_content_then_the_extension(tmp_path):
+def test_media_type_follows_the_content_and_non_images_have_none(tmp_path):
+    """Images are served with the type of their content; a file that is no image (say, replaced by text or a link to
+    /etc/passwd since import) has no image type, whatever its name says, so it is never served as one."""
     Image.new("RGB", (8, 8)).save(tmp_path / "photo.png", format="JPEG")
     Image.new("RGB", (8, 8)).save(tmp_path / "pic.jpg", format="PNG")
     Image.new("RGB", (8, 8)).save(tmp_path / "pic.webp")
     (tmp_path / "fake.gif").write_text("not an image")
     (tmp_path / "blob.zzz").write_bytes(b"\x00\x01")
-    assert media_type(tmp_path / "photo.png") == "image/jpeg"
-    assert media_type(tmp_path / "pic.jpg") == "image/png"
-    assert media_type(tmp_path / "pic.webp") == "image/webp"
-    assert media_type(tmp_path / "fake.gif") == "image/gif"  # Pillow cannot tell: the extension decides
-    assert media_type(tmp_path / "blob.zzz") == "application/octet-stream"
-    assert media_type(tmp_path / "missing.png") == "image/png"
+    assert image_media_type(tmp_path / "photo.png") == "image/jpeg"
+    assert image_media_type(tmp_path / "pic.jpg") == "image/png"
+    assert image_media_type(tmp_path / "pic.webp") == "image/webp"
+    assert image_media_type(tmp_path / "fake.gif") is None
+    assert image_media_type(tmp_path / "blob.zzz") is None
+    assert image_media_type(tmp_path / "missing.png") is None
 
 
 def test_decode_bytes_refuses_an_oversized_upload_by_name(big):

@@ -573,14 +573,20 @@ $("#upload-form").addEventListener("submit", (ev) => { ev.preventDefault(); guar
 }); });
 
 // ------------------------------------------------------------------ jobs
+async function cancelJob(id) {
+  await guard("#jobs-msg", async () => { const j = await api(`/api/jobs/${id}`, { method: "DELETE" }); flash("#jobs-msg", `Job ${id}: ${j.status === "cancelled" ? "cancelled" : "stops at its next step"}.`); });
+  await pollJobs();
+}
+
 async function pollJobs() {
   let jobs;
   try { jobs = await api("/api/jobs"); } catch { return; }
   const running = jobs.filter((j) => j.status === "queued" || j.status === "running");
   const prog = (j) => j.total ? el("progress", { max: j.total, value: j.done }) : "";
   $("#jobs tbody").replaceChildren(...jobs.map((j) => el("tr", { "data-job": j.id }, el("td", {}, j.id), el("td", {}, j.kind), el("td", {}, j.user),
-    el("td", { class: j.status === "failed" ? "bad" : "" }, j.status), el("td", {}, j.stage, " ", prog(j), j.total ? ` ${j.done}/${j.total}` : ""),
-    el("td", {}, j.error || (j.result ? JSON.stringify(j.result.metrics || j.result).slice(0, 160) : "")))));
+    el("td", { class: j.status === "failed" ? "bad" : "" }, j.status === "running" && j.cancelled_by ? "cancelling" : j.status), el("td", {}, j.stage, " ", prog(j), j.total ? ` ${j.done}/${j.total}` : ""),
+    el("td", {}, j.error || (j.result ? JSON.stringify(j.result.metrics || j.result).slice(0, 160) : "")),
+    el("td", {}, (j.status === "queued" || j.status === "running") && (S.me.role === "admin" || (S.me.role === "annotator" && j.user === S.me.name)) ? el("button", { class: "cancel-job", onclick: () => cancelJob(j.id) }, "Cancel") : ""))));
   $("#job-strip").replaceChildren(...running.map((j) => el("div", {}, `${j.kind}: ${j.stage} `, prog(j), j.total ? ` ${j.done}/${j.total}` : "")));
   const wasRunning = S.polling !== null;
   clearTimeout(S.polling); S.polling = null;
@@ -589,8 +595,9 @@ async function pollJobs() {
   const job = jobs.find((j) => j.id === S.watch);
   S.watch = null;
   const said = S.watchNote; S.watchNote = null;
-  if (job && job.status === "failed") {
-    flash("#grid-msg", `${job.kind} failed: ${job.error}`, true); flash("#admin-msg", `${job.kind} failed: ${job.error}`, true);
+  if (job && (job.status === "failed" || job.status === "cancelled")) {
+    const why = `${job.kind} ${job.status === "failed" ? "failed" : "stopped"}: ${job.error}`;
+    flash("#grid-msg", why, true); flash("#admin-msg", why, true);
     return;
   }
   if (job && job.kind === "import") {
