@@ -117,6 +117,53 @@ def test_cli_user_add_creates_then_updates_without_prompting(tmp_path):
         assert users.authenticate(s, "dee", "pw-2").role == "viewer"
 
 
+def test_accounts_can_be_removed_and_tokens_revoked_or_expire(srv):
+    first, bob = first_image(srv), srv.client("bob")
+    assert annotate(bob, first, {}) == 200
+    assert srv.client("ann").delete("/api/users/bob").status_code == 403  # admins only
+    assert srv.client("root").delete("/api/users/bob").json() == {"removed": "bob"}
+    assert bob.get("/api/auth/me").status_code == 401  # its token died with it; its label stays, under its name
+    assert srv.client("root").get(f"/api/images/{first}").json()["annotations"][-1]["author"] == "bob"
+    r = srv.client("root").delete("/api/users/root")
+    assert r.status_code == 400 and "only admin" in r.json()["detail"]
+    assert srv.client("root").delete("/api/users/nobody").status_code == 400
+
+    ann = srv.client("ann")
+    assert ann.delete("/api/tokens").json() == {"revoked": 1}  # its scripts' tokens; basic auth still works
+    assert ann.get("/api/auth/me").status_code == 401
+    assert srv.client().get("/api/auth/me", headers=basic("ann", PASSWORDS["ann"])).status_code == 200
+
+    ws = str(srv.ws.root)
+    r = runner.invoke(app, ["user", "token", "view", "--days", "0.00001", "--json", "-w", ws])
+    short = json.loads(r.stdout)["token"]
+    r = runner.invoke(app, ["user", "token", "view", "--json", "-w", ws])
+    forever = json.loads(r.stdout)["token"]
+    import time
+
+    time.sleep(1.0)
+    auth = srv.client().get
+    assert auth("/api/auth/me", headers={"Authorization": f"Bearer {short}"}).status_code == 401  # expired
+    assert auth("/api/auth/me", headers={"Authorization": f"Bearer {forever}"}).status_code == 200
+    r = runner.invoke(app, ["user", "revoke", "view", "--json", "-w", ws])
+    assert r.exit_code == 0 and json.loads(r.stdout)["revoked"] == 3, r.output  # the fixture's, short, forever
+    assert auth("/api/auth/me", headers={"Authorization": f"Bearer {forever}"}).status_code == 401
+    r = runner.invoke(app, ["user", "remove", "view", "-w", ws])
+    assert r.exit_code == 0 and "Removed" in r.output
+    r = runner.invoke(app, ["user", "remove", "root", "-w", ws])
+    assert r.exit_code != 0 and "only admin" in r.output
+
+
+def test_failed_logins_are_throttled_per_name_and_address(tmp_path):
+    srv = make_server(tmp_path / "ws", None)
+    c = srv.client()
+    for _ in range(10):
+        assert c.post("/api/auth/login", json={"name": "ann", "password": "guess"}).status_code == 401
+    r = c.post("/api/auth/login", json={"name": "ann", "password": PASSWORDS["ann"]})  # even the right one, now
+    assert r.status_code == 429 and int(r.headers["retry-after"]) > 0 and "try again" in r.json()["detail"]
+    assert c.get("/api/auth/me", headers=basic("ann", PASSWORDS["ann"])).status_code == 429  # basic auth too
+    assert c.post("/api/auth/login", json={"name": "view", "password": PASSWORDS["view"]}).status_code == 200
+
+
 @pytest.mark.parametrize("name", ["a/b", "  ", "", "a\\b", "tab\there", "x" * 101, " pets", ".."])
 def test_bad_dataset_names_are_refused_with_400_and_nothing_is_created(tmp_path, name):
     srv = make_server(tmp_path / "ws", None)

@@ -72,23 +72,62 @@ def user_add(
 
 @user_app.command("token")
 @handle_errors
-def user_token(name: Annotated[str, typer.Argument(help="User name.")], workspace: WorkspaceOpt = None,
-               db_url: DbOpt = None, json_out: JsonOpt = False) -> None:
+def user_token(name: Annotated[str, typer.Argument(help="User name.")],
+               days: Annotated[Optional[float], typer.Option(help="Expire after this many days (default: never; "
+                                                                  "`pixclass user revoke` ends it).")] = None,
+               workspace: WorkspaceOpt = None, db_url: DbOpt = None, json_out: JsonOpt = False) -> None:
     """Print a new API token for NAME (send it as `Authorization: Bearer TOKEN`)."""
-    from sqlalchemy import select
-
     from pixclass.errors import ConfigError
+    from pixclass.store import users
+
+    if days is not None and days <= 0:
+        raise ConfigError(f"The 'days' option must be positive. Got {days}.")
+    ws = open_ws(workspace, db_url)
+    with ws.session() as s:
+        token = users.create_token(s, _user(s, name), days=days)
+    if json_out:
+        return emit_json({"user": name, "token": token, "days": days})
+    typer.echo(token)
+
+
+def _user(s, name: str):
+    from pixclass.errors import ConfigError
+    from pixclass.store import users
+
+    u = users.find_user(s, name)
+    if u is None:
+        raise ConfigError(f"No user {name!r}. Create it with `pixclass user add {name} --role annotator`.")
+    return u
+
+
+@user_app.command("revoke")
+@handle_errors
+def user_revoke(name: Annotated[str, typer.Argument(help="User name.")], workspace: WorkspaceOpt = None,
+                db_url: DbOpt = None, json_out: JsonOpt = False) -> None:
+    """Sign NAME out everywhere: its API tokens and UI sessions stop working (the password stays)."""
     from pixclass.store import users
 
     ws = open_ws(workspace, db_url)
     with ws.session() as s:
-        u = s.scalar(select(users.User).where(users.User.name == name))
-        if u is None:
-            raise ConfigError(f"No user {name!r}. Create it with `pixclass user add {name} --role annotator`.")
-        token = users.create_token(s, u)
+        n = users.revoke_tokens(s, _user(s, name))
     if json_out:
-        return emit_json({"user": name, "token": token})
-    typer.echo(token)
+        return emit_json({"user": name, "revoked": n})
+    console.print(f"Revoked {n} token(s) and session(s) of [bold]{name}[/].")
+
+
+@user_app.command("remove")
+@handle_errors
+def user_remove(name: Annotated[str, typer.Argument(help="User name.")], workspace: WorkspaceOpt = None,
+                db_url: DbOpt = None, json_out: JsonOpt = False) -> None:
+    """Delete the account NAME and its tokens; its annotations stay under its name. The last admin stays."""
+    from pixclass.store import users
+
+    ws = open_ws(workspace, db_url)
+    with ws.session() as s:
+        users.remove_user(s, name)
+    if json_out:
+        return emit_json({"removed": name})
+    console.print(f"Removed [bold]{name}[/].")
 
 
 @user_app.command("list")

@@ -103,6 +103,7 @@ def create_app(workspace: str | Path | Workspace | None = None, *, db_url: str |
     app.state.tables = views.TableCache(ws)
     app.state.queue_scores = ProbCache()  # the label queue's class probabilities, per run
     app.state.auth_cache = auth.BasicCache()
+    app.state.login_throttle = auth.LoginThrottle()
 
     @app.exception_handler(PixclassError)  # DataError, ConfigError and the rest: the caller's input, 400
     async def _pixclass_error(_req: Request, e: PixclassError):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from pixclass.store import users
 
+log = logging.getLogger(__name__)
 COOKIE = "pixclass_session"
 CSRF_HEADER = "x-requested-with"  # cookie-authenticated writes must carry it; cross-site forms cannot
 BASIC_TTL = 60.0  # seconds a verified basic-auth pair is remembered, so Label Studio's calls skip argon2
@@ -57,6 +59,42 @@ class BasicCache:
             self._d.clear()
 
 
+class LoginThrottle:
+    """Failed logins per (name, client address): after MAX_FAILURES within FAILURE_WINDOW seconds, that name from
+    that address gets 429 until the oldest failure is FAILURE_WINDOW old. A success clears the count."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._fails: dict[tuple[str, str], list[float]] = {}
+
+    @staticmethod
+    def _key(name: str, request: Request) -> tuple[str, str]:
+        return name.lower(), request.client.host if request.client else ""
+
+    def check(self, name: str, request: Request) -> None:
+        key, now = self._key(name, request), time.monotonic()
+        with self._lock:
+            recent = self._fails[key] = [t for t in self._fails.get(key, []) if t > now - FAILURE_WINDOW]
+        if len(recent) >= MAX_FAILURES:
+            wait = int(recent[0] + FAILURE_WINDOW - now) + 1
+            raise HTTPException(429, f"Too many failed logins for {name!r}; try again in {wait} s.",
+                                headers={"Retry-After": str(wait)})
+
+    def failed(self, name: str, request: Request) -> None:
+        key = self._key(name, request)
+        log.warning("failed login for %r from %s", *key)
+        with self._lock:
+            self._fails.setdefault(key, []).append(time.monotonic())
+
+    def succeeded(self, name: str, request: Request) -> None:
+        with self._lock:
+            self._fails.pop(self._key(name, request), None)
+
+
+MAX_FAILURES = 10
+FAILURE_WINDOW = 300.0
+
+
 def _principal(u: users.User) -> Principal:
     return Principal(u.id, u.name, u.role)
 
@@ -84,9 +122,13 @@ def _basic(request: Request, value: str) -> Principal:
             u = s.get(users.User, hit[0])
             if u is not None and u.password_hash == hit[1]:
                 return _principal(u)  # the role as stored now
+        throttle: LoginThrottle = request.app.state.login_throttle
+        throttle.check(name, request)
         u = users.authenticate(s, name, password)
         if u is None:
+            throttle.failed(name, request)
             raise _unauthorized("Wrong user name or password.", request)
+        throttle.succeeded(name, request)
         cache.put(key, u.id, u.password_hash)
         return _principal(u)
 
@@ -150,11 +192,14 @@ class NewUser(BaseModel):
 @router.post("/auth/login", response_model=UserOut)
 def login(body: LoginBody, request: Request, response: Response) -> UserOut:
     """Check name and password; sets the session cookie used by the UI."""
-    settings = request.app.state.settings
+    settings, throttle = request.app.state.settings, request.app.state.login_throttle
+    throttle.check(body.name, request)
     with request.app.state.ws.session() as s:
         u = users.authenticate(s, body.name, body.password)
         if u is None:
+            throttle.failed(body.name, request)
             raise HTTPException(401, "Wrong user name or password.")
+        throttle.succeeded(body.name, request)
         token = users.create_token(s, u, kind="session", days=users.SESSION_DAYS)
         out = UserOut(id=u.id, name=u.name, role=u.role)
     response.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=settings.secure_cookies,
@@ -200,6 +245,22 @@ def new_token(request: Request, user: Principal = Depends(current_user)) -> dict
 def list_users(request: Request, _: Principal = Depends(require("admin"))) -> list[UserOut]:
     with request.app.state.ws.session() as s:
         return [UserOut(id=u.id, name=u.name, role=u.role) for u in users.list_users(s)]
+
+
+@router.delete("/users/{name}")
+def remove_user(name: str, request: Request, _: Principal = Depends(require("admin"))) -> dict:
+    """Delete an account: its sessions and tokens stop working at once; its annotations stay under its name."""
+    with request.app.state.ws.session() as s:
+        users.remove_user(s, name)
+    request.app.state.auth_cache.clear()
+    return {"removed": name}
+
+
+@router.delete("/tokens")
+def revoke_own_tokens(request: Request, user: Principal = Depends(current_user)) -> dict:
+    """Revoke every API token of the caller (scripts must get a new one); the UI session stays."""
+    with request.app.state.ws.session() as s:
+        return {"revoked": users.revoke_tokens(s, s.get(users.User, user.id), kind="api")}
 
 
 @router.post("/users", response_model=UserOut)

@@ -118,5 +118,25 @@ def revoke_token(s: Session, token: str) -> None:
         s.delete(row)
 
 
+def revoke_tokens(s: Session, user: User, *, kind: str | None = None) -> int:
+    """Delete the user's tokens (of ``kind``, 'api' or 'session'; all when None): they are signed out there.
+    Returns how many."""
+    q = delete(ApiToken).where(ApiToken.user_id == user.id)
+    return int(s.execute(q.where(ApiToken.kind == kind) if kind else q).rowcount or 0)
+
+
+def remove_user(s: Session, name: str) -> None:
+    """Delete an account and its tokens. Its annotations stay (they name their author). The last admin stays:
+    someone must be able to manage the workspace."""
+    user = find_user(s, name)
+    if user is None:
+        raise ConfigError(f"No user {name!r}. `pixclass user list` shows the accounts.")
+    if user.role == "admin" and len(s.scalars(select(User.id).where(User.role == "admin")).all()) == 1:
+        raise ConfigError(f"{name!r} is the only admin; make another admin first.")
+    revoke_tokens(s, user)
+    s.delete(user)
+    s.flush()
+
+
 def list_users(s: Session) -> list[User]:
     return list(s.scalars(select(User).order_by(User.name)))

@@ -526,8 +526,13 @@ $("#merge-btn").addEventListener("click", () => classOp("/merge", { sources: [..
 async function loadUsers() {
   await guard("#admin-msg", async () => {
     const us = await api("/api/users");
-    $("#users tbody").replaceChildren(...us.map((u) => el("tr", {}, el("td", {}, u.name), el("td", {}, u.role))));
+    $("#users tbody").replaceChildren(...us.map((u) => el("tr", {}, el("td", {}, u.name), el("td", {}, u.role),
+      el("td", {}, el("button", { class: "remove-user", onclick: () => removeUser(u.name) }, "Remove")))));
   });
+}
+async function removeUser(name) {
+  if (!confirm(`Remove the account ${name}? Its sessions and tokens stop working; its labels stay.`)) return;
+  await guard("#admin-msg", async () => { await api(`/api/users/${encodeURIComponent(name)}`, { method: "DELETE" }); flash("#admin-msg", `Removed ${name}.`); await loadUsers(); });
 }
 $("#user-form").addEventListener("submit", (ev) => { ev.preventDefault(); guard("#admin-msg", async () => {
   const body = { name: $("#user-name").value.trim(), role: $("#user-role").value, password: $("#user-password").value };
