@@ -186,7 +186,7 @@ def load_checkpoint(path: str | Path) -> tuple[Classifier, dict]:
         path = path / "model.pt"
     if not path.is_file():
         raise ConfigError(f"No checkpoint at {path}. Train a run first (`pixclass train`).")
-    ckpt = torch.load(str(path), map_location="cpu", weights_only=False)
+    ckpt = torch.load(str(path), map_location="cpu", weights_only=True)  # no pickled code runs
     if ckpt.get("kind") == "classical":  # features + scikit-learn estimator (models.classical)
         from pixclass.models.classical import load_classical
 

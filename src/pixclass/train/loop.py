@@ -90,7 +90,7 @@ def finetune(model: Classifier, train_x: np.ndarray, train_y: np.ndarray, val_x:
     best_state = copy.deepcopy(model.state_dict())
     last_path = run_dir / "last.pt"
     if cfg.resume and last_path.is_file():
-        ck = torch.load(str(last_path), map_location="cpu", weights_only=False)
+        ck = torch.load(str(last_path), map_location="cpu", weights_only=True)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         start_epoch, step, best_state = ck["epoch"] + 1, ck["step"], ck["best_state"]
