@@ -433,11 +433,31 @@ def test_admin_imports_uploads_and_adds_a_user(server, page, tmp_path, photos4):
     pg.wait_for_selector("#admin-msg:has-text('Uploaded 1 image to fresh')")
     assert "notes.jpg" in pg.inner_text("#admin-msg")
     pg.screenshot(path=str(ARTIFACTS / "admin.png"), full_page=True)
-    ctx.close()
-
     with ws.session() as s:
         bob = users.authenticate(s, "bob", "bob-pw-1")
         assert bob is not None and bob.role == "viewer"
+
+    # an account goes after a confirmation; the last admin cannot
+    pg.once("dialog", lambda d: d.accept())
+    pg.locator("#users tbody tr", has_text="bob").locator("button.remove-user").click()
+    pg.wait_for_selector("#admin-msg:has-text('Removed bob')")
+    pg.wait_for_function("document.querySelectorAll('#users tbody tr').length === 2")
+    pg.once("dialog", lambda d: d.accept())
+    pg.locator("#users tbody tr", has_text="root").locator("button.remove-user").click()
+    pg.wait_for_selector("#admin-msg:has-text('only admin')")
+
+    # a training started by the API shows in the Jobs tab, where its Cancel button stops it
+    job = httpx.post(f"{base}/api/train", auth=("root", "root-pw"), timeout=30,
+                     json={"dataset": "cloth", "mode": "finetune", "epochs": 200, "img_size": 64}).json()
+    pg.click("button[data-tab=jobs]")
+    pg.locator(f"tr[data-job='{job['id']}'] button.cancel-job").click()
+    pg.wait_for_selector(f"#jobs-msg:has-text('Job {job['id']}')")
+    pg.wait_for_selector(f"tr[data-job='{job['id']}'] td:has-text('cancelled')", timeout=60_000)
+    assert "Cancelled by root" in pg.inner_text(f"tr[data-job='{job['id']}']")
+    ctx.close()
+
+    with ws.session() as s:
+        assert users.find_user(s, "bob") is None
         ds = records.get_dataset(s, "fresh")
         items = records.items(s, ds)
         assert len(items) == 7 and sum(1 for it in items if it.labels) == 6
