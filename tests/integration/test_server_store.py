@@ -1,4 +1,4 @@
-"""Accounts and the schema migration behind the server: `pixclass user add`, hashed secrets, version 1 -> 3."""
+"""Accounts and the schema migration behind the server: `pixclass user add`, hashed secrets, version 1 -> 4."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def test_version_1_database_is_migrated_in_place(tmp_path):
     con.executescript(V1)
     con.close()
     ws = Workspace.open(tmp_path)
-    assert ws.schema_version() == SCHEMA_VERSION == 3
+    assert ws.schema_version() == SCHEMA_VERSION == 4
     with ws.session() as s:
         a = s.get(Annotation, 1)
         assert a.labels == ["cat"] and a.review is None and a.from_run is None
@@ -41,9 +41,37 @@ def test_version_1_database_is_migrated_in_place(tmp_path):
         users.create_user(s, "root", "admin", "pw-root")  # the new tables exist too
     with ws.session() as s:
         assert s.get(Annotation, 1).review == "accepted"
-    assert migrate(ws.engine) == 3  # running again is harmless
+    assert migrate(ws.engine) == 4  # running again is harmless
     cols = {r[1] for r in sqlite3.connect(tmp_path / "pixclass.db").execute("PRAGMA table_info(annotations)")}
     assert {"review", "reviewer", "reviewed_at", "from_run", "external_id"} <= cols
+    assert_ids_never_reused(ws)
+
+
+def assert_ids_never_reused(ws: Workspace) -> None:
+    """An undone (deleted) annotation's id does not come back for the next one (version 4 on SQLite)."""
+    with ws.session() as s:
+        a = Annotation(image_id=1, labels=["dog"], source="human", author="ann")
+        s.add(a)
+        s.flush()
+        undone = a.id
+        s.delete(a)
+    with ws.session() as s:
+        b = Annotation(image_id=1, labels=["cat"], source="human", author="bob")
+        s.add(b)
+        s.flush()
+        assert b.id > undone
+        assert {ix["name"] for ix in inspect(ws.engine).get_indexes("annotations")} >= {
+            "ix_annotations_image_id", "ix_annotations_external_id"}
+
+
+def test_a_new_sqlite_workspace_never_reuses_annotation_ids(tmp_path):
+    ws = Workspace.open(tmp_path)
+    with ws.session() as s:
+        s.execute(text("INSERT INTO datasets (id, name, task, source, created_at) VALUES (1, 'd', 'multiclass', '', "
+                       "'2024-01-01')"))
+        s.execute(text("INSERT INTO images (id, dataset_id, path, sha256, width, height, format, split, excluded, "
+                       "created_at) VALUES (1, 1, '/x.jpg', 'ab', 4, 4, 'JPEG', 'train', 0, '2024-01-01')"))
+    assert_ids_never_reused(ws)
 
 
 def test_version_1_database_is_migrated_in_place_on_postgresql(tmp_path, postgres_url):
@@ -60,7 +88,7 @@ def test_version_1_database_is_migrated_in_place_on_postgresql(tmp_path, postgre
             c.execute(text(stmt))
     old.dispose()
     ws = Workspace.open(tmp_path, url=url)
-    assert ws.engine.dialect.name == "postgresql" and ws.schema_version() == 3
+    assert ws.engine.dialect.name == "postgresql" and ws.schema_version() == 4
     cols = {c["name"] for c in inspect(ws.engine).get_columns("annotations")}
     assert {"review", "reviewer", "reviewed_at", "from_run", "external_id"} <= cols
     with ws.session() as s:
@@ -70,7 +98,7 @@ def test_version_1_database_is_migrated_in_place_on_postgresql(tmp_path, postgre
         users.create_user(s, "root", "admin", "pw-root")
     with ws.session() as s:
         assert s.get(Annotation, 1).review == "accepted"
-    assert migrate(ws.engine) == 3
+    assert migrate(ws.engine) == 4  # (this hand-written table has no sequence; SQLAlchemy's have one)
     ws.close()
 
 

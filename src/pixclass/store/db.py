@@ -41,8 +41,38 @@ def _add_external_id(engine: Engine) -> None:
             conn.execute(text("CREATE INDEX IF NOT EXISTS ix_annotations_external_id ON annotations (external_id)"))
 
 
+def _annotation_ids_never_reused(engine: Engine) -> None:
+    """Version 4: on SQLite, the annotations table is rebuilt with AUTOINCREMENT, so that the id of a deleted (undone)
+    annotation never comes back for another one. PostgreSQL sequences never reuse ids."""
+    if engine.dialect.name != "sqlite":
+        return
+    from sqlalchemy import MetaData
+    from sqlalchemy.schema import CreateIndex, CreateTable
+
+    from pixclass.store.tables import Annotation
+
+    with engine.begin() as conn:
+        sql = conn.execute(text("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'annotations'")).scalar()
+        if "AUTOINCREMENT" in (sql or "").upper():
+            return
+        md = MetaData()
+        for table in Base.metadata.sorted_tables:  # the copy's foreign keys need the tables they name
+            if table.name != "annotations":
+                table.to_metadata(md)
+        new = Annotation.__table__.to_metadata(md, name="annotations_v4")
+        cols = ", ".join(c.name for c in Annotation.__table__.columns)
+        conn.execute(text("DROP TABLE IF EXISTS annotations_v4"))  # left by an interrupted attempt
+        conn.execute(CreateTable(new))
+        conn.execute(text(f"INSERT INTO annotations_v4 ({cols}) SELECT {cols} FROM annotations"))
+        conn.execute(text("DROP TABLE annotations"))
+        conn.execute(text("ALTER TABLE annotations_v4 RENAME TO annotations"))
+        for index in Annotation.__table__.indexes:
+            conn.execute(CreateIndex(index, if_not_exists=True))
+
+
 # Schema migrations: version -> function(engine) that brings version-1 up to version.
-MIGRATIONS: dict[int, Callable[[Engine], None]] = {2: _add_review_columns, 3: _add_external_id}
+MIGRATIONS: dict[int, Callable[[Engine], None]] = {2: _add_review_columns, 3: _add_external_id,
+                                                   4: _annotation_ids_never_reused}
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:

@@ -7,8 +7,9 @@ from datetime import datetime, timezone
 from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = 3  # 2: annotations.review, reviewer, reviewed_at, from_run (labeling server)
+SCHEMA_VERSION = 4  # 2: annotations.review, reviewer, reviewed_at, from_run (labeling server)
 #                    3: annotations.external_id (the Label Studio annotation a vote came from)
+#                    4: SQLite annotation ids never reused (AUTOINCREMENT)
 
 
 def utcnow() -> datetime:
@@ -77,6 +78,9 @@ class Annotation(Base):
     """A label set on an image by someone or something. ``labels`` is a list of class names."""
 
     __tablename__ = "annotations"
+    # an undone label's id must never name the next label someone makes: a reviewer's verdict or an Undo button
+    # sent with it would land on that one (SQLite reuses the highest id after a delete without this)
+    __table_args__ = {"sqlite_autoincrement": True}
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
     labels: Mapped[list] = mapped_column(JSON)
