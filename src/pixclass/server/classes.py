@@ -68,7 +68,7 @@ def add_classes(name: str, body: NewClasses, request: Request, _: Principal = De
     if any(len(n) > 300 for n in names):
         raise DataError("Class names are at most 300 characters.")
     with ws_of(request).session() as s:
-        ds = records.get_dataset(s, name)
+        ds = records.lock_dataset(s, records.get_dataset(s, name))  # one class-list change at a time
         schema = records.load_schema(s, ds)
         existing = [n for n in names if n in schema.classes]
         seen = {c.casefold(): c for c in schema.classes}
@@ -84,7 +84,7 @@ def add_classes(name: str, body: NewClasses, request: Request, _: Principal = De
 @router.post("/datasets/{name}/classes/rename")
 def rename_class(name: str, body: Rename, request: Request, _: Principal = Depends(require("admin"))) -> dict:
     with ws_of(request).session() as s:
-        ds = records.get_dataset(s, name)
+        ds = records.lock_dataset(s, records.get_dataset(s, name))  # one class-list change at a time
         records.load_schema(s, ds).index(body.old)
         if body.new.strip() == body.old:
             raise DataError(f"Class {body.old!r} already has that name; give a different new name.")
@@ -105,7 +105,7 @@ def rename_class(name: str, body: Rename, request: Request, _: Principal = Depen
 def merge_classes(name: str, body: Merge, request: Request, _: Principal = Depends(require("admin"))) -> dict:
     """Merge classes into ``target`` (existing or new): labels are rewritten, the sources removed."""
     with ws_of(request).session() as s:
-        ds = records.get_dataset(s, name)
+        ds = records.lock_dataset(s, records.get_dataset(s, name))  # one class-list change at a time
         schema = records.load_schema(s, ds)
         for src in body.sources:
             schema.index(src)

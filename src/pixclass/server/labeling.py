@@ -331,7 +331,7 @@ def annotate(image_id: int, body: AnnotateBody, request: Request,
     ``disagree``: other annotators whose current label of the image differs (a conflict for review)."""
     with ws_of(request).session() as s:
         im = _image(s, image_id)
-        ds = s.get(Dataset, im.dataset_id)
+        ds = records.lock_dataset(s, s.get(Dataset, im.dataset_id))  # not during a rename: see lock_dataset
         labels = check_labels(records.load_schema(s, ds), body.labels)
         run = _suggested_run(s, ds, im.id, labels) if body.accepted_suggestion else None
         a = _add(s, im.id, labels, user, body.time_spent, run)
@@ -354,7 +354,7 @@ def bulk(body: BulkBody, request: Request, user: Principal = Depends(require("an
         if missing:  # all or nothing: a stale selection should not half-apply
             raise HTTPException(404, f"No image with id {', '.join(map(str, missing[:20]))}"
                                      f"{' ...' if len(missing) > 20 else ''}; nothing was tagged. Reload the grid.")
-        ds = s.get(Dataset, ims[0].dataset_id)
+        ds = records.lock_dataset(s, s.get(Dataset, ims[0].dataset_id))
         schema = records.load_schema(s, ds)
         if body.mode != "set" and schema.task != "multilabel":
             raise DataError(f"Tags can be added or removed only in multilabel datasets; {ds.name} is {ds.task}.")
@@ -420,6 +420,8 @@ def accept_suggestions(name: str, body: AcceptBody, request: Request,
     the filtered set. Images that already have a label are skipped, never overwritten."""
     with ws_of(request).session() as s:
         ds = records.get_dataset(s, name)
+        if not body.dry_run:
+            records.lock_dataset(s, ds)
         rows = views.apply(views.table(s, ds, body.image_ids), body.filters)
         added, skipped, low = [], 0, 0
         for r in rows:

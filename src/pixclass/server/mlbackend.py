@@ -581,6 +581,7 @@ def _store(request: Request, config: str | None, project: tuple[int, str] | None
         im = s.get(Image, found[1]) if found[1] is not None else None
         labels = []
         if im is not None:  # with several controls (say, an image-quality flag too), the one with our classes
+            records.lock_dataset(s, s.get(Dataset, im.dataset_id))
             several = len(controls(config)) > 1
             ctrl = parse_config(config, records.load_schema(s, s.get(Dataset, im.dataset_id)).classes)
             labels = labels_from_result(annotation.get("result", []), ctrl.from_name if several else None)

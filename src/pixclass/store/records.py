@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from pixclass.errors import DataError
@@ -57,6 +57,18 @@ def get_or_create_dataset(s: Session, name: str, *, task: str | None = None, sou
         ds = Dataset(name=name, task=task or "multiclass", source=source)
         s.add(ds)
         s.flush()
+    return ds
+
+
+def lock_dataset(s: Session, ds: Dataset) -> Dataset:
+    """Hold ``ds`` until this session commits, and read it anew. Call it first in a write that checks labels against
+    the class list or changes the list: writes to one dataset then run one after another, each seeing the class list
+    as the one before left it, so a label given during a rename is refused or renamed, never left in the old name.
+    A no-op UPDATE of the dataset's row takes the database's write lock on SQLite and the row's lock on
+    PostgreSQL, where a plain read would take neither."""
+    s.execute(update(Dataset).where(Dataset.id == ds.id).values(name=Dataset.name).execution_options(
+        synchronize_session=False))
+    s.refresh(ds)
     return ds
 
 
