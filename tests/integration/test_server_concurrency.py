@@ -83,3 +83,23 @@ def test_a_verdict_for_an_undone_annotation_does_not_land_on_the_next_one(srv):
     assert fresh != stale
     assert root.post(f"/api/annotations/{stale}/review", json={"status": "rejected"}).status_code == 404
     assert root.get(f"/api/images/{other}").json()["annotations"][-1]["review"] is None
+
+
+def test_an_undo_racing_a_verdict_sees_it(srv):
+    """A reviewer accepting an annotation holds its dataset; its author's undo, arriving meanwhile, waits and is then
+    refused (annotators cannot take back a reviewed label), instead of deleting the row under the verdict."""
+    first = _ids(srv)[0]
+    ann = srv.client("ann")
+    mine = ann.post(f"/api/images/{first}/annotations", json={"labels": ["shoes"]}).json()["id"]
+    answer: dict = {}
+    with srv.ws.session() as s:
+        [a] = records.locked_annotations(s, [mine])
+        late = threading.Thread(target=lambda: answer.update(r=ann.delete(f"/api/annotations/{mine}")))
+        late.start()
+        time.sleep(0.5)
+        assert "r" not in answer  # waiting for the verdict
+        a.review, a.reviewer = "accepted", "root"
+    late.join(20)
+    assert answer["r"].status_code == 403 and "accepted by root" in answer["r"].json()["detail"]
+    with srv.ws.session() as s:
+        assert s.get(Annotation, mine).review == "accepted"

@@ -392,11 +392,11 @@ def _check_undo(a: Annotation, user: Principal) -> None:
 def undo(annotation_id: int, request: Request, user: Principal = Depends(require("annotator"))) -> dict:
     """Take back an annotation: your own human annotation within 30 minutes (undo), or any as an admin."""
     with ws_of(request).session() as s:
-        a = s.get(Annotation, annotation_id)
-        if a is None:
+        found = records.locked_annotations(s, [annotation_id])  # not while a reviewer judges it
+        if not found:
             raise HTTPException(404, f"No annotation {annotation_id}.")
-        _check_undo(a, user)
-        s.delete(a)
+        _check_undo(found[0], user)
+        s.delete(found[0])
     return {"deleted": annotation_id}
 
 
@@ -405,7 +405,7 @@ def undo_many(body: UndoBody, request: Request, user: Principal = Depends(requir
     """Take back a bulk edit (tagging, accepted suggestions) by its annotation ids: all or nothing. Ids already
     gone (e.g. undone one by one) are skipped."""
     with ws_of(request).session() as s:
-        rows = list(s.scalars(select(Annotation).where(Annotation.id.in_(body.ids))))
+        rows = records.locked_annotations(s, body.ids)
         for a in rows:
             _check_undo(a, user)
         for a in rows:

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from pixclass.server import views
 from pixclass.server.auth import Principal, require
 from pixclass.store import records
-from pixclass.store.tables import Annotation, utcnow
+from pixclass.store.tables import utcnow
 
 router = APIRouter(prefix="/api", tags=["review"])
 
@@ -69,9 +69,10 @@ def review(annotation_id: int, body: ReviewBody, request: Request,
            user: Principal = Depends(require("admin"))) -> dict:
     """A reviewer (admin) accepts or rejects an annotation; 'pending' clears the verdict. The annotation stays."""
     with request.app.state.ws.session() as s:
-        a = s.get(Annotation, annotation_id)
-        if a is None:
-            raise HTTPException(404, f"No annotation {annotation_id}.")
+        found = records.locked_annotations(s, [annotation_id])  # not while its author takes it back
+        if not found:
+            raise HTTPException(404, f"No annotation {annotation_id}: taken back by its author or deleted.")
+        a = found[0]
         if body.status == "pending":
             a.review, a.reviewer, a.reviewed_at = None, None, None
         else:

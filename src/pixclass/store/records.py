@@ -72,6 +72,18 @@ def lock_dataset(s: Session, ds: Dataset) -> Dataset:
     return ds
 
 
+def locked_annotations(s: Session, ids: Iterable[int]) -> list[Annotation]:
+    """The annotations with these ids (those that exist), read after their datasets are held (``lock_dataset``):
+    an undo and a reviewer's verdict on the same annotation then run one after the other, the second seeing what
+    the first did (a verdict given, the row gone)."""
+    ids = list(ids)
+    q = select(Image.dataset_id).join(Annotation, Annotation.image_id == Image.id).where(Annotation.id.in_(ids))
+    for dataset_id in sorted(set(s.scalars(q))):  # always in the same order: two such writes never deadlock
+        lock_dataset(s, s.get(Dataset, dataset_id))
+    return list(s.scalars(select(Annotation).where(Annotation.id.in_(ids)).order_by(Annotation.id)
+                          .execution_options(populate_existing=True)))
+
+
 def load_schema(s: Session, ds: Dataset) -> LabelSchema:
     classes = s.scalars(select(LabelClass.name).where(LabelClass.dataset_id == ds.id).order_by(LabelClass.position))
     return LabelSchema(task=ds.task, classes=tuple(classes), positive=ds.positive)  # type: ignore[arg-type]
