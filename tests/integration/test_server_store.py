@@ -1,4 +1,4 @@
-"""Accounts and the schema migration behind the server: `pixclass user add`, hashed secrets, version 1 -> 4."""
+"""Accounts and the schema migration behind the server: `pixclass user add`, hashed secrets, version 1 -> 5."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def test_version_1_database_is_migrated_in_place(tmp_path):
     con.executescript(V1)
     con.close()
     ws = Workspace.open(tmp_path)
-    assert ws.schema_version() == SCHEMA_VERSION == 4
+    assert ws.schema_version() == SCHEMA_VERSION == 5
     with ws.session() as s:
         a = s.get(Annotation, 1)
         assert a.labels == ["cat"] and a.review is None and a.from_run is None
@@ -41,7 +41,7 @@ def test_version_1_database_is_migrated_in_place(tmp_path):
         users.create_user(s, "root", "admin", "pw-root")  # the new tables exist too
     with ws.session() as s:
         assert s.get(Annotation, 1).review == "accepted"
-    assert migrate(ws.engine) == 4  # running again is harmless
+    assert migrate(ws.engine) == 5  # running again is harmless
     cols = {r[1] for r in sqlite3.connect(tmp_path / "pixclass.db").execute("PRAGMA table_info(annotations)")}
     assert {"review", "reviewer", "reviewed_at", "from_run", "external_id"} <= cols
     assert_ids_never_reused(ws)
@@ -88,7 +88,7 @@ def test_version_1_database_is_migrated_in_place_on_postgresql(tmp_path, postgre
             c.execute(text(stmt))
     old.dispose()
     ws = Workspace.open(tmp_path, url=url)
-    assert ws.engine.dialect.name == "postgresql" and ws.schema_version() == 4
+    assert ws.engine.dialect.name == "postgresql" and ws.schema_version() == 5
     cols = {c["name"] for c in inspect(ws.engine).get_columns("annotations")}
     assert {"review", "reviewer", "reviewed_at", "from_run", "external_id"} <= cols
     with ws.session() as s:
@@ -98,7 +98,7 @@ def test_version_1_database_is_migrated_in_place_on_postgresql(tmp_path, postgre
         users.create_user(s, "root", "admin", "pw-root")
     with ws.session() as s:
         assert s.get(Annotation, 1).review == "accepted"
-    assert migrate(ws.engine) == 4  # (this hand-written table has no sequence; SQLAlchemy's have one)
+    assert migrate(ws.engine) == 5  # (this hand-written table has no sequence; SQLAlchemy's have one)
     ws.close()
 
 

@@ -137,8 +137,9 @@ def table(s: Session, ds: Dataset, image_ids: list[int] | None = None) -> dict[i
 
 
 def fingerprint(s: Session, ds: Dataset) -> tuple:
-    """Counts and newest ids of the dataset's images, annotations and suggestions, and how many images are excluded:
-    what another process's import, labels, pre-labeling or curation fixes change."""
+    """Counts and newest ids of the dataset's images, annotations and suggestions, how many images are excluded, and
+    the dataset's revision: what another process's import, labels, pre-labeling, curation fixes, reviews, undos
+    and renames change."""
     def agg(model, *cols):
         q = select(*cols)
         if model is not Image:
@@ -151,7 +152,8 @@ def fingerprint(s: Session, ds: Dataset) -> tuple:
         agg(Annotation, func.count(Annotation.id)).scalar_subquery(),
         agg(Annotation, func.max(Annotation.id)).scalar_subquery(),
         agg(Prediction, func.count(Prediction.id)).scalar_subquery(),
-        agg(Prediction, func.max(Prediction.id)).scalar_subquery())).one())
+        agg(Prediction, func.max(Prediction.id)).scalar_subquery(),
+        select(Dataset.revision).where(Dataset.id == ds.id).scalar_subquery())).one())
 
 
 class TableCache:

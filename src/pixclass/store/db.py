@@ -70,9 +70,16 @@ def _annotation_ids_never_reused(engine: Engine) -> None:
             conn.execute(CreateIndex(index, if_not_exists=True))
 
 
+def _add_dataset_revision(engine: Engine) -> None:
+    """Version 5: a per-dataset write counter, so that a server sees reviews and renames made through another."""
+    if "revision" not in {c["name"] for c in inspect(engine).get_columns("datasets")}:
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE datasets ADD COLUMN revision INTEGER NOT NULL DEFAULT 0"))
+
+
 # Schema migrations: version -> function(engine) that brings version-1 up to version.
 MIGRATIONS: dict[int, Callable[[Engine], None]] = {2: _add_review_columns, 3: _add_external_id,
-                                                   4: _annotation_ids_never_reused}
+                                                   4: _annotation_ids_never_reused, 5: _add_dataset_revision}
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:

@@ -64,9 +64,9 @@ def lock_dataset(s: Session, ds: Dataset) -> Dataset:
     """Hold ``ds`` until this session commits, and read it anew. Call it first in a write that checks labels against
     the class list or changes the list: writes to one dataset then run one after another, each seeing the class list
     as the one before left it, so a label given during a rename is refused or renamed, never left in the old name.
-    A no-op UPDATE of the dataset's row takes the database's write lock on SQLite and the row's lock on
-    PostgreSQL, where a plain read would take neither."""
-    s.execute(update(Dataset).where(Dataset.id == ds.id).values(name=Dataset.name).execution_options(
+    The UPDATE of the dataset's row (its ``revision`` goes up by one: other server processes see the change) takes
+    the database's write lock on SQLite and the row's lock on PostgreSQL, where a plain read would take neither."""
+    s.execute(update(Dataset).where(Dataset.id == ds.id).values(revision=Dataset.revision + 1).execution_options(
         synchronize_session=False))
     s.refresh(ds)
     return ds

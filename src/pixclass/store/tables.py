@@ -7,9 +7,10 @@ from datetime import datetime, timezone
 from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = 4  # 2: annotations.review, reviewer, reviewed_at, from_run (labeling server)
+SCHEMA_VERSION = 5  # 2: annotations.review, reviewer, reviewed_at, from_run (labeling server)
 #                    3: annotations.external_id (the Label Studio annotation a vote came from)
 #                    4: SQLite annotation ids never reused (AUTOINCREMENT)
+#                    5: datasets.revision (counts writes that hold the dataset, see records.lock_dataset)
 
 
 def utcnow() -> datetime:
@@ -34,6 +35,7 @@ class Dataset(Base):
     positive: Mapped[str | None] = mapped_column(String(300), nullable=True)
     source: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revision: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # +1 per records.lock_dataset
 
 
 class LabelClass(Base):
