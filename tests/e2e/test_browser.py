@@ -197,12 +197,14 @@ def test_label_with_keyboard_bulk_tag_train_and_accept(server, page):
     assert len(human(ws)) == 2
     page.wait_for_selector("#count:has-text('10 images')")
     cards.nth(0).check()
+    page.wait_for_timeout(400)  # choosing takes time: it counts, shared among the selection
     cards.nth(1).check()
     page.select_option("#bulk-class", "t-shirt")
     page.click("#bulk-btn")
     page.wait_for_selector("#grid-msg:has-text('Tagged 2 images')")
     rows = human(ws)
     assert [a.labels for a in rows[2:]] == [["t-shirt"], ["t-shirt"]] and {a.author for a in rows} == {"ann"}
+    assert all(0.2 < a.time_spent < 30 for a in rows[2:])
 
     # train from the UI, then accept a suggestion with space and the rest above a threshold
     page.click("#train-btn")

@@ -171,3 +171,16 @@ def test_label_studio_fetches_only_its_media_files():
             _fetch(url, at, "key", {})
     with pytest.raises(DataError, match="one of Label Studio's files"):  # Label Studio under a path prefix
         _fetch("/api/users/1", f"{base}/ls", "key", {})
+
+
+def test_bulk_time_spent_is_at_most_a_day_per_image(srv):
+    with srv.ws.session() as s:
+        two = list(s.scalars(select(Image.id).order_by(Image.id).limit(2)))
+    c = srv.client("ann")
+    r = c.post("/api/annotations/bulk", json={"image_ids": two, "labels": ["hat"], "time_spent": 1e12})
+    assert r.status_code == 422 and "more than a day per image" in r.text
+    r = c.post("/api/annotations/bulk", json={"image_ids": two, "labels": ["hat"], "time_spent": 3.0})
+    assert r.status_code == 200
+    with srv.ws.session() as s:
+        assert [a.time_spent for a in s.scalars(select(Annotation).where(Annotation.id.in_(
+            r.json()["annotation_ids"])))] == [1.5, 1.5]

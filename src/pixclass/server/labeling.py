@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from starlette.datastructures import UploadFile
 from fastapi.responses import FileResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import select
 
 from pixclass.errors import DataError
@@ -291,7 +291,14 @@ class BulkBody(BaseModel):
     image_ids: list[int] = Field(min_length=1, max_length=10000)
     labels: list[str] = Field(max_length=1000)
     mode: str = Field("set", pattern="^(set|add|remove)$", description="set, or add/remove tags (multilabel).")
-    time_spent: float | None = Field(None, ge=0, description="Seconds spent on the whole selection.")
+    time_spent: float | None = Field(None, ge=0, description="Seconds spent on the whole selection (at most a day "
+                                                              "per image).")
+
+    @model_validator(mode="after")
+    def _at_most_a_day_each(self) -> "BulkBody":
+        if self.time_spent is not None and self.time_spent > 86400 * len(self.image_ids):
+            raise ValueError(f"time_spent {self.time_spent:g} s is more than a day per image.")
+        return self
 
 
 class AcceptBody(BaseModel):

@@ -14,7 +14,7 @@ const el = (tag, attrs = {}, ...kids) => {
   return e;
 };
 const PAGE = 60;
-const S = { me: null, ds: null, ids: [], items: [], offset: 0, selected: new Set(), pos: 0, image: null, counts: {},
+const S = { me: null, ds: null, ids: [], items: [], offset: 0, selected: new Set(), selStart: null, pos: 0, image: null, counts: {},
             shownAt: 0, undo: [], checked: new Set(), search: "", polling: null, watch: null,
             saving: false, loading: false, back: null, watchNote: null, order: null, view: null, restoring: false, applied: {}, conflicts: [], hashAt: -Infinity, hashTimer: null };
 const pct = (x) => (x === null || x === undefined ? "" : `${Math.round(x * 100)}%`);
@@ -270,6 +270,7 @@ function renderGrid() {
   updateSel();
 }
 function updateSel() {
+  S.selStart = S.selected.size ? (S.selStart ?? performance.now()) : null;  // a bulk edit's time: from the first pick
   const here = S.items.filter((it) => S.selected.has(it.id)).length;  // a selection spans pages: say so
   $("#sel-count").textContent = `${S.selected.size} selected` + (S.selected.size > here ? ` (${S.selected.size - here} on other pages)` : "");
   document.querySelectorAll(".card").forEach((c) => c.classList.toggle("selected", S.selected.has(Number(c.dataset.id))));
@@ -282,10 +283,9 @@ $("#select-none").addEventListener("click", () => { S.selected.clear(); renderGr
 $("#bulk-btn").addEventListener("click", () => guard("#grid-msg", async () => {
   needDs();
   if (!S.selected.size) throw new Error("Select images first.");
-  const t0 = performance.now();
   const res = await api("/api/annotations/bulk", { method: "POST", body: {
     image_ids: [...S.selected], labels: [$("#bulk-class").value], mode: S.ds.multi ? $("#bulk-mode").value : "set",
-    time_spent: (performance.now() - t0) / 1000 } });
+    time_spent: S.selStart === null ? null : Math.min((performance.now() - S.selStart) / 1000, 86400 * S.selected.size) } });
   S.selected.clear(); await loadGrid();
   offerUndo(res.annotation_ids, `Tagged ${plural(res.annotated, "image")}.` + (res.retrain_job
     ? ` Enough new labels: retraining (job ${res.retrain_job}); if you undo, train again or pin an earlier run.` : ""));
