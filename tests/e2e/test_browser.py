@@ -558,6 +558,8 @@ def test_reviewer_rejects_accepts_and_clears_in_the_image_view(server, page, tmp
     pg.wait_for_selector(f"#pos:has-text('#{first.image_id}')")
     pg.keyboard.press("Escape")  # back where the reviewer came from
     pg.wait_for_selector("#review-view:not([hidden])")
+    bob_row = pg.locator("#annotators tr", has_text="bob").inner_text()  # per annotator: bob's vote, pending
+    assert bob_row.split("\t")[:6] == ["bob", "1", "1", "0", "0", "1"], bob_row
     with ws.session() as s:  # ann relabels: her accepted row is no longer her vote, and offers no verdict
         s.add(Annotation(image_id=first.image_id, labels=["t-shirt"], source="human", author="ann"))
     pg.click("button[data-tab=review]")
