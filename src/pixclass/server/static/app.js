@@ -434,7 +434,11 @@ async function undo() {
   const last = S.undo.pop();
   if (!last) { flash("#image-msg", "Nothing to undo.", true); return; }
   await guard("#image-msg", async () => {
-    try { await api(`/api/annotations/${last.id}`, { method: "DELETE" }); } catch (e) { S.undo.push(last); throw e; }
+    try { await api(`/api/annotations/${last.id}`, { method: "DELETE" }); } catch (e) {
+      // refused for good (reviewed meanwhile, too old, gone): off the stack, so z goes on to the label before it
+      if (!(e instanceof ApiError && [403, 404].includes(e.status))) S.undo.push(last);
+      throw e;
+    }
     await openImage(last.pos);
     flash("#image-msg", "Undone.");
     refreshCounts();
