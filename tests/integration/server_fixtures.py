@@ -33,6 +33,17 @@ def basic(name: str, password: str) -> dict:
     return {"Authorization": "Basic " + base64.b64encode(f"{name}:{password}".encode()).decode()}
 
 
+def tiny_source(root: Path) -> Path:
+    """A folder of 4 solid-colour 32 px PNGs in two classes (hat, shoes): a dataset for tests that need no model."""
+    from PIL import Image as PILImage
+
+    for cls, colours in {"hat": [(200, 30, 30), (180, 40, 20)], "shoes": [(20, 30, 200), (40, 20, 180)]}.items():
+        (root / cls).mkdir(parents=True)
+        for i, rgb in enumerate(colours):
+            PILImage.new("RGB", (32, 32), rgb).save(root / cls / f"{i}.png")
+    return root
+
+
 def make_server(root: Path, src: Path | None, *, name: str = "cloth", task: str | None = None,
                 settings: ServerSettings | None = None) -> Server:
     ws = Workspace.open(root)

@@ -4,9 +4,8 @@ POST /api/train with an unknown model name."""
 from __future__ import annotations
 
 import pytest
-from PIL import Image as PILImage
 
-from tests.integration.server_fixtures import PASSWORDS, basic, make_server
+from tests.integration.server_fixtures import PASSWORDS, basic, make_server, tiny_source
 
 EVENT = "ANNOTATION_CREATED"
 
@@ -14,11 +13,7 @@ EVENT = "ANNOTATION_CREATED"
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
     """A workspace with one tiny two-class dataset ("cloth") and no model."""
-    src = tmp_path_factory.mktemp("tiny")
-    for cls, colours in {"hat": [(200, 30, 30), (180, 40, 20)], "shoes": [(20, 30, 200), (40, 20, 180)]}.items():
-        (src / cls).mkdir()
-        for i, rgb in enumerate(colours):
-            PILImage.new("RGB", (32, 32), rgb).save(src / cls / f"{i}.png")
+    src = tiny_source(tmp_path_factory.mktemp("tiny"))
     return make_server(tmp_path_factory.mktemp("ws"), src)
 
 

@@ -7,23 +7,16 @@ import threading
 import time
 
 import pytest
-from PIL import Image as PILImage
 from sqlalchemy import select
 
 from pixclass.store import records
 from pixclass.store.tables import Annotation, Image, LabelClass
+from tests.integration.server_fixtures import make_server, tiny_source
 
 
 @pytest.fixture()
 def srv(tmp_path):
-    from tests.integration.server_fixtures import make_server
-
-    src = tmp_path / "tiny"
-    for cls, colours in {"hat": [(200, 30, 30), (180, 40, 20)], "shoes": [(20, 30, 200), (40, 20, 180)]}.items():
-        (src / cls).mkdir(parents=True)
-        for i, rgb in enumerate(colours):
-            PILImage.new("RGB", (32, 32), rgb).save(src / cls / f"{i}.png")
-    return make_server(tmp_path / "ws", src)
+    return make_server(tmp_path / "ws", tiny_source(tmp_path / "tiny"))
 
 
 def _ids(srv) -> list[int]:

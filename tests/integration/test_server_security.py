@@ -7,24 +7,19 @@ from __future__ import annotations
 import threading
 
 import pytest
-from PIL import Image as PILImage
 from sqlalchemy import select
 
 from pixclass.errors import DataError
 from pixclass.server import ServerSettings
 from pixclass.server.mlbackend import _fetch
 from pixclass.store.tables import Annotation, Image
-from tests.integration.server_fixtures import PASSWORDS, basic, make_server
+from tests.integration.server_fixtures import PASSWORDS, basic, make_server, tiny_source
 
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
     """A tiny two-class dataset ("cloth") and no model; uploads limited to 2 files of 50 kB."""
-    src = tmp_path_factory.mktemp("tiny")
-    for cls, colours in {"hat": [(200, 30, 30), (180, 40, 20)], "shoes": [(20, 30, 200), (40, 20, 180)]}.items():
-        (src / cls).mkdir()
-        for i, rgb in enumerate(colours):
-            PILImage.new("RGB", (32, 32), rgb).save(src / cls / f"{i}.png")
+    src = tiny_source(tmp_path_factory.mktemp("tiny"))
     settings = ServerSettings(max_upload_bytes=50_000, max_upload_files=2, annotator_train_minutes=2)
     return make_server(tmp_path_factory.mktemp("ws"), src, settings=settings)
 
