@@ -31,7 +31,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import delete, func, select
+from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from pixclass.errors import DataError, NotFittedError, PixclassError
@@ -534,16 +534,16 @@ def _webhook(request: Request, body: dict, user: Principal) -> tuple[dict, int]:
     if event == "ANNOTATIONS_DELETED":  # deleted in Label Studio: the votes they gave go too, but a reviewer's
         # verdict is only an admin's to take back (as DELETE /api/annotations/ID rules)
         ids = [f"label-studio:{a['id']}" for a in body.get("annotations") or [] if isinstance(a, dict) and "id" in a]
-        mine = Annotation.external_id.in_(ids)
         with ws.session() as s:
-            kept = 0 if user.role == "admin" or not ids else int(s.scalar(
-                select(func.count()).select_from(Annotation).where(mine, Annotation.review.is_not(None))) or 0)
-            gone = s.execute(delete(Annotation).where(mine, *(() if user.role == "admin" else (
-                Annotation.review.is_(None),)))).rowcount if ids else 0
-        out = {"status": "ok", "deleted": gone}
+            rows = list(s.scalars(select(Annotation).where(Annotation.external_id.in_(ids)))) if ids else []
+            kept = [a for a in rows if a.review and user.role != "admin"]
+            for a in rows:
+                if a not in kept:
+                    s.delete(a)
+        out = {"status": "ok", "deleted": len(rows) - len(kept)}
         if kept:
-            out["kept"] = kept
-            out["reason"] = f"{kept} reviewed vote(s) kept: only an admin can delete a reviewed annotation."
+            out["kept"] = len(kept)
+            out["reason"] = f"{len(kept)} reviewed vote(s) kept: only an admin can delete a reviewed annotation."
         return out, 201
     if event == "ANNOTATIONS_CREATED":  # several at once (say, "create annotations from predictions")
         pairs = list(zip(body.get("annotation") or [], body.get("task") or []))
