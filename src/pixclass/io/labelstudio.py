@@ -23,11 +23,13 @@ never downloaded. Resolved paths are absolute, so they do not depend on the work
 
 from __future__ import annotations
 
+import base64
 import csv
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -225,9 +227,11 @@ def _time(value: object) -> datetime | None:
     return at.astimezone(timezone.utc).replace(tzinfo=None) if at.tzinfo else at
 
 
-def _vote(ann: dict, labels: list[str]) -> Vote:
+def _vote(ann: dict, labels: list[str], name: Callable[[object], str]) -> Vote:
+    """``name``: a Label Studio user id -> how the user appears as an author (see ls_user)."""
     by = ann.get("completed_by")
     who = by.get("email") or by.get("id") if isinstance(by, dict) else by
+    who = name(who) if isinstance(who, int) and not isinstance(who, bool) else who
     lead = ann.get("lead_time")
     time_spent = float(lead) if isinstance(lead, (int, float)) and not isinstance(lead, bool) and lead >= 0 else None
     at = _time(ann.get("updated_at") or ann.get("created_at") or "")
@@ -329,7 +333,9 @@ def read_labelstudio(path: str | Path, *, document_root: str | Path | None = Non
                      data_key: str | None = None, ls_data_dir: str | Path | None = None) -> list[Entry]:
     """Entries (path, labels, split) of a Label Studio JSON export. The newest non-cancelled annotation of a task
     gives its labels; tasks without one are unlabeled. Every annotation is a ``Vote`` of its annotator, so several
-    annotators' labels come in as they would through the webhook. Unresolvable images come back with a ``reason``.
+    annotators' labels come in as they would through the webhook: with LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY
+    set, the user ids of the export are looked up as emails, as the ML backend does. Unresolvable images come back
+    with a ``reason``.
 
     ``document_root`` resolves local-files images, ``ls_data_dir`` (Label Studio's data folder, holding
     media/upload) uploaded ones, see resolve_image; ``from_name`` picks the Choices/Taxonomy control when the
@@ -346,6 +352,14 @@ def read_labelstudio(path: str | Path, *, document_root: str | Path | None = Non
     if from_name is not None and controls and from_name not in controls:
         raise DataError(f"{path}: no annotation uses a classification control named {from_name!r}. "
                         f"The annotations use: {', '.join(sorted(controls))}.")
+    base, key = os.environ.get("LABEL_STUDIO_URL", "").rstrip("/"), os.environ.get("LABEL_STUDIO_API_KEY", "")
+    names: dict[object, str] = {}  # exports give user ids: their emails, asked once each (when Label Studio is set)
+
+    def name(user_id: object) -> str:
+        if user_id not in names:
+            names[user_id] = ls_user(base, key, user_id)
+        return names[user_id]
+
     out: list[Entry] = []
     for i, task in enumerate(tasks):
         where = _where(path, i, task)
@@ -362,7 +376,7 @@ def read_labelstudio(path: str | Path, *, document_root: str | Path | None = Non
         given = [(ann, got) for *_, k, ann in sorted(live, key=lambda t: t[:3])
                  if (got := _annotation_labels(ann, f"{where}, annotation {k}", from_name)) is not None]
         labels = given[-1][1] if given else []  # an empty choice list leaves the image unlabeled, as before
-        votes = [_vote(ann, got) for ann, got in given if got] if labels else []
+        votes = [_vote(ann, got, name) for ann, got in given if got] if labels else []
         raw_split = str(task["data"].get("split") or "").strip().lower()
         split = SPLIT_NAMES.get(raw_split)
         local, reason = resolve_image(ref, base=path.parent, document_root=document_root, ls_data_dir=ls_data_dir)
@@ -370,6 +384,67 @@ def read_labelstudio(path: str | Path, *, document_root: str | Path | None = Non
     log.info("%s: %d tasks, %d labeled, %d unresolvable", path, len(out), sum(bool(e.labels) for e in out),
              sum(bool(getattr(e, "reason", "")) for e in out))
     return out
+
+
+# ---------------------------------------------------------------- Label Studio's API (the ML backend, import)
+
+_ACCESS: dict[tuple[str, str], tuple[str, float]] = {}  # (Label Studio URL, personal token) -> (access token, expiry)
+
+
+def _jwt_exp(token: str) -> float | None:
+    try:
+        part = token.split(".")[1]
+        return float(json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))["exp"])
+    except (IndexError, ValueError, KeyError, TypeError):
+        return None
+
+
+def ls_headers(base: str, key: str, *, fresh: bool = False) -> dict[str, str]:
+    """The Authorization header for Label Studio. A personal access token (a JWT) is a refresh token: it is
+    exchanged at /api/token/refresh for an access token, kept until shortly before it expires."""
+    import httpx
+
+    if not key:
+        return {}
+    if key.count(".") != 2:  # a legacy token
+        return {"Authorization": f"Token {key}"}
+    cached = _ACCESS.get((base, key))
+    if cached and not fresh and cached[1] > time.time() + 30:
+        return {"Authorization": f"Bearer {cached[0]}"}
+    try:
+        r = httpx.post(f"{base}/api/token/refresh", json={"refresh": key}, timeout=10.0)
+    except httpx.HTTPError as e:
+        raise DataError(f"Cannot reach {base}/api/token/refresh: {e}. Is LABEL_STUDIO_URL reachable?") from None
+    access = r.json().get("access") if r.status_code == 200 and "json" in r.headers.get("content-type", "") else None
+    if not isinstance(access, str):
+        raise DataError(f"Label Studio did not accept LABEL_STUDIO_API_KEY as a personal access token "
+                        f"({r.status_code} from /api/token/refresh). Create a new one in Label Studio (Account & "
+                        f"Settings) or give a legacy token.")
+    _ACCESS[(base, key)] = (access, _jwt_exp(access) or time.time() + 240)
+    return {"Authorization": f"Bearer {access}"}
+
+
+_USERS: dict[tuple[str, int], str] = {}  # (Label Studio URL, user id) -> email
+
+
+def ls_user(base: str, key: str, user_id: object) -> str:
+    """How a Label Studio user appears as an author: their email, looked up once per id at ``base`` (Label Studio's
+    URL) with ``key`` (webhooks and exports give only the id); the id itself when Label Studio is not set up or does
+    not say."""
+    import httpx
+
+    if not base or isinstance(user_id, bool) or not isinstance(user_id, int):
+        return str(user_id)
+    if (base, user_id) not in _USERS:
+        try:
+            r = httpx.get(f"{base}/api/users/{user_id}", headers=ls_headers(base, key), timeout=5.0)
+            email = r.json().get("email") if r.status_code == 200 else None
+        except (httpx.HTTPError, ValueError, AttributeError, DataError):
+            email = None
+        if not isinstance(email, str) or not email:
+            return str(user_id)
+        _USERS[(base, user_id)] = email
+    return _USERS[(base, user_id)]
 
 
 # ---------------------------------------------------------------- writing tasks

@@ -15,11 +15,8 @@ naming the field.
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import threading
-import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +33,7 @@ from starlette.concurrency import run_in_threadpool
 
 from pixclass.errors import DataError, NotFittedError, PixclassError
 from pixclass.io.images import decode_bytes, load_rgb
+from pixclass.io.labelstudio import ls_headers, ls_user
 from pixclass.server.active import maybe_retrain
 from pixclass.server.auth import Principal, require
 from pixclass.store import records
@@ -150,66 +148,6 @@ def labels_from_result(result: list[dict], from_name: str | None = None) -> list
         out += [str(c) for c in choices]
         out += ["/".join(map(str, path)) for path in taxonomy]
     return list(dict.fromkeys(out))
-
-
-_ACCESS: dict[tuple[str, str], tuple[str, float]] = {}  # (Label Studio URL, personal token) -> (access token, expiry)
-
-
-def _jwt_exp(token: str) -> float | None:
-    try:
-        part = token.split(".")[1]
-        return float(json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))["exp"])
-    except (IndexError, ValueError, KeyError, TypeError):
-        return None
-
-
-def ls_headers(base: str, key: str, *, fresh: bool = False) -> dict[str, str]:
-    """The Authorization header for Label Studio. A personal access token (a JWT) is a refresh token: it is
-    exchanged at /api/token/refresh for an access token, kept until shortly before it expires."""
-    import httpx
-
-    if not key:
-        return {}
-    if key.count(".") != 2:  # a legacy token
-        return {"Authorization": f"Token {key}"}
-    cached = _ACCESS.get((base, key))
-    if cached and not fresh and cached[1] > time.time() + 30:
-        return {"Authorization": f"Bearer {cached[0]}"}
-    try:
-        r = httpx.post(f"{base}/api/token/refresh", json={"refresh": key}, timeout=10.0)
-    except httpx.HTTPError as e:
-        raise DataError(f"Cannot reach {base}/api/token/refresh: {e}. Is LABEL_STUDIO_URL reachable?") from None
-    access = r.json().get("access") if r.status_code == 200 and "json" in r.headers.get("content-type", "") else None
-    if not isinstance(access, str):
-        raise DataError(f"Label Studio did not accept LABEL_STUDIO_API_KEY as a personal access token "
-                        f"({r.status_code} from /api/token/refresh). Create a new one in Label Studio (Account & "
-                        f"Settings) or give a legacy token.")
-    _ACCESS[(base, key)] = (access, _jwt_exp(access) or time.time() + 240)
-    return {"Authorization": f"Bearer {access}"}
-
-
-_USERS: dict[tuple[str, int], str] = {}  # (Label Studio URL, user id) -> email
-
-
-def ls_user(settings, user_id: object) -> str:
-    """How a Label Studio user appears as an author: their email, looked up once per id with LABEL_STUDIO_API_KEY
-    (webhooks send only the id); the id itself when Label Studio is not set up or does not say."""
-    import httpx
-
-    base = settings.label_studio_url
-    if not base or isinstance(user_id, bool) or not isinstance(user_id, int):
-        return str(user_id)
-    if (base, user_id) not in _USERS:
-        try:
-            r = httpx.get(f"{base}/api/users/{user_id}", headers=ls_headers(base, settings.label_studio_api_key),
-                          timeout=5.0)
-            email = r.json().get("email") if r.status_code == 200 else None
-        except (httpx.HTTPError, ValueError, AttributeError, DataError):
-            email = None
-        if not isinstance(email, str) or not email:
-            return str(user_id)
-        _USERS[(base, user_id)] = email
-    return _USERS[(base, user_id)]
 
 
 def fetch_image(url: str, base: str, key: str) -> bytes:
@@ -566,7 +504,7 @@ def _store(request: Request, config: str | None, project: tuple[int, str] | None
     ws, settings = request.app.state.ws, request.app.state.settings
     labels_from_result(annotation.get("result", []))  # a malformed result is a 400 whatever the image
     by = annotation.get("completed_by")
-    author = f"label-studio:{by.get('email', by.get('id')) if isinstance(by, dict) else ls_user(settings, by)}"[:200]
+    author = f"label-studio:{by.get('email', by.get('id')) if isinstance(by, dict) else ls_user(settings.label_studio_url, settings.label_studio_api_key, by)}"[:200]
     external = f"label-studio:{annotation['id']}"[:100] if annotation.get("id") is not None else None
     with ws.session() as s:
         im = _find_image(s, task, project[0] if project else None)

@@ -269,3 +269,43 @@ def test_several_label_studio_annotators_come_in_as_their_own_votes(tmp_path, ph
     assert (res["label_changes"], res["relabeled"]) == (1, 1)
     assert votes()["a.jpg"][2:] == [("human", "label-studio:5", ["hat"], "label-studio:12", None)]
     assert votes()["b.jpg"] == before["b.jpg"]  # only the new annotation came in
+
+
+def test_label_studio_user_ids_become_emails_when_label_studio_is_set(tmp_path, photos4, no_ls_env, monkeypatch):
+    """Label Studio's JSON export names annotators by user id only; with LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY
+    set, import asks Label Studio once per id for the email, as the webhook does, so one person is one author."""
+    import http.server
+    import threading
+
+    asked = []
+
+    class Users(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server naming
+            asked.append(self.path)
+            ok = self.path == "/api/users/5" and self.headers.get("Authorization") == "Token k"
+            body = json.dumps({"id": 5, "email": "bo@example.org"} if ok else {"detail": "Not found"}).encode()
+            self.send_response(200 if ok else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Users)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("LABEL_STUDIO_URL", f"http://127.0.0.1:{server.server_port}/")
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "k")
+    export, docroot, lsdata, _, _ = _ls_export(tmp_path, photos4)
+    tasks = json.loads(export.read_text())
+    for n, task in enumerate(tasks):
+        task["annotations"] = [{**a, "id": 10 + n + k, "completed_by": by} for k, (a, by) in
+                               enumerate(zip(task["annotations"] * 2, (5, 9)))]
+    export.write_text(json.dumps(tasks))
+    try:
+        entries = read_source(export, document_root=docroot, ls_data_dir=lsdata)
+    finally:
+        server.shutdown()
+    assert [[v.author for v in e.votes] for e in entries] == [["label-studio:bo@example.org", "label-studio:9"]] * 2
+    assert sorted(asked) == ["/api/users/5", "/api/users/9"]  # once per id, unknown ids kept as ids
