@@ -15,7 +15,7 @@ const el = (tag, attrs = {}, ...kids) => {
 };
 const PAGE = 60;
 const S = { me: null, ds: null, ids: [], items: [], offset: 0, selected: new Set(), selStart: null, pos: 0, image: null, counts: {},
-            shownAt: 0, undo: [], checked: new Set(), search: "", polling: null, watch: null,
+            shownAt: 0, hiddenAt: 0, undo: [], checked: new Set(), search: "", polling: null, watch: null,
             saving: false, loading: false, back: null, watchNote: null, order: null, view: null, restoring: false, applied: {}, conflicts: [], hashAt: -Infinity, hashTimer: null };
 const pct = (x) => (x === null || x === undefined ? "" : `${Math.round(x * 100)}%`);
 const single = () => S.ds && !S.ds.multi;
@@ -429,6 +429,11 @@ async function save(labels, accepted = false) {
     });
   } finally { S.saving = false; }
 }
+// time spent on an image counts while the page is visible: a tab left in the background is not labeling time
+document.addEventListener("visibilitychange", () => {
+  if (document.hidden) S.hiddenAt = performance.now();
+  else if (S.hiddenAt) { S.shownAt += performance.now() - S.hiddenAt; S.hiddenAt = 0; }
+});
 async function undo() {
   if (S.saving) return;  // the label being saved is not on the undo stack yet
   const last = S.undo.pop();
