@@ -112,11 +112,12 @@ def test_finetune_with_balance_budget_and_resume(tmp_path, photos4):
     ws = tmp_path / "ws"
     cli("import", photos4, "--name", "c", ws=ws)
     run = tmp_path / "ft"
-    out = last_json(cli("train", "c", "--mode", "finetune", "--img-size", "64", "--epochs", "2", "--batch-size", "16",
+    out = last_json(cli("train", "c", "--mode", "finetune", "--img-size", "64", "--epochs", "4", "--batch-size", "16",
                         "--balance", "sampler", "--out", run, "--json", ws=ws))
-    # 4 classes: chance is 0.25. Two epochs land on 0.5 (6 of 12) now and then, with thread timing in the sums
-    assert len(out["history"]) == 2 and out["metrics"]["val_accuracy"] >= 0.5
-    assert [json.loads(x)["epoch"] for x in (run / "history.jsonl").read_text().splitlines()] == [1, 2]
+    # 4 classes: chance is 0.25. Two epochs gave 5 or 6 of 12 now and then (thread timing in the sums); four give
+    # 0.75-0.83 in repeated runs, about a second more
+    assert len(out["history"]) == 4 and out["metrics"]["val_accuracy"] >= 0.5
+    assert [json.loads(x)["epoch"] for x in (run / "history.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
 
     budget = tmp_path / "budget"
     out = last_json(cli("train", "c", "--mode", "finetune", "--img-size", "64", "--epochs", "500", "--batch-size", "8",
