@@ -124,6 +124,24 @@ def test_a_file_replaced_since_import_is_not_served(srv, tmp_path):
     assert open(path, "rb").read() == original
 
 
+def test_an_image_browsers_do_not_show_is_served_as_a_jpeg_never_by_its_name(srv):
+    """An upload named .html that Pillow reads as an image (here a TIFF, with a script after it) must never reach a
+    browser as HTML: formats browsers do not show are served as a JPEG rendering, and every file answer is sandboxed."""
+    import io
+
+    from PIL import Image as PILImage
+
+    buf = io.BytesIO()
+    PILImage.new("RGB", (40, 30), (10, 200, 10)).save(buf, format="TIFF")
+    page = buf.getvalue() + b"<script>alert(document.cookie)</script>"
+    up = srv.client("ann").post("/api/datasets/cloth/upload", files={"files": ("page.html", page, "text/html")})
+    [image_id] = up.json()["added"]
+    r = srv.client("view").get(f"/api/images/{image_id}/file")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg" and r.content[:3] == b"\xff\xd8\xff"
+    assert r.headers["content-security-policy"] == "sandbox" and b"<script>" not in r.content
+    assert PILImage.open(io.BytesIO(r.content)).size == (40, 30)
+
+
 def test_upload_size_is_checked_before_the_body_is_read_and_the_dataset_first(srv):
     c = srv.client("ann")
     # 2 files x 50 kB + 1 MB of fields at most: a longer body is refused on its Content-Length alone

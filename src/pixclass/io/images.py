@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import mimetypes
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -277,18 +276,23 @@ def thumbnail_jpeg(path: str | Path, size: int, quality: int = 85) -> bytes:
     return buf.getvalue()
 
 
+# Image types browsers display, and nothing else: a file is served as one of these or not at all, so no upload
+# is ever served as HTML or script whatever its name says.
+BROWSER_IMAGE_TYPES = {"JPEG": "image/jpeg", "MPO": "image/jpeg", "PNG": "image/png", "GIF": "image/gif",
+                       "WEBP": "image/webp", "BMP": "image/bmp", "AVIF": "image/avif", "ICO": "image/x-icon"}
+
+
 def image_media_type(path: str | Path) -> str | None:
     """The MIME type of the file's real format as Pillow detects it from the content (a JPEG named .png is
-    ``image/jpeg``); None when Pillow finds no image there. Reads only the header and never raises."""
+    ``image/jpeg``), when browsers display that format (``BROWSER_IMAGE_TYPES``); None when Pillow finds no image
+    there, or one browsers do not show (TIFF, PPM, ...). The name never decides. Reads only the header, never
+    raises."""
     try:
         with Image.open(path) as img:
             fmt = img.format
     except (*_BOMB, *_DECODE_ERRORS):  # unreadable, missing, not an image
         return None
-    if fmt in ("JPEG", "MPO"):  # MPO is a JPEG with extra frames; browsers know it as image/jpeg
-        return "image/jpeg"
-    return (Image.MIME.get(fmt) if fmt else None) or mimetypes.guess_type(Path(path).name)[0] \
-        or "application/octet-stream"
+    return BROWSER_IMAGE_TYPES.get(fmt or "")
 
 
 # ---------------------------------------------------------------- folders and batches

@@ -220,6 +220,9 @@ def image_detail(image_id: int, request: Request, _: Principal = Depends(require
         return out
 
 
+FULL_VIEW = 2048  # pixels: the long side of the JPEG served for a format browsers do not show
+
+
 @router.get("/images/{image_id}/file")
 def image_file(image_id: int, request: Request, _: Principal = Depends(require("viewer"))) -> FileResponse:
     """The original file, looked up by id: only images registered in the workspace are ever served."""
@@ -227,12 +230,16 @@ def image_file(image_id: int, request: Request, _: Principal = Depends(require("
         path = Path(_image(s, image_id).path)
     if not path.is_file():
         raise HTTPException(410, f"Image {image_id} is registered but its file is gone.")
+    headers = {"Cache-Control": "private, max-age=600",  # lets the UI prefetch the next image
+               "Content-Security-Policy": "sandbox"}  # opened alone in a tab, it can run nothing
     kind = image_media_type(path)  # by content: a .png that is a JPEG is image/jpeg
-    if kind is None:  # replaced since import (by text, or a link to some other file): never served
+    if kind is not None:
+        return FileResponse(path, media_type=kind, headers=headers)
+    try:  # an image browsers do not show (TIFF, PPM, ...): as a JPEG of it
+        return Response(thumbnail_jpeg(path, FULL_VIEW, quality=92), media_type="image/jpeg", headers=headers)
+    except DataError:  # replaced since import (by text, or a link to some other file): never served
         raise HTTPException(409, f"Image {image_id}: the file at its registered path is no longer an image. "
-                                 f"Restore it, or delete the image from the dataset.")
-    return FileResponse(path, media_type=kind,
-                        headers={"Cache-Control": "private, max-age=600"})  # lets the UI prefetch the next image
+                                 f"Restore it, or delete the image from the dataset.") from None
 
 
 @router.get("/images/{image_id}/thumb")

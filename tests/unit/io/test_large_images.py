@@ -224,6 +224,8 @@ def test_media_type_follows_the_content_and_non_images_have_none(tmp_path):
     assert image_media_type(tmp_path / "fake.gif") is None
     assert image_media_type(tmp_path / "blob.zzz") is None
     assert image_media_type(tmp_path / "missing.png") is None
+    Image.new("RGB", (8, 8)).save(tmp_path / "page.html", format="TIFF")  # an image, but not one browsers show
+    assert image_media_type(tmp_path / "page.html") is None  # never text/html from the name
 
 
 def test_decode_bytes_refuses_an_oversized_upload_by_name(big):
