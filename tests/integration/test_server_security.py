@@ -197,3 +197,19 @@ def test_bulk_time_spent_is_at_most_a_day_per_image(srv):
     with srv.ws.session() as s:
         assert [a.time_spent for a in s.scalars(select(Annotation).where(Annotation.id.in_(
             r.json()["annotation_ids"])))] == [1.5, 1.5]
+
+
+def test_writes_from_another_site_are_refused_whatever_the_credentials(srv):
+    """A browser holding basic-auth credentials sends them with other sites' requests too; it also says where the
+    request comes from. Scripts and Label Studio send neither header and are not affected."""
+    ann = basic("ann", PASSWORDS["ann"])
+    body = {"action": "ANNOTATIONS_DELETED", "annotations": [{"id": 1}]}
+    for where in ({"Sec-Fetch-Site": "cross-site"}, {"Origin": "http://evil.example"}):
+        r = srv.client().post("/webhook", json=body, headers={**ann, **where})
+        assert r.status_code == 403 and "another site" in r.json()["detail"]
+        assert srv.client("ann").post("/api/datasets/cloth/upload", headers=where,
+                                      files={"files": ("a.png", b"x")}).status_code == 403
+    same = {"Sec-Fetch-Site": "same-origin", "Origin": "http://testserver"}
+    assert srv.client().post("/webhook", json=body, headers={**ann, **same}).status_code == 201
+    assert srv.client().post("/webhook", json=body, headers=ann).status_code == 201  # a script
+    assert srv.client("ann").get("/api/datasets", headers={"Sec-Fetch-Site": "cross-site"}).status_code == 200

@@ -133,8 +133,23 @@ def _basic(request: Request, value: str) -> Principal:
         return _principal(u)
 
 
+def _refuse_cross_site(request: Request) -> None:
+    """403 for a write a browser sends from another site. A browser that has basic-auth credentials for this server
+    (say, after opening /predict) sends them with other sites' requests too; it also says where a request comes
+    from (Sec-Fetch-Site, Origin), which scripts and Label Studio do not send."""
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return
+    site = request.headers.get("sec-fetch-site")
+    origin = request.headers.get("origin")
+    host = request.headers.get("host", "")
+    if site in ("cross-site", "same-site") or (origin and origin != "null" and origin.split("://", 1)[-1] != host):
+        raise HTTPException(403, "A write from another site is refused. Use the pixclass page itself, or send the "
+                                 "request from a script.")
+
+
 def current_user(request: Request) -> Principal:
     """The authenticated caller, or 401."""
+    _refuse_cross_site(request)
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     scheme, value = scheme.lower(), value.strip()
