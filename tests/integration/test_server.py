@@ -203,11 +203,11 @@ def test_agreement_conflicts_and_review(srv):
     ag = srv.client("view").get("/api/datasets/cloth/agreement").json()
     assert ag["images_multi"] == 2 and ag["conflicts"] == 1 and ag["mean_image_agreement"] == 0.5
     assert ag["pairs"] == [{"a": "ann", "b": "bob", "images": 2, "agreement": 0.5, "kappa": 0.0}]
-    # per annotator: bob's votes are the newest, so they are the labels; ann agrees with one of the two shared
+    # per annotator: ann and bob agree on one of the two images they share, whoever voted last
     who = {a["annotator"]: a for a in srv.client("view").get("/api/datasets/cloth/annotators").json()}
     assert set(who) == {"ann", "bob"}
-    assert (who["ann"]["images"], who["ann"]["shared_images"], who["ann"]["agreement_with_label"]) == (3, 2, 0.5)
-    assert (who["bob"]["images"], who["bob"]["pending"], who["bob"]["agreement_with_label"]) == (2, 2, 1.0)
+    assert (who["ann"]["images"], who["ann"]["shared_images"], who["ann"]["agreement_with_others"]) == (3, 2, 0.5)
+    assert (who["bob"]["images"], who["bob"]["pending"], who["bob"]["agreement_with_others"]) == (2, 2, 0.5)
     conflicts = srv.client("view").get("/api/datasets/cloth/conflicts").json()
     assert [x["id"] for x in conflicts] == [b] and conflicts[0]["by_author"] == {"ann": ["hat"], "bob": ["pants"]}
     assert ids(srv, conflicts="true") == [b]
@@ -441,15 +441,17 @@ def test_grid_rows_are_reused_until_anything_writes(srv, tmp_path):
 def test_annotator_stats_count_verdicts_time_and_replaced_labels(srv):
     a, b = ids(srv, label="pants")[:2]
     ann, bob, root = srv.client("ann"), srv.client("bob"), srv.client("root")
-    first = ann.post(f"/api/images/{a}/annotations", json={"labels": ["hat"], "time_spent": 2.0}).json()
+    ann.post(f"/api/images/{a}/annotations", json={"labels": ["hat"], "time_spent": 2.0})
     ann.post(f"/api/images/{a}/annotations", json={"labels": ["pants"], "time_spent": 4.0})  # she changed her mind
     mine = ann.post(f"/api/images/{b}/annotations", json={"labels": ["pants"], "time_spent": 9.0}).json()
+    bob.post(f"/api/images/{a}/annotations", json={"labels": ["pants"], "time_spent": 1.0})
     bobs = bob.post(f"/api/images/{b}/annotations", json={"labels": ["shoes"], "time_spent": 1.0}).json()
     root.post(f"/api/annotations/{mine['id']}/review", json={"status": "accepted"})
     root.post(f"/api/annotations/{bobs['id']}/review", json={"status": "rejected"})
     who = {x["annotator"]: x for x in srv.client("view").get("/api/datasets/cloth/annotators").json()}
-    assert first["id"] and who["ann"] == {
+    # a rejected vote is nobody's: on b, ann shares with no one; on a, both chose pants
+    assert who["ann"] == {
         "annotator": "ann", "images": 2, "labels": 3, "accepted": 1, "rejected": 0, "pending": 1,
         "accepted_suggestions": 0, "shared_images": 1, "time_spent_total": 15.0, "time_spent_median": 4.0,
-        "agreement_with_label": 1.0}
-    assert (who["bob"]["rejected"], who["bob"]["agreement_with_label"]) == (1, 0.0)
+        "agreement_with_others": 1.0}
+    assert (who["bob"]["rejected"], who["bob"]["shared_images"], who["bob"]["agreement_with_others"]) == (1, 1, 1.0)

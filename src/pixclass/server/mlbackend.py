@@ -473,7 +473,8 @@ def _webhook(request: Request, body: dict, user: Principal) -> tuple[dict, int]:
         # verdict is only an admin's to take back (as DELETE /api/annotations/ID rules)
         ids = [f"label-studio:{a['id']}" for a in body.get("annotations") or [] if isinstance(a, dict) and "id" in a]
         with ws.session() as s:
-            rows = list(s.scalars(select(Annotation).where(Annotation.external_id.in_(ids)))) if ids else []
+            found = list(s.scalars(select(Annotation.id).where(Annotation.external_id.in_(ids)))) if ids else []
+            rows = records.locked_annotations(s, found)  # not while a reviewer judges one of them
             kept = [a for a in rows if a.review and user.role != "admin"]
             for a in rows:
                 if a not in kept:
@@ -535,8 +536,11 @@ def _store(request: Request, config: str | None, project: tuple[int, str] | None
                         .order_by(Annotation.id.desc()).limit(1))
         if same is not None and sorted(same.labels) == sorted(labels):  # an event sent again: stored once
             return {"status": "ok", "stored": 0, "image_id": im.id, "reason": "already stored"}
-        s.add(Annotation(image_id=im.id, labels=labels, source="human", author=author,
-                         time_spent=annotation.get("lead_time"), external_id=external))
+        lead = annotation.get("lead_time")
+        lead = min(float(lead), 86400.0) if isinstance(lead, (int, float)) and not isinstance(lead, bool) \
+            and lead >= 0 else None  # seconds, at most a day, as our own labels
+        s.add(Annotation(image_id=im.id, labels=labels, source="human", author=author, time_spent=lead,
+                         external_id=external))
         return {"status": "ok", "stored": 1, "image_id": im.id, "dataset": ds.name}
 
 

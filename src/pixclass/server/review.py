@@ -43,19 +43,20 @@ def _kappa(ya: list[str], yb: list[str]) -> float | None:
 def annotator_stats(anns_by_image: dict[int, list]) -> list[dict]:
     """Per annotator (human labels only), from ``records.annotations_by_image``: images they labeled (their newest
     vote each), labels given in all (replaced ones too), verdicts on their newest votes, accepted model suggestions,
-    time spent (total and median, seconds), and how often their vote is the image's label where someone else voted
-    too (``agreement_with_label``; None when they labeled no such image)."""
+    time spent (total and median, seconds), and ``agreement_with_others``: on images someone else voted on too, the
+    share of the others' votes that match theirs, averaged over those images (None when they labeled no such
+    image). Rejected votes count nowhere here, as in the pair agreement."""
     per: dict[str, dict] = {}
     times: dict[str, list[float]] = {}
     for anns in anns_by_image.values():
         newest = records.newest_per_author(anns)
-        current = records.current_of(newest)
         votes = [a for a in newest if a.source == "human"]
+        live = [a for a in votes if a.review != "rejected"]
         for a in anns:
             if a.source == "human":
                 st = per.setdefault(a.author, {"annotator": a.author, "images": 0, "labels": 0, "accepted": 0,
                                                "rejected": 0, "pending": 0, "accepted_suggestions": 0,
-                                               "shared_images": 0, "agreed": 0})
+                                               "shared_images": 0, "agreed": 0.0})
                 st["labels"] += 1
                 if a.time_spent is not None:
                     times.setdefault(a.author, []).append(float(a.time_spent))
@@ -64,23 +65,24 @@ def annotator_stats(anns_by_image: dict[int, list]) -> list[dict]:
             st["images"] += 1
             st[a.review or "pending"] += 1
             st["accepted_suggestions"] += a.from_run is not None
-            if len(votes) >= 2 and current is not None:
+            others = [b for b in live if b.author != a.author]
+            if a.review != "rejected" and others:
                 st["shared_images"] += 1
-                st["agreed"] += sorted(a.labels) == sorted(current.labels)
+                st["agreed"] += sum(sorted(b.labels) == sorted(a.labels) for b in others) / len(others)
     out = []
     for who, st in sorted(per.items()):
         ts, agreed = times.get(who, []), st.pop("agreed")
         out.append({**st, "time_spent_total": round(sum(ts), 1),
                     "time_spent_median": round(statistics.median(ts), 2) if ts else None,
-                    "agreement_with_label": round(agreed / st["shared_images"], 4) if st["shared_images"] else None})
+                    "agreement_with_others": round(agreed / st["shared_images"], 4) if st["shared_images"] else None})
     return out
 
 
 @router.get("/datasets/{name}/annotators")
 def annotators(name: str, request: Request, _: Principal = Depends(require("viewer"))) -> list[dict]:
     """Per annotator: images labeled, labels given, accepted / rejected / pending verdicts on their current votes,
-    accepted model suggestions, time spent (total, median), and agreement with the image's label where someone
-    else labeled it too."""
+    accepted model suggestions, time spent (total, median), and agreement with the others who labeled the same
+    images."""
     with request.app.state.ws.session() as s:
         return annotator_stats(records.annotations_by_image(s, dataset=records.get_dataset(s, name)))
 

@@ -503,10 +503,10 @@ async function loadReview() {
       ag.pairs.map((p) => el("tr", {}, el("td", {}, p.a), el("td", {}, p.b), el("td", {}, p.images), el("td", {}, pct(p.agreement)), el("td", {}, p.kappa ?? "—")))));
   const who = await api(`/api/datasets/${name}/annotators`);
   const secs = (x) => x === null ? "—" : x >= 3600 ? `${(x / 3600).toFixed(1)} h` : x >= 60 ? `${(x / 60).toFixed(1)} min` : `${x.toFixed(1)} s`;
-  $("#annotators").replaceChildren(who.length ? el("table", {}, el("tr", {}, ...["annotator", "images", "labels", "accepted", "rejected", "pending", "accepted suggestions", "time (total)", "time per label (median)", "agrees with the label"].map((h) => el("th", {}, h))),
+  $("#annotators").replaceChildren(who.length ? el("table", {}, el("tr", {}, ...["annotator", "images", "labels", "accepted", "rejected", "pending", "accepted suggestions", "time (total)", "time per label (median)", "agrees with others"].map((h) => el("th", {}, h))),
     who.map((a) => el("tr", {}, el("td", {}, a.annotator), el("td", {}, a.images), el("td", {}, a.labels), el("td", {}, a.accepted), el("td", {}, a.rejected), el("td", {}, a.pending),
       el("td", {}, a.accepted_suggestions), el("td", {}, secs(a.time_spent_total)), el("td", {}, secs(a.time_spent_median)),
-      el("td", { title: `over ${plural(a.shared_images, "image")} someone else labeled too` }, a.agreement_with_label === null ? "—" : `${pct(a.agreement_with_label)} of ${a.shared_images}`)))) : el("p", {}, "No human labels yet."));
+      el("td", { title: `the others' votes that match theirs, over ${plural(a.shared_images, "image")} someone else labeled too` }, a.agreement_with_others === null ? "—" : `${pct(a.agreement_with_others)} on ${a.shared_images}`)))) : el("p", {}, "No human labels yet."));
   const cs = await api(`/api/datasets/${name}/conflicts`);
   S.conflicts = cs.map((c) => c.id);
   const open = (i) => { S.ids = cs.map((c) => c.id); S.back = "review"; openImage(i); };  // one after another
