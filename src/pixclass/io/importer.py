@@ -112,8 +112,8 @@ def _annotation(image_id: int, v: Vote) -> Annotation:
 
 def _label_changes(s, ds, by_path: dict[str, Entry], by_sha: dict[str, Entry], result: ImportResult, *,
                    apply: bool) -> None:
-    """Count (and with ``apply``, store as votes) source labels that differ from stored images' labels. Votes
-    already stored (a Label Studio annotation with the same id and labels) are not stored again."""
+    """Count (and with ``apply``, store as votes) source labels that differ from stored images' labels. A vote whose
+    Label Studio annotation is stored already with the same labels, in its newest version, is not stored again."""
     rows = s.execute(select(Image.id, Image.path, Image.sha256).where(Image.dataset_id == ds.id)).all()
     wanted = {i: by_path.get(path) or by_sha[sha] for i, path, sha in rows if path in by_path or sha in by_sha}
     current = records.current_labels(s, list(wanted), ds)
@@ -121,10 +121,10 @@ def _label_changes(s, ds, by_path: dict[str, Entry], by_sha: dict[str, Entry], r
     result.label_changes = len(changed)
     if apply:
         q = (select(Annotation.image_id, Annotation.external_id, Annotation.labels).join(Image)
-             .where(Image.dataset_id == ds.id, Annotation.external_id.is_not(None)))
-        stored = {(i, x, tuple(sorted(labels))) for i, x, labels in s.execute(q) if i in changed}
+             .where(Image.dataset_id == ds.id, Annotation.external_id.is_not(None)).order_by(Annotation.id))
+        newest = {(i, x): sorted(labels) for i, x, labels in s.execute(q) if i in changed}  # the last one wins
         new = [_annotation(i, v) for i, e in changed.items() for v in _votes(e)
-               if not v.external_id or (i, v.external_id, tuple(sorted(v.labels))) not in stored]
+               if not v.external_id or newest.get((i, v.external_id)) != sorted(v.labels)]
         s.add_all(new)
         result.relabeled = len({a.image_id for a in new})
 
@@ -180,11 +180,13 @@ def import_dataset(ws: Workspace, src: str | Path, name: str, *, task: str | Non
     multi = sum(len(e.labels) > 1 for e, _ in infos)
     if task is None and multi >= max(2, 0.02 * len(infos)):  # many images under several classes: multi-label
         task = "multilabel"
-    if task != "multilabel" and (task or old_schema.task) != "multilabel" and multi:
+    multi_votes = any(len(v.labels) > 1 for e, _ in infos for v in getattr(e, "votes", ()))
+    if task != "multilabel" and (task or old_schema.task) != "multilabel" and (multi or multi_votes):
         # A single-label dataset keeps the first label of an image that also appears under other classes.
         for i, (e, info) in enumerate(infos):
             if len(e.labels) > 1:
                 result.conflicts.append({"path": info.path, "labels": list(e.labels)})
+            if len(e.labels) > 1 or any(len(v.labels) > 1 for v in getattr(e, "votes", ())):
                 votes = tuple(dataclasses.replace(v, labels=v.labels[:1]) for v in getattr(e, "votes", ()))
                 infos[i] = (dataclasses.replace(e, labels=e.labels[:1], **({"votes": votes} if votes else {})), info)
     names = (set(old_schema.classes) | {lab for e, _ in infos for v in _votes(e) for lab in v.labels}

@@ -220,8 +220,9 @@ def _annotation_labels(ann: dict, where: str, from_name: str | None) -> list[str
 
 def _time(value: object) -> datetime | None:
     """An ISO time from an export (``2024-01-01T10:00:00.123Z``) as naive UTC; None when absent or unreadable."""
+    text = str(value).strip()
     try:
-        at = datetime.fromisoformat(str(value).strip())
+        at = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)  # Python 3.10 has no Z
     except ValueError:
         return None
     return at.astimezone(timezone.utc).replace(tzinfo=None) if at.tzinfo else at

@@ -269,6 +269,11 @@ def test_several_label_studio_annotators_come_in_as_their_own_votes(tmp_path, ph
     assert (res["label_changes"], res["relabeled"]) == (1, 1)
     assert votes()["a.jpg"][2:] == [("human", "label-studio:5", ["hat"], "label-studio:12", None)]
     assert votes()["b.jpg"] == before["b.jpg"]  # only the new annotation came in
+    tasks[0]["annotations"][1] = ann(12, "shoes", 5, "2024-03-01T10:00:00Z")  # and back: an older version's labels
+    export.write_text(json.dumps(tasks))
+    res = last_json(cli("import", export, "--name", "ls", *opts, "--update-labels", "--json", ws=ws_dir))
+    assert (res["label_changes"], res["relabeled"]) == (1, 1)
+    assert votes()["a.jpg"][3:] == [("human", "label-studio:5", ["shoes"], "label-studio:12", None)]
 
 
 def test_label_studio_user_ids_become_emails_when_label_studio_is_set(tmp_path, photos4, no_ls_env, monkeypatch):
