@@ -25,7 +25,8 @@ CREATE TABLE annotations (id INTEGER PRIMARY KEY, image_id INTEGER, labels JSON,
 INSERT INTO datasets VALUES (1, 'old', 'multiclass', NULL, '', '2024-01-01 00:00:00');
 INSERT INTO images VALUES (1, 1, '/x.jpg', 'ab', 4, 4, 'JPEG', 'train', 0, '2024-01-01 00:00:00');
 INSERT INTO annotations VALUES (1, 1, '["cat"]', 'import', 'import', NULL, '2024-01-01 00:00:00');
-"""
+INSERT INTO annotations VALUES (2, 99, '["dog"]', 'import', 'import', NULL, '2024-01-01 00:00:00');
+"""  # annotation 2's image does not exist: version 1 had no foreign keys
 
 
 def test_version_1_database_is_migrated_in_place(tmp_path):
@@ -42,6 +43,8 @@ def test_version_1_database_is_migrated_in_place(tmp_path):
     with ws.session() as s:
         assert s.get(Annotation, 1).review == "accepted"
     assert migrate(ws.engine) == 5  # running again is harmless
+    with ws.session() as s:
+        assert s.get(Annotation, 2) is None  # the orphan did not survive the rebuild (nor stop it)
     cols = {r[1] for r in sqlite3.connect(tmp_path / "pixclass.db").execute("PRAGMA table_info(annotations)")}
     assert {"review", "reviewer", "reviewed_at", "from_run", "external_id"} <= cols
     assert_ids_never_reused(ws)

@@ -193,3 +193,15 @@ def test_cli_import_refuses_a_bad_dataset_name(tmp_path, photos4):
     assert r.exit_code == 2 and "Dataset name 'a/b'" in r.output and "'/'" in r.output, r.output
     with Workspace.open(tmp_path / "ws").session() as s:
         assert s.scalars(select(Dataset)).all() == []
+
+
+def test_the_login_throttle_forgets_old_failures_when_flooded(tmp_path, monkeypatch):
+    from pixclass.server import auth
+
+    monkeypatch.setattr(auth, "MAX_TRACKED", 50)
+    srv = make_server(tmp_path / "ws", None)
+    c = srv.client()
+    for n in range(120):  # a flood of made-up names: the table stays bounded
+        c.post("/api/auth/login", json={"name": f"nobody{n}", "password": "guess"})
+    assert len(srv.app.state.login_throttle._fails) <= 50
+    assert c.post("/api/auth/login", json={"name": "ann", "password": PASSWORDS["ann"]}).status_code == 200

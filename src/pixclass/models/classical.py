@@ -115,7 +115,7 @@ def load_classical(path: str | Path, ckpt: dict) -> tuple[ClassicalModel, dict]:
 
     run_dir = Path(path)
     run_dir = run_dir if run_dir.is_dir() else run_dir.parent
-    est_path = run_dir / ckpt.get("estimator_file", ESTIMATOR_FILE)
+    est_path = run_dir / Path(str(ckpt.get("estimator_file", ESTIMATOR_FILE))).name  # beside the checkpoint only
     if not est_path.is_file():
         raise ConfigError(f"{est_path} is missing; the classical run in {run_dir} is incomplete. Train it again.")
     estimator = joblib.load(est_path)

@@ -81,10 +81,14 @@ class LoginThrottle:
                                 headers={"Retry-After": str(wait)})
 
     def failed(self, name: str, request: Request) -> None:
-        key = self._key(name, request)
+        key, now = self._key(name, request), time.monotonic()
         log.warning("failed login for %r from %s", *key)
         with self._lock:
-            self._fails.setdefault(key, []).append(time.monotonic())
+            if len(self._fails) >= MAX_TRACKED:  # guessing many names: forget the failures too old to count
+                self._fails = {k: v for k, v in self._fails.items() if v and v[-1] > now - FAILURE_WINDOW}
+                while len(self._fails) >= MAX_TRACKED:  # still too many: the oldest go first
+                    del self._fails[next(iter(self._fails))]
+            self._fails.setdefault(key, []).append(now)
 
     def succeeded(self, name: str, request: Request) -> None:
         with self._lock:
@@ -93,6 +97,7 @@ class LoginThrottle:
 
 MAX_FAILURES = 10
 FAILURE_WINDOW = 300.0
+MAX_TRACKED = 10_000  # (name, address) pairs remembered; a flood of names cannot grow it without end
 
 
 def _principal(u: users.User) -> Principal:
@@ -262,7 +267,7 @@ def list_users(request: Request, _: Principal = Depends(require("admin"))) -> li
         return [UserOut(id=u.id, name=u.name, role=u.role) for u in users.list_users(s)]
 
 
-@router.delete("/users/{name}")
+@router.delete("/users/{name:path}")
 def remove_user(name: str, request: Request, _: Principal = Depends(require("admin"))) -> dict:
     """Delete an account: its sessions and tokens stop working at once; its annotations stay under its name."""
     with request.app.state.ws.session() as s:

@@ -63,7 +63,9 @@ def _annotation_ids_never_reused(engine: Engine) -> None:
         cols = ", ".join(c.name for c in Annotation.__table__.columns)
         conn.execute(text("DROP TABLE IF EXISTS annotations_v4"))  # left by an interrupted attempt
         conn.execute(CreateTable(new))
-        conn.execute(text(f"INSERT INTO annotations_v4 ({cols}) SELECT {cols} FROM annotations"))
+        # rows whose image is gone (possible in a version-1 database, which had no foreign keys) would fail the copy
+        conn.execute(text(f"INSERT INTO annotations_v4 ({cols}) SELECT {cols} FROM annotations "
+                          f"WHERE image_id IN (SELECT id FROM images)"))
         conn.execute(text("DROP TABLE annotations"))
         conn.execute(text("ALTER TABLE annotations_v4 RENAME TO annotations"))
         for index in Annotation.__table__.indexes:

@@ -416,7 +416,7 @@ async function save(labels, accepted = false) {
   try {
     await guard("#image-msg", async () => {
       const a = await api(`/api/images/${im.id}/annotations`, { method: "POST", body: {
-        labels, time_spent: (performance.now() - S.shownAt) / 1000, accepted_suggestion: accepted } });
+        labels, time_spent: Math.max(0, performance.now() - S.shownAt) / 1000, accepted_suggestion: accepted } });
       S.undo.push({ id: a.id, pos });
       bumpLabeled(im.labels, labels);
       const others = Object.entries(a.disagree || {}).map(([who, l]) => `${who}: ${l.join(", ") || "none"}`);
@@ -432,7 +432,7 @@ async function save(labels, accepted = false) {
 // time spent on an image counts while the page is visible: a tab left in the background is not labeling time
 document.addEventListener("visibilitychange", () => {
   if (document.hidden) S.hiddenAt = performance.now();
-  else if (S.hiddenAt) { S.shownAt += performance.now() - S.hiddenAt; S.hiddenAt = 0; }
+  else if (S.hiddenAt) { S.shownAt += performance.now() - Math.max(S.hiddenAt, S.shownAt); S.hiddenAt = 0; }  // only while this image was shown
 });
 async function undo() {
   if (S.saving) return;  // the label being saved is not on the undo stack yet
