@@ -271,6 +271,8 @@ def list_users(request: Request, _: Principal = Depends(require("admin"))) -> li
 def remove_user(name: str, request: Request, _: Principal = Depends(require("admin"))) -> dict:
     """Delete an account: its sessions and tokens stop working at once; its annotations stay under its name."""
     with request.app.state.ws.session() as s:
+        if users.find_user(s, name) is None:
+            raise HTTPException(404, f"No user {name!r}.")
         users.remove_user(s, name)
     request.app.state.auth_cache.clear()
     return {"removed": name}

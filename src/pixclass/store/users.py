@@ -131,9 +131,10 @@ def remove_user(s: Session, name: str) -> None:
     user = find_user(s, name)
     if user is None:
         raise ConfigError(f"No user {name!r}. `pixclass user list` shows the accounts.")
-    if user.role == "admin" and len(s.scalars(select(User.id).where(User.role == "admin")).all()) == 1:
+    revoke_tokens(s, user)  # a write first: SQLite's write lock, so two admins removing each other count in turn
+    admins = s.scalars(select(User.id).where(User.role == "admin").with_for_update()).all()  # PostgreSQL: rows
+    if user.role == "admin" and len(admins) == 1:
         raise ConfigError(f"{name!r} is the only admin; make another admin first.")
-    revoke_tokens(s, user)
     s.delete(user)
     s.flush()
 
