@@ -75,7 +75,7 @@ def create_user(s: Session, name: str, role: str, password: str, *, replace: boo
         user.role = role
         if not _matches(user.password_hash, password):
             user.password_hash = _hasher.hash(password)
-            s.execute(delete(ApiToken).where(ApiToken.user_id == user.id))
+            revoke_tokens(s, user)
     s.flush()
     return user
 
