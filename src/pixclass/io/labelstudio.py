@@ -371,7 +371,7 @@ def read_labelstudio(path: str | Path, *, document_root: str | Path | None = Non
         if not isinstance(anns, list):
             raise DataError(f"{where}: field 'annotations' must be a list.")
         # the label: a ground-truth annotation first (a reviewer's pick), else the newest that is not cancelled;
-        # every annotator's newest is a vote, that one last
+        # every annotation is its annotator's vote, that one last
         live = [(a.get("ground_truth") is True, str(a.get("updated_at") or a.get("created_at") or ""), k, a)
                 for k, a in enumerate(anns) if isinstance(a, dict) and not a.get("was_cancelled")]
         given = [(ann, got) for *_, k, ann in sorted(live, key=lambda t: t[:3])
