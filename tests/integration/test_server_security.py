@@ -56,7 +56,7 @@ def test_jobs_can_be_cancelled_by_their_owner_or_an_admin(srv):
     assert srv.client("root").delete("/api/jobs/nope").status_code == 404
 
 
-def test_an_annotator_cannot_hold_the_worker_for_hours(srv):
+def test_an_annotator_cannot_hold_the_worker_for_hours_or_fill_its_queue(srv):
     jobs = srv.app.state.jobs
     release, blocker = _blocker(srv)
     try:
@@ -70,7 +70,12 @@ def test_an_annotator_cannot_hold_the_worker_for_hours(srv):
         assert third.status_code == 429 and "Jobs tab" in third.json()["detail"]
         admin = srv.client("root").post("/api/train", json={**body, "epochs": 997}).json()
         assert admin["params"]["time_budget"] is None  # admins decide for themselves
-        for j in (first, second, admin):
+        url = "/api/datasets/cloth/prelabel"
+        pre = [c.post(url, json={}).json(), c.post(url, json={"run_id": 5}).json()]
+        assert c.post(url, json={}).json() == {**pre[0], "already": True}  # a second click: the same job
+        assert c.post(url, json={"run_id": 6}).status_code == 429
+        pre.append(srv.client("root").post(url, json={"run_id": 6}).json())
+        for j in (first, second, admin, *pre):
             assert srv.client("root").delete(f"/api/jobs/{j['id']}").json()["status"] == "cancelled"
     finally:
         jobs.cancel(blocker.id, "test")

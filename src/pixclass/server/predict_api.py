@@ -112,7 +112,15 @@ async def predict_batch(request: Request, run_id: int | None = RUN_ID, artifact:
     return await _predict(request, run_id, artifact, dataset, k, batch=True)
 
 
-MAX_TRAININGS_QUEUED = 2  # per annotator (admins: no limit); jobs run one at a time
+MAX_JOBS_QUEUED = 2  # trainings, and pre-labelings asked for, per annotator (admins: no limit): one worker runs them
+
+
+def _check_queue(jobs, user: Principal, kind: str, what: str) -> None:
+    """429 when a non-admin already has MAX_JOBS_QUEUED jobs of ``kind`` queued or running."""
+    mine = [j for j in jobs.list() if j.kind == kind and j.user == user.name and not j.finished]
+    if user.role != "admin" and len(mine) >= MAX_JOBS_QUEUED:
+        raise HTTPException(429, f"You have {len(mine)} {what} queued or running (at most {MAX_JOBS_QUEUED}). "
+                                 "Wait for them, or cancel one in the Jobs tab.")
 
 
 class TrainBody(BaseModel):
@@ -142,7 +150,7 @@ def train(body: TrainBody, request: Request, user: Principal = Depends(require("
     already queued or running is answered with that job (``already``: true), not started twice.
 
     Jobs run one at a time, so an annotator's fine-tuning gets a time budget of at most
-    PIXCLASS_ANNOTATOR_TRAIN_MINUTES (60), and an annotator has at most MAX_TRAININGS_QUEUED trainings queued or
+    PIXCLASS_ANNOTATOR_TRAIN_MINUTES (60), and an annotator has at most MAX_JOBS_QUEUED trainings queued or
     running; DELETE /api/jobs/{id} cancels one."""
     ws, jobs, cache = request.app.state.ws, request.app.state.jobs, request.app.state.models
     with ws.session() as s:
@@ -152,10 +160,8 @@ def train(body: TrainBody, request: Request, user: Principal = Depends(require("
         cap = request.app.state.settings.annotator_train_minutes * 60
         if body.mode == "finetune" and (body.time_budget is None or body.time_budget > cap):
             body = body.model_copy(update={"time_budget": cap})
-        mine = [j for j in jobs.list() if j.kind == "train" and j.user == user.name and not j.finished]
-        if len(mine) >= MAX_TRAININGS_QUEUED and jobs.active("train", **body.model_dump()) is None:
-            raise HTTPException(429, f"You have {len(mine)} trainings queued or running (at most "
-                                     f"{MAX_TRAININGS_QUEUED}). Wait for them, or cancel one in the Jobs tab.")
+        if jobs.active("train", **body.model_dump()) is None:
+            _check_queue(jobs, user, "train", "trainings")
     params = body.model_dump(exclude={"dataset"}, exclude_none=True)
     same = jobs.active("train", **body.model_dump())  # a second click, or a colleague's: the job already coming
     if same is not None:
@@ -171,12 +177,18 @@ class PrelabelBody(BaseModel):
 @router.post("/datasets/{name}/prelabel")
 def prelabel(name: str, request: Request, body: PrelabelBody | None = None,
              user: Principal = Depends(require("annotator"))) -> dict:
-    """Store the suggestions of a run (default: the dataset's serving run) for every image, as a background job."""
-    ws, cache = request.app.state.ws, request.app.state.models
+    """Store the suggestions of a run (default: the dataset's serving run) for every image, as a background job.
+    The same pre-labeling already queued or running is answered with that job (``already``: true); an annotator
+    has at most MAX_JOBS_QUEUED of them queued or running."""
+    ws, cache, jobs = request.app.state.ws, request.app.state.models, request.app.state.jobs
     with ws.session() as s:
         records.get_dataset(s, name)
     run_id = body.run_id if body else None
-    return request.app.state.jobs.submit(
+    same = jobs.active("predict", dataset=name, run_id=run_id, only_missing=None, images=None)  # all images
+    if same is not None:
+        return {**same.to_dict(), "already": True}
+    _check_queue(jobs, user, "predict", "pre-labelings")
+    return jobs.submit(
         "predict", user.name, {"dataset": name, "run_id": run_id},
         lambda progress: tasks.prelabel(ws, cache, name, run_id=run_id, progress=progress)).to_dict()
 
