@@ -20,7 +20,8 @@ from _common import CLOTHING
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--strategy", default="margin,balanced_margin,entropy,random")
+    ap.add_argument("--strategy", default="margin,balanced_margin,entropy,random,oracle",
+                    help="'oracle' knows the pool's labels and asks for the model's mistakes first: a ceiling")
     ap.add_argument("--budget", type=int, default=1200, help="labels to stop at")
     ap.add_argument("--initial", type=int, default=20)
     ap.add_argument("--batch", type=int, default=20)
@@ -75,8 +76,11 @@ if __name__ == "__main__":
             ratio = "n/a"
         ok = bool(n) and (base is None or base / n >= 2.0)
         print(f"  random / {name} labels to target: {ratio} -> {'meets' if ok else 'misses'} the 2x target")
+    # The ratio depends on where the target line sits: on clothing-small random's curve is flattest near 95%.
     full = r["full_accuracy"]
-    for level in (0.97, 0.99, 1.0):
+    for level in (0.93, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99, 1.0):
         got = {k: reach(v, level * full) for k, v in r["curves"].items()}
-        print(f"  labels to reach {level:.0%} of full-data accuracy ({level * full:.4f}): {got}")
+        cells = ", ".join(f"{k} {v or f'>{budget}'}" + (f" ({got['random'] / v:.2f}x)" if v and got.get("random")
+                                                         and k != "random" else "") for k, v in got.items())
+        print(f"  labels to reach {level:.0%} of full-data accuracy ({level * full:.4f}): {cells}")
     print(f"curve: {r['csv']} and {r['png']}")

@@ -19,7 +19,8 @@ app.add_typer(al_app, name="al")
 @handle_errors
 def simulate_cmd(
     dataset: Annotated[str, typer.Argument(help="A fully labeled dataset with train and test splits.")],
-    strategy: Annotated[str, typer.Option(help=f"Comma-separated: {', '.join(STRATEGIES)}.")] = (
+    strategy: Annotated[str, typer.Option(help=f"Comma-separated: {', '.join(STRATEGIES)}; 'oracle' adds a ceiling "
+                                               "that knows the labels and picks the model's mistakes first.")] = (
         "margin,entropy,random"),
     budget: Annotated[Optional[int], typer.Option(help="Labels to stop at (default: the whole train split).")] = None,
     initial: Annotated[int, typer.Option(help="Seeded random labeled pool to start from.")] = 20,

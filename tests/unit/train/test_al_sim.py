@@ -24,3 +24,15 @@ def test_tuned_c_is_picked_on_validation_each_round():
     assert all(any(t == f[i] for f in fixed.values()) for i, t in enumerate(tuned))
     assert tuned != fixed[min(C_GRID)] and np.mean(tuned) > np.mean(fixed[min(C_GRID)])  # validation wants weaker regularisation here
     assert min(tuned) > 0.6  # 10 digits: chance is 0.1
+
+
+def test_the_oracle_asks_for_the_models_mistakes_and_beats_random():
+    x, y = load_digits(return_X_y=True)
+    x = x.astype(np.float32)
+    p = np.random.default_rng(1).permutation(len(x))
+    pool, test = p[:1200], p[1200:]
+    sizes = [30, 60, 90, 120, 150]
+    args = (x[pool], y[pool], x[test], y[test], 10, sizes, np.arange(30))
+    curves = {s: np.array([a for _, a in run_curve(s, *args, C=0.1, seed=3)]) for s in ("oracle", "random")}
+    assert curves["oracle"][0] == curves["random"][0]  # the same 30 to start
+    assert (curves["oracle"][2:] > curves["random"][2:] + 0.02).all()
