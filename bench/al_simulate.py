@@ -29,6 +29,8 @@ if __name__ == "__main__":
                     "line, so fewer seeds give a noisy figure)")
     ap.add_argument("--tune-c", action="store_true", help="pick each round's C on validation, as the live loop's "
                     "retraining does (default: the full-data fit's C for every round)")
+    ap.add_argument("--model", default="mobilenetv2_100", help="embedding backbone (tf_efficientnet_lite0: offline "
+                    "weights too)")
     ap.add_argument("--workspace", default=None, help="reuse a workspace (its embedding cache) between runs")
     a = ap.parse_args()
     ws = Path(a.workspace or tempfile.mkdtemp(prefix="pixclass-al-"))
@@ -46,6 +48,7 @@ if __name__ == "__main__":
     t0 = time.time()
     r = run("al", "simulate", "clothing", "--strategy", a.strategy, "--budget", str(a.budget), "--initial",
             str(a.initial), "--batch", str(a.batch), "--repeats", str(a.repeats), "--out", str(ws / "al-sim"),
+            "--model", a.model,
             "--tune-c" if a.tune_c else "--fixed-c")
     wall = time.time() - t0
     print(f"clothing-small: pool {r['pool']} train images, test {r['test']}; {a.repeats} seeds, initial {a.initial}, "
