@@ -669,6 +669,7 @@ def test_a_refresh_after_a_job_never_moves_a_label_onto_another_image(server, pa
     pg.select_option("#f-status", "unlabeled")
     pg.click("#apply-filters")
     pg.wait_for_function("document.querySelector('#count').textContent === '12 images'")
+    pg.select_option("#train-model", "tf_efficientnet_lite0")
     pg.click("#train-btn")
     pg.wait_for_selector("#grid-msg:has-text('Training started')")
     pg.locator("#grid .card img").first.click()
@@ -690,7 +691,9 @@ def test_a_refresh_after_a_job_never_moves_a_label_onto_another_image(server, pa
     with ws.session() as s:
         ds = records.get_dataset(s, "race")
         by_name = {Path(it.path).name: list(it.labels) for it in records.items(s, ds)}
+        run_model = records.latest_run(s, ds).model
     assert by_name[first] == ["hat"] and by_name[second] == ["pants"]
+    assert run_model == "tf_efficientnet_lite0"  # the backbone picked beside the Train button
 
 
 def test_a_new_workspace_says_what_to_do_and_an_admin_starts_a_dataset_in_the_ui(page, tmp_path, photos4):

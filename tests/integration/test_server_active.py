@@ -24,6 +24,21 @@ def wait_job(client, job_id: str, timeout: float = 300) -> dict:
         time.sleep(0.2)
 
 
+def test_automatic_retraining_keeps_the_backbone_of_the_last_linear_run(tmp_path, photos4):
+    srv = make_server(tmp_path / "ws", photos4)
+    admin = srv.client("root")
+    ids = admin.get("/api/datasets/cloth/images").json()["ids"]
+    body = {"dataset": "cloth", "mode": "linear", "model": "tf_efficientnet_lite0", "img_size": 64}
+    assert wait_job(admin, admin.post("/api/train", json=body).json()["id"])["status"] == "done"
+    assert admin.put("/api/datasets/cloth/autotrain", json={"every": 1, "img_size": 64}).json()["every"] == 1
+    job_id = admin.post(f"/api/images/{ids[0]}/annotations", json={"labels": ["hat"]}).json()["retrain_job"]
+    job = wait_job(admin, job_id)
+    assert job["status"] == "done" and job["params"]["model"] == "tf_efficientnet_lite0"
+    with srv.ws.session() as s:
+        run = records.latest_run(s, records.get_dataset(s, "cloth"))
+        assert run.id == job["result"]["run_id"] and run.model == "tf_efficientnet_lite0"
+
+
 def test_queue_orders_unlabeled_images_and_autotrain_retrains(tmp_path, photos4):
     srv = make_server(tmp_path / "ws", photos4)
     admin, ann = srv.client("root"), srv.client("ann")

@@ -17,8 +17,9 @@ router = APIRouter(prefix="/api", tags=["active learning"])
 
 
 class AutoTrainBody(BaseModel):
-    every: int | None = Field(None, ge=1, description="Retrain (linear mode) after this many new human labels; "
-                                                       "null turns automatic retraining off.")
+    every: int | None = Field(None, ge=1, description="Retrain (linear mode, on the backbone of the last linear "
+                                                       "run) after this many new human labels; null turns "
+                                                       "automatic retraining off.")
     img_size: int = Field(224, ge=16)
 
 
@@ -96,7 +97,10 @@ def maybe_retrain(request: Request, dataset: str, user: str) -> str | None:
     ws = ws_of(request)
     if active.labels_since_last_run(ws, dataset) < conf["every"]:
         return None
-    params = {"mode": "linear", "img_size": conf["img_size"]}
+    with ws.session() as s:  # keep the backbone someone chose for the last linear run
+        run = records.latest_run(s, records.get_dataset(s, dataset))
+        model = run.model if run is not None and run.mode == "linear" else None
+    params = {"mode": "linear", "img_size": conf["img_size"], **({"model": model} if model else {})}
     log.info("%s: %d new labels reached; retraining", dataset, conf["every"])
 
     def rounds(progress) -> dict:

@@ -326,7 +326,7 @@ $("#train-btn").addEventListener("click", () => guard("#grid-msg", async () => {
   const btn = $("#train-btn");
   btn.disabled = true; flash("#grid-msg", "Starting training...");
   try {
-    const job = await api("/api/train", { method: "POST", body: { dataset: S.ds.name, mode: "linear" } });
+    const job = await api("/api/train", { method: "POST", body: { dataset: S.ds.name, mode: "linear", model: $("#train-model").value } });
     flash("#grid-msg", job.already ? `This training is already ${job.status} (job ${job.id}).` : `Training started (job ${job.id}).`);
     S.watch = job.id;
     pollJobs();
