@@ -687,6 +687,10 @@ def test_a_refresh_after_a_job_never_moves_a_label_onto_another_image(server, pa
     assert "none" in pg.inner_text("#current-labels") and pg.get_attribute("#big", "alt") == second
     pg.keyboard.press("2")
     pg.wait_for_selector("#pos:has-text('3 / 12')")
+    pg.unroute("**/api/jobs")
+    pg.reload()
+    pg.select_option("#dataset", "race")  # opens on the backbone it was last trained on
+    pg.wait_for_function("document.querySelector('#train-model').value === 'tf_efficientnet_lite0'")
     ctx.close()
     with ws.session() as s:
         ds = records.get_dataset(s, "race")

@@ -213,6 +213,9 @@ async function loadRuns() {  // the model select: the newest run serves unless a
     ...runs.map((r) => el("option", { value: r.id }, `pin ${label(r)}`)));
   $("#serving-run").value = S.ds.pinned_run ?? "";
   $("#serving-run").disabled = S.me.role !== "admin";
+  const linear = runs.find((r) => r.mode === "linear"), picks = [...$("#train-model").options].map((o) => o.value);
+  if (S.trainModelFor !== S.ds.name) $("#train-model").value = picks.includes(linear?.model) ? linear.model : picks[0];  // a dataset opens on the backbone it was last trained on
+  S.trainModelFor = S.ds.name;
 }
 $("#serving-run").addEventListener("change", (ev) => guard("#grid-msg", async () => {
   const v = ev.target.value;
