@@ -41,10 +41,10 @@ def labels_by_sha(ws_path, dataset: str) -> dict[str, tuple[tuple[str, ...], str
 def test_al_simulate_json_curves_csv_png(tmp_path, photos4):
     ws = tmp_path / "ws"
     cli("import", photos4, "--name", "c4", ws=ws)
-    out = last_json(cli("al", "simulate", "c4", "--strategy", "margin,entropy,random,kcenter,balanced-margin",
+    out = last_json(cli("al", "simulate", "c4", "--strategy", "margin,entropy,random,kcenter,balanced-margin,Oracle",
                         "--initial", "8", "--batch", "8", "--budget", "48", "--img-size", "64", "--repeats", "2",
                         "--out", tmp_path / "sim", "--json", ws=ws))
-    assert set(out["curves"]) == {"margin", "entropy", "random", "kcenter", "balanced_margin"}
+    assert set(out["curves"]) == {"margin", "entropy", "random", "kcenter", "balanced_margin", "oracle"}
     for name, curve in out["curves"].items():
         assert [n for n, _ in curve] == [8, 16, 24, 32, 40, 48], name
         assert all(0.0 <= a <= 1.0 for _, a in curve)
@@ -58,7 +58,7 @@ def test_al_simulate_json_curves_csv_png(tmp_path, photos4):
         assert n == (hits[0] if hits else None)
         assert len(out["labels_to_target_per_repeat"][name]) == 2  # one figure per seed, to show the spread
     rows = list(csv.DictReader((tmp_path / "sim" / "curve.csv").open()))
-    assert len(rows) == 5 * 6 and set(rows[0]) == {"strategy", "labels", "accuracy"}
+    assert len(rows) == 6 * 6 and set(rows[0]) == {"strategy", "labels", "accuracy"}
     png = tmp_path / "sim" / "curve.png"
     assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 5000
 
