@@ -160,12 +160,11 @@ def train(body: TrainBody, request: Request, user: Principal = Depends(require("
         cap = request.app.state.settings.annotator_train_minutes * 60
         if body.mode == "finetune" and (body.time_budget is None or body.time_budget > cap):
             body = body.model_copy(update={"time_budget": cap})
-        if jobs.active("train", **body.model_dump()) is None:
-            _check_queue(jobs, user, "train", "trainings")
     params = body.model_dump(exclude={"dataset"}, exclude_none=True)
     same = jobs.active("train", **body.model_dump())  # a second click, or a colleague's: the job already coming
     if same is not None:
         return {**same.to_dict(), "already": True}
+    _check_queue(jobs, user, "train", "trainings")
     return jobs.submit("train", user.name, body.model_dump(),
                        lambda progress: tasks.train_and_prelabel(ws, cache, body.dataset, params, progress)).to_dict()
 
