@@ -835,3 +835,60 @@ def test_reload_keeps_dataset_filters_and_image(server, page, tmp_path, photos4)
         assert errors == []
     finally:
         ctx.close()
+
+
+def test_two_annotators_on_one_queue_label_different_images(server, page, tmp_path, photos4):
+    """Two annotators open the same "next to label" queue at once. Each image one of them has open is passed over
+    by the other's arrows and saves, so no image is labeled twice, and going back to the grid lets the last go."""
+    from pixclass.store import claims
+
+    base, ws = server
+    labeled, folder = copy_photos(photos4, tmp_path, slice(0, 1), slice(1, 4))
+    import_dataset(ws, labeled, "team")
+    import_dataset(ws, folder, "team")
+    with ws.session() as s:
+        users.create_user(s, "bea", "annotator", "bea-pw")
+        ds_id = records.get_dataset(s, "team").id
+    pages = []
+    for who in ("ann", "bea"):
+        ctx, pg = logged_in_page(page, base, who, f"{who}-pw")
+        pg.select_option("#dataset", "team")
+        pg.select_option("#f-sort", "queue:random")
+        pg.click("#apply-filters")
+        pg.wait_for_selector("#count:has-text('12 images')")  # both see the whole queue, in the same order
+        pages.append((ctx, pg))
+    (ctx_a, a), (ctx_b, b) = pages
+    a.locator("#grid .card img").first.click()
+    a.wait_for_selector("#pos:has-text('1 / 12')")
+    b.locator("#grid .card img").first.click()  # opened by hand: shown, with who has it
+    b.wait_for_selector("#claimed-by:has-text('ann is labeling this image now')")
+    assert a.get_attribute("#big", "alt") == b.get_attribute("#big", "alt")
+
+    def step(pg, key: str) -> None:
+        before = pg.inner_text("#pos")
+        pg.keyboard.press(key)
+        pg.wait_for_function("t => document.querySelector('#pos').textContent !== t", arg=before)
+
+    step(b, "ArrowRight")  # the second image is free: bea takes it
+    assert b.inner_text("#pos").startswith("2 / 12") and not b.is_visible("#claimed-by")
+    step(a, "1")  # ann labels the first; her next is bea's: passed over
+    assert a.inner_text("#pos").startswith("3 / 12") and "passed over 1 image" in a.inner_text("#pos")
+    for _ in range(3):
+        step(b, "2")
+        step(a, "1")
+    with a.expect_response(lambda r: r.url.endswith("/claim") and r.request.method == "DELETE"):
+        a.keyboard.press("Escape")
+    a.wait_for_selector("#grid-view:not([hidden])")
+    ctx_a.close()
+    ctx_b.close()
+
+    with ws.session() as s:
+        ds = records.get_dataset(s, "team")
+        votes: dict[int, list[str]] = {}
+        for ann in human(ws):
+            if s.get(Image, ann.image_id).dataset_id == ds.id:
+                votes.setdefault(ann.image_id, []).append(ann.author)
+        held = claims.held_by_others(ws.engine, ds_id, "nobody")
+    assert sum(map(len, votes.values())) == 7 and all(len(v) == 1 for v in votes.values()), votes
+    assert sorted(v[0] for v in votes.values()) == ["ann"] * 4 + ["bea"] * 3
+    assert list(held.values()) == ["bea"]  # ann went back to the grid: her last image is free

@@ -137,6 +137,38 @@ def test_grid_sorted_by_queue(tmp_path, photos4):
     assert grid["ids"] == q and grid["total"] == len(q) == 15
 
 
+def test_annotators_on_one_queue_get_different_images(tmp_path, photos4):
+    """An image one annotator has open (claimed) leaves the others' label queues and grids sorted by the queue, and
+    its detail says who has it; opening the next one, or letting it go, gives it back."""
+    srv = unlabeled_server(tmp_path, photos4, 8)
+    ann, bob, view = srv.client("ann"), srv.client("bob"), srv.client("view")
+
+    def queue(c) -> list[int]:
+        return c.get("/api/datasets/new/queue", params={"strategy": "random", "n": 100}).json()["image_ids"]
+
+    everything = queue(ann)
+    first, second = everything[:2]
+    assert ann.post(f"/api/images/{first}/claim").json()["claimed"] is True
+    assert first not in queue(bob) and len(queue(bob)) == len(everything) - 1
+    assert queue(ann) == everything  # your own claim stays in your queue
+    grid = bob.get("/api/datasets/new/images", params={"sort": "queue:random"}).json()
+    assert first not in grid["ids"] and grid["total"] == len(everything) - 1
+    assert bob.get(f"/api/images/{first}").json()["claimed_by"] == "ann"
+    assert ann.get(f"/api/images/{first}").json()["claimed_by"] is None
+    taken = bob.post(f"/api/images/{first}/claim").json()
+    assert taken["claimed"] is False and taken["user"] == "ann"
+
+    assert ann.post(f"/api/images/{second}/claim").json()["claimed"] is True  # on to the next: the first is free
+    assert first in queue(bob) and second not in queue(bob)
+    assert bob.post(f"/api/images/{first}/claim").json()["claimed"] is True
+    assert ann.delete(f"/api/images/{second}/claim").json()["released"] is True
+    assert second in queue(bob) and first not in queue(ann)
+
+    assert view.post(f"/api/images/{second}/claim").status_code == 403  # viewers do not label
+    assert view.get(f"/api/images/{first}").json()["claimed_by"] == "bob"
+    assert ann.post("/api/images/999999/claim").status_code == 404
+
+
 def test_suggestions_follow_class_renames_and_merges_made_after_training(tmp_path, photos4):
     """A model trained before a rename or merge still answers in today's class names (merged classes add up), so
     accepting its suggestion works and nothing shows a class that no longer exists."""

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
 from pixclass.server.auth import Principal, require
-from pixclass.server.labeling import ws_of
-from pixclass.store import records
+from pixclass.server.labeling import image_of, ws_of
+from pixclass.store import claims, records
 from pixclass.train import active
 
 log = logging.getLogger(__name__)
@@ -29,9 +29,15 @@ INLINE_EMBEDDINGS = 64  # images a request embeds itself (about a second); more 
 def server_queue(request: Request, name: str, strategy: str, n: int, user: str) -> tuple[active.Queue, str | None]:
     """(the label queue, the id of a job embedding images first or None). Diversity order (kcenter, and the
     uncertainty strategies before any run exists) needs every image embedded: when more than INLINE_EMBEDDINGS are
-    not yet, a background job embeds them and the queue is in random order until it is done."""
-    ws, jobs = ws_of(request), request.app.state.jobs
-    kw = {"cache": request.app.state.queue_scores, "pool": request.app.state.tables.unlabeled}
+    not yet, a background job embeds them and the queue is in random order until it is done. Images that other
+    people have open (``store.claims``) are left out, so that several annotators get different images."""
+    ws, jobs, tables = ws_of(request), request.app.state.jobs, request.app.state.tables
+
+    def pool(s, ds) -> list:
+        held = claims.held_by_others(ws.engine, ds.id, user)
+        return [it for it in tables.unlabeled(s, ds) if it.image_id not in held]
+
+    kw = {"cache": request.app.state.queue_scores, "pool": pool}
     try:
         return active.label_queue(ws, name, strategy, n, max_new_embeddings=INLINE_EMBEDDINGS, **kw), None
     except active.EmbeddingsNeeded as e:
@@ -60,6 +66,24 @@ def queue(name: str, request: Request, strategy: str = "margin", n: int = 50,
     the queue is in random order (``strategy`` says which order you got)."""
     q, job = server_queue(request, name, strategy, n, user.name)
     return {**q.to_dict(), "embedding_job": job}
+
+
+@router.post("/images/{image_id}/claim")
+def claim_image(image_id: int, request: Request, user: Principal = Depends(require("annotator"))) -> dict:
+    """Say you are labeling this image now, so that other people's label queues leave it out for
+    ``claims.CLAIM_MINUTES`` minutes. ``claimed`` is false when someone else has it open (``user``): label queues
+    then move on to the next image. Claiming an image lets your previous claim in its dataset go."""
+    ws = ws_of(request)
+    with ws.session() as s:
+        dataset_id = image_of(s, image_id).dataset_id
+    hold = claims.claim(ws.engine, dataset_id, image_id, user.name)
+    return {"image_id": image_id, "claimed": hold.mine, "user": hold.user, "until": hold.until.isoformat() + "Z"}
+
+
+@router.delete("/images/{image_id}/claim")
+def release_image(image_id: int, request: Request, user: Principal = Depends(require("annotator"))) -> dict:
+    """Let your claim on this image go (you left it unlabeled); ``released`` is false if you held none."""
+    return {"image_id": image_id, "released": claims.release(ws_of(request).engine, image_id, user.name)}
 
 
 def autotrain_rule(request: Request, dataset: str) -> dict | None:

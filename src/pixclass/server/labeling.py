@@ -20,7 +20,7 @@ from pixclass.schema import TASKS, LabelSchema
 from pixclass.server import tasks, views
 from pixclass.server.auth import Principal, require
 from pixclass.server.views import Filters
-from pixclass.store import records
+from pixclass.store import claims, records
 from pixclass.store.tables import Annotation, Dataset, Image, Prediction, utcnow
 
 router = APIRouter(prefix="/api", tags=["labeling"])
@@ -32,7 +32,7 @@ def ws_of(request: Request):
     return request.app.state.ws
 
 
-def _image(s, image_id: int) -> Image:
+def image_of(s, image_id: int) -> Image:
     im = s.get(Image, image_id)
     if im is None:
         raise HTTPException(404, f"No image with id {image_id}.")
@@ -204,9 +204,11 @@ def list_images(name: str, request: Request, f: Annotated[Filters, Query()],
 
 
 @router.get("/images/{image_id}")
-def image_detail(image_id: int, request: Request, _: Principal = Depends(require("viewer"))) -> dict:
-    with ws_of(request).session() as s:
-        im = _image(s, image_id)
+def image_detail(image_id: int, request: Request, user: Principal = Depends(require("viewer"))) -> dict:
+    """The image's row, its labels' history and the model's top-k; ``claimed_by``: who else has it open to label."""
+    ws = ws_of(request)
+    with ws.session() as s:
+        im = image_of(s, image_id)
         ds = s.get(Dataset, im.dataset_id)
         row = views.table(s, ds, [im.id])[im.id]
         anns = s.scalars(select(Annotation).where(Annotation.image_id == im.id).order_by(Annotation.id))
@@ -214,7 +216,9 @@ def image_detail(image_id: int, request: Request, _: Principal = Depends(require
         run_id = views.prediction_run(s, ds)
         pred = s.scalar(select(Prediction).where(Prediction.image_id == im.id, Prediction.run_id == run_id)) \
             if run_id else None
+        hold = claims.holder(ws.engine, im.id, user.name)
         out.update(dataset=ds.name, width=im.width, height=im.height, format=im.format,
+                   claimed_by=hold.user if hold else None,
                    name=Path(im.path).name, annotations=[views.annotation_dict(a) for a in anns],
                    top=views.top_k(s, pred) if pred else [])
         return out
@@ -227,7 +231,7 @@ FULL_VIEW = 2048  # pixels: the long side of the JPEG served for a format browse
 def image_file(image_id: int, request: Request, _: Principal = Depends(require("viewer"))) -> FileResponse:
     """The original file, looked up by id: only images registered in the workspace are ever served."""
     with ws_of(request).session() as s:
-        path = Path(_image(s, image_id).path)
+        path = Path(image_of(s, image_id).path)
     if not path.is_file():
         raise HTTPException(410, f"Image {image_id} is registered but its file is gone.")
     headers = {"Cache-Control": "private, max-age=600",  # lets the UI prefetch the next image
@@ -248,7 +252,7 @@ def thumb(image_id: int, request: Request, size: int = Query(160, ge=THUMB_SIZES
     """A JPEG thumbnail (cached under WORKSPACE/cache/thumbs); large JPEGs are decoded near the thumbnail size."""
     ws = ws_of(request)
     with ws.session() as s:
-        im = _image(s, image_id)
+        im = image_of(s, image_id)
         path, sha = im.path, im.sha256
     cached = ws.cache_dir / "thumbs" / f"{sha}_{size}.jpg"
     if not cached.is_file():
@@ -266,7 +270,7 @@ def thumb(image_id: int, request: Request, size: int = Query(160, ge=THUMB_SIZES
 def delete_image(image_id: int, request: Request, _: Principal = Depends(require("admin"))) -> dict:
     """Remove an image and its labels from the workspace (the file on disk is left alone). Admins only."""
     with ws_of(request).session() as s:
-        s.delete(_image(s, image_id))
+        s.delete(image_of(s, image_id))
     return {"deleted": image_id}
 
 
@@ -344,7 +348,7 @@ def annotate(image_id: int, body: AnnotateBody, request: Request,
     """Add a human annotation. Nothing is overwritten: every annotation is a new row with its author.
     ``disagree``: other annotators whose current label of the image differs (a conflict for review)."""
     with ws_of(request).session() as s:
-        im = _image(s, image_id)
+        im = image_of(s, image_id)
         ds = records.lock_dataset(s, s.get(Dataset, im.dataset_id))  # not during a rename: see lock_dataset
         labels = check_labels(records.load_schema(s, ds), body.labels)
         run = _suggested_run(s, ds, im.id, labels) if body.accepted_suggestion else None

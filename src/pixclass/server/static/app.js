@@ -337,12 +337,19 @@ $("#train-btn").addEventListener("click", () => guard("#grid-msg", async () => {
 }));
 
 // ------------------------------------------------------------------ image view
-async function openImage(pos) {
+// dir (+1/-1): a move through the list. Through a label queue, it passes over images that someone else has open (their
+// claim) or has labeled since the queue loaded, so that annotators working one queue label different images.
+async function openImage(pos, dir = 0, skipped = 0) {
   if (pos < 0 || pos >= S.ids.length) return;
   S.pos = pos; S.loading = true;  // labels wait until this image is shown (see save)
   await guard("#image-msg", async () => {
-    const image = await api(`/api/images/${S.ids[pos]}`);
+    const id = S.ids[pos], canLabel = S.me.role !== "viewer";
+    const hold = canLabel ? await api(`/api/images/${id}/claim`, { method: "POST" }) : null;
     if (S.pos !== pos) return;  // moved on while this one loaded: the later move wins
+    const image = await api(`/api/images/${id}`);
+    if (S.pos !== pos) return;
+    const taken = hold && !hold.claimed || image.labels.length && !image.annotations.some((a) => a.author === S.me.name);
+    if (dir && S.order && taken && pos + dir >= 0 && pos + dir < S.ids.length) { await openImage(pos + dir, dir, skipped + 1); return; }
     if (!S.image || S.image.id !== image.id) S.search = "";  // a narrowed class list would remap the digits on the next image
     S.image = image;
     S.checked = new Set(S.image.labels); S.shownAt = performance.now();
@@ -350,7 +357,8 @@ async function openImage(pos) {
     $("#big").src = `/api/images/${S.image.id}/file`;
     if (pos + 1 < S.ids.length) new Image().src = `/api/images/${S.ids[pos + 1]}/file`;  // keyboard labeling: no wait
     $("#big").alt = S.image.name;
-    $("#pos").textContent = `${pos + 1} / ${S.ids.length} · #${S.image.id} ${S.image.name}`;
+    $("#pos").textContent = `${pos + 1} / ${S.ids.length} · #${S.image.id} ${S.image.name}` +
+      (skipped ? ` · passed over ${plural(skipped, "image")} others have open or labeled` : "");
     renderImage();
   });
   if (S.pos === pos) S.loading = false;
@@ -361,6 +369,7 @@ function renderImage() {
     im.agreement !== null ? el("span", { class: "muted" }, ` · agreement ${pct(im.agreement)}`) : "",
     im.conflict ? el("span", { class: "bad" }, " · conflict") : "", im.review ? el("span", { class: "muted" }, ` · ${im.review}`) : "",
     im.changed ? el("span", { class: "bad", title: "an author replaced a reviewed label with a different one" }, " · relabeled after review") : "",
+    im.claimed_by ? el("span", { class: "bad", id: "claimed-by" }, ` · ${im.claimed_by} is labeling this image now`) : "",
     S.me.role === "admin" && im.annotation_id ? el("span", { class: "muted" }, " (a: accept, x: reject)") : ""));
   $("#suggestion").replaceChildren(...(im.top.length ? [el("div", {}, el("strong", {}, "Suggestion: "),
     el("span", { id: "suggested" }, suggested(im).join(", ") || "no tag"), S.ds.multi ? "" : ` ${pct(im.prediction ? im.prediction.score : im.top[0].score)}`,
@@ -428,7 +437,7 @@ async function save(labels, accepted = false) {
             (a.retrain_job ? ` Enough new labels: retraining (job ${a.retrain_job}).` : ""), others.length > 0);
       if (a.retrain_job) { S.watch = a.retrain_job; pollJobs(); }
       S.saving = false;
-      if (S.pos === pos) await openImage(Math.min(pos + 1, S.ids.length - 1));  // unless the annotator moved meanwhile
+      if (S.pos === pos) await openImage(Math.min(pos + 1, S.ids.length - 1), 1);  // unless the annotator moved meanwhile
     });
   } finally { S.saving = false; }
 }
@@ -462,6 +471,7 @@ async function review(id, status, next = false) {  // next: on to the following 
 function backToGrid() {  // or to the Review tab, when the image was opened from its conflicts
   const tab = S.back || "grid";
   S.back = null;
+  if (S.image && S.me.role !== "viewer") api(`/api/images/${S.image.id}/claim`, { method: "DELETE" }).catch(() => {});  // others' queues may have it
   openTab(tab);
 }
 $("#back").addEventListener("click", backToGrid);
@@ -481,8 +491,8 @@ document.addEventListener("keydown", (ev) => {
     if (!c) { flash("#image-msg", S.ds.classes.length ? `No class on key ${ev.key}.` : "No classes yet.", true); return; }
     ev.preventDefault();
     if (single()) save([c]); else toggle(c, !S.checked.has(c));
-  } else if (ev.key === "ArrowRight") { ev.preventDefault(); openImage(S.pos + 1); }
-  else if (ev.key === "ArrowLeft") { ev.preventDefault(); openImage(S.pos - 1); }
+  } else if (ev.key === "ArrowRight") { ev.preventDefault(); openImage(S.pos + 1, 1); }
+  else if (ev.key === "ArrowLeft") { ev.preventDefault(); openImage(S.pos - 1, -1); }
   else if (ev.key === " ") {
     ev.preventDefault();
     if (suggested(S.image).length) save(suggested(S.image), true);
