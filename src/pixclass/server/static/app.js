@@ -16,7 +16,7 @@ const el = (tag, attrs = {}, ...kids) => {
 const PAGE = 60;
 const S = { me: null, ds: null, ids: [], items: [], offset: 0, selected: new Set(), selStart: null, pos: 0, image: null, counts: {},
             shownAt: 0, hiddenAt: 0, undo: [], checked: new Set(), search: "", polling: null, watch: null,
-            saving: false, loading: false, back: null, watchNote: null, order: null, view: null, restoring: false, applied: {}, conflicts: [], hashAt: -Infinity, hashTimer: null };
+            saving: false, loading: false, nav: 0, back: null, watchNote: null, order: null, view: null, restoring: false, applied: {}, conflicts: [], hashAt: -Infinity, hashTimer: null };
 const pct = (x) => (x === null || x === undefined ? "" : `${Math.round(x * 100)}%`);
 const single = () => S.ds && !S.ds.multi;
 const hier = () => S.ds && S.ds.task === "hierarchical";
@@ -27,6 +27,7 @@ const suggested = (im) => (im.prediction ? im.prediction.labels || [im.predictio
 const shown = () => S.ds.classes.filter((c) => c.toLowerCase().includes(S.search.toLowerCase())).slice(0, 50);
 
 function show(view) {
+  if (view !== "image") S.nav += 1;  // an image still loading must not bring the image view back (see openImage)
   S.view = view;
   for (const v of ["login", "grid", "image", "review", "classes", "jobs", "admin"]) $(`#${v}-view`).hidden = v !== view;
   document.querySelectorAll(".tab").forEach((b) => b.classList.toggle("active", b.dataset.tab === view));
@@ -338,18 +339,19 @@ $("#train-btn").addEventListener("click", () => guard("#grid-msg", async () => {
 
 // ------------------------------------------------------------------ image view
 // dir (+1/-1): a move through the list. Through a label queue, it passes over images that someone else has open (their
-// claim) or has labeled since the queue loaded, so that annotators working one queue label different images.
+// claim) or has labeled since the queue loaded, so that annotators working one queue label different images (not
+// Review's list of conflicts, which others labeled by definition).
 async function openImage(pos, dir = 0, skipped = 0) {
   if (pos < 0 || pos >= S.ids.length) return;
   S.pos = pos; S.loading = true;  // labels wait until this image is shown (see save)
   await guard("#image-msg", async () => {
     const id = S.ids[pos], canLabel = S.me.role !== "viewer";
-    const hold = canLabel ? await api(`/api/images/${id}/claim`, { method: "POST" }) : null;
+    const nav = S.nav;
+    const [hold, image] = await Promise.all([canLabel ? api(`/api/images/${id}/claim`, { method: "POST" }) : null, api(`/api/images/${id}`)]);
+    if (S.nav !== nav) { if (hold && hold.claimed) api(`/api/images/${id}/claim`, { method: "DELETE" }).catch(() => {}); return; }  // left the image view
     if (S.pos !== pos) return;  // moved on while this one loaded: the later move wins
-    const image = await api(`/api/images/${id}`);
-    if (S.pos !== pos) return;
     const taken = hold && !hold.claimed || image.labels.length && !image.annotations.some((a) => a.author === S.me.name);
-    if (dir && S.order && taken && pos + dir >= 0 && pos + dir < S.ids.length) { await openImage(pos + dir, dir, skipped + 1); return; }
+    if (dir && S.order && S.back !== "review" && taken && pos + dir >= 0 && pos + dir < S.ids.length) { await openImage(pos + dir, dir, skipped + 1); return; }
     if (!S.image || S.image.id !== image.id) S.search = "";  // a narrowed class list would remap the digits on the next image
     S.image = image;
     S.checked = new Set(S.image.labels); S.shownAt = performance.now();
