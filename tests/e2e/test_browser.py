@@ -892,3 +892,29 @@ def test_two_annotators_on_one_queue_label_different_images(server, page, tmp_pa
     assert sum(map(len, votes.values())) == 7 and all(len(v) == 1 for v in votes.values()), votes
     assert sorted(v[0] for v in votes.values()) == ["ann"] * 4 + ["bea"] * 3
     assert list(held.values()) == ["bea"]  # ann went back to the grid: her last image is free
+
+    # an admin asks for two votes per image: ann's images come back into bea's queue, and her moves stop at them
+    ctx, root = logged_in_page(page, base, "root", "root-pw")
+    root.select_option("#dataset", "team")
+    root.fill("#votes", "2")
+    root.click("#votes-btn")
+    root.wait_for_selector("#grid-msg:has-text('2 annotators')")
+    ctx.close()
+    ctx, b = logged_in_page(page, base, "bea", "bea-pw")
+    b.select_option("#dataset", "team")
+    b.select_option("#f-sort", "queue:random")
+    b.click("#apply-filters")
+    b.wait_for_selector("#count:has-text('9 images')")  # 5 unlabeled and ann's 4
+    b.locator("#grid .card img").first.click()
+    b.wait_for_selector("#pos:has-text('1 / 9')")
+    for i in range(8):
+        step(b, "1")
+        assert b.inner_text("#pos").startswith(f"{i + 2} / 9"), b.inner_text("#pos")
+    ctx.close()
+    with ws.session() as s:
+        ds = records.get_dataset(s, "team")
+        votes = {}
+        for ann in human(ws):
+            if s.get(Image, ann.image_id).dataset_id == ds.id:
+                votes.setdefault(ann.image_id, set()).add(ann.author)
+    assert sum(v == {"ann", "bea"} for v in votes.values()) >= 3  # at least 3 of ann's 4 among the 8 labeled

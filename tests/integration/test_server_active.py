@@ -169,6 +169,42 @@ def test_annotators_on_one_queue_get_different_images(tmp_path, photos4):
     assert ann.post("/api/images/999999/claim").status_code == 404
 
 
+def test_several_votes_per_image_keep_images_in_the_queues_of_those_who_have_not_labeled_them(tmp_path, photos4):
+    srv = unlabeled_server(tmp_path, photos4, 8)
+    admin, ann, bob = srv.client("root"), srv.client("ann"), srv.client("bob")
+    assert admin.post("/api/datasets/new/classes", json={"names": ["hat", "shoes"]}).status_code == 200
+
+    def queue(c) -> list[int]:
+        return c.get("/api/datasets/new/queue", params={"strategy": "random", "n": 100}).json()["image_ids"]
+
+    everything = queue(ann)
+    x, y, z = everything[:3]
+    ann.post(f"/api/images/{x}/annotations", json={"labels": ["hat"]})
+    assert x not in queue(bob)  # one vote per image by default
+    assert admin.get("/api/datasets/new").json()["votes_per_image"] == 1
+    assert ann.put("/api/datasets/new/votes", json={"votes_per_image": 2}).status_code == 403
+    assert admin.put("/api/datasets/new/votes", json={"votes_per_image": 0}).status_code == 422
+    assert admin.put("/api/datasets/new/votes", json={"votes_per_image": 2}).json()["votes_per_image"] == 2
+    assert admin.get("/api/datasets/new").json()["votes_per_image"] == 2
+
+    assert x in queue(bob) and x not in queue(ann)  # a second opinion is asked of those who have not given one
+    grid = bob.get("/api/datasets/new/images", params={"sort": "queue:random"}).json()
+    assert x in grid["ids"] and grid["total"] == len(everything)
+    bob.post(f"/api/images/{x}/annotations", json={"labels": ["shoes"]})
+    assert x not in queue(bob) and x not in queue(admin)  # two votes: done, and a conflict for review
+    assert ann.get(f"/api/images/{x}").json()["conflict"] is True
+
+    ann.post(f"/api/images/{y}/annotations", json={"labels": ["hat"]})
+    verdict = admin.get(f"/api/images/{y}").json()["annotation_id"]
+    assert admin.post(f"/api/annotations/{verdict}/review", json={"status": "accepted"}).status_code == 200
+    assert y not in queue(bob)  # a reviewer's verdict settles it
+    ann.post(f"/api/images/{z}/annotations", json={"labels": ["hat"]})
+    assert ann.post(f"/api/images/{z}/claim").json()["claimed"] is True
+    assert z not in queue(bob)  # claims still apply
+    assert admin.put("/api/datasets/new/votes", json={"votes_per_image": 1}).status_code == 200
+    assert sorted(queue(bob)) == sorted(i for i in everything if i not in (x, y, z))
+
+
 def test_suggestions_follow_class_renames_and_merges_made_after_training(tmp_path, photos4):
     """A model trained before a rename or merge still answers in today's class names (merged classes add up), so
     accepting its suggestion works and nothing shows a class that no longer exists."""

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
 from pixclass.server.auth import Principal, require
-from pixclass.server.labeling import image_of, ws_of
+from pixclass.server.labeling import image_of, votes_per_image, ws_of
 from pixclass.store import claims, records
 from pixclass.train import active
 
@@ -35,7 +35,7 @@ def server_queue(request: Request, name: str, strategy: str, n: int, user: str) 
 
     def pool(s, ds) -> list:
         held = claims.held_by_others(ws.engine, ds.id, user)
-        return [it for it in tables.unlabeled(s, ds) if it.image_id not in held]
+        return [it for it in tables.to_label(s, ds, user, votes_per_image(s, ds)) if it.image_id not in held]
 
     kw = {"cache": request.app.state.queue_scores, "pool": pool}
     try:
@@ -59,7 +59,8 @@ def _embed(ws, need: active.EmbeddingsNeeded, progress) -> dict:
 @router.get("/datasets/{name}/queue")
 def queue(name: str, request: Request, strategy: str = "margin", n: int = 50,
           user: Principal = Depends(require("viewer"))) -> dict:
-    """Unlabeled images to label next, most useful first, by a strategy of ``train.active.STRATEGIES``.
+    """Unlabeled images to label next, most useful first, by a strategy of ``train.active.STRATEGIES``. With
+    several votes per image (``PUT /api/datasets/NAME/votes``), images others labeled but you did not too.
 
     Scored with the serving run (the newest, unless an admin pinned one), so the order refreshes after every
     retraining. ``embedding_job``: diversity order waits for images to be embedded by that job; until it is done
@@ -84,6 +85,20 @@ def claim_image(image_id: int, request: Request, user: Principal = Depends(requi
 def release_image(image_id: int, request: Request, user: Principal = Depends(require("annotator"))) -> dict:
     """Let your claim on this image go (you left it unlabeled); ``released`` is false if you held none."""
     return {"image_id": image_id, "released": claims.release(ws_of(request).engine, image_id, user.name)}
+
+
+class VotesBody(BaseModel):
+    votes_per_image: int = Field(1, ge=1, le=20, description="How many annotators should label each image: above "
+                                                             "1, an image labeled by fewer people stays in the "
+                                                             "label queues of those who have not labeled it.")
+
+
+@router.put("/datasets/{name}/votes")
+def set_votes(name: str, body: VotesBody, request: Request, _: Principal = Depends(require("admin"))) -> dict:
+    """Ask for several annotators' labels on each image (for agreement and review); 1 (the default): one each."""
+    with ws_of(request).session() as s:
+        records.set_setting(s, records.get_dataset(s, name), "votes", body.model_dump())
+    return {"dataset": name, **body.model_dump()}
 
 
 def autotrain_rule(request: Request, dataset: str) -> dict | None:

@@ -39,13 +39,19 @@ def image_of(s, image_id: int) -> Image:
     return im
 
 
+def votes_per_image(s, ds: Dataset) -> int:
+    """How many annotators should label each image of the dataset (``PUT /api/datasets/NAME/votes``)."""
+    return (records.get_setting(s, ds, "votes") or {}).get("votes_per_image", 1)
+
+
 def dataset_info(s, ds: Dataset) -> dict:
     schema = records.load_schema(s, ds)
     run, pinned = records.latest_run(s, ds), records.pinned_run(s, ds)
     return {"name": ds.name, "task": ds.task, "classes": list(schema.classes),
             "taxonomy": schema.taxonomy() if ds.task == "hierarchical" else None,
             "multi": ds.task == "multilabel", "latest_run": run.id if run else None,
-            "pinned_run": pinned.id if pinned else None, "prediction_run": views.prediction_run(s, ds)}
+            "pinned_run": pinned.id if pinned else None, "prediction_run": views.prediction_run(s, ds),
+            "votes_per_image": votes_per_image(s, ds)}
 
 
 def check_labels(schema: LabelSchema, labels: list[str]) -> list[str]:
@@ -192,7 +198,7 @@ def list_images(name: str, request: Request, f: Annotated[Filters, Query()],
 
         queue, embedding_job = server_queue(request, name, f.sort.split(":", 1)[1], 5000, user.name)
         queue_ids, ordered_by = queue.image_ids, queue.strategy  # kcenter when no model exists yet
-        f = f.model_copy(update={"sort": "id", "unlabeled": True})
+        f = f.model_copy(update={"sort": "id"})  # the queue's images, with any other filter
     with ws_of(request).session() as s:
         rows = views.apply(request.app.state.tables.get(s, records.get_dataset(s, name)), f)
     if queue_ids is not None:

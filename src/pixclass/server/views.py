@@ -183,15 +183,19 @@ class TableCache:
                 self._entries.popitem(last=False)
         return rows
 
-    def unlabeled(self, s: Session, ds: Dataset) -> list[records.Item]:
-        """The dataset's unlabeled images, as the label queue's pool."""
-        return unlabeled_items(s, ds, self.get(s, ds))
+    def to_label(self, s: Session, ds: Dataset, user: str, votes: int = 1) -> list[records.Item]:
+        """The label queue's pool for ``user``: the dataset's unlabeled images and, when each image should get
+        ``votes`` annotators' labels, the images labeled by fewer people than that, not by ``user``, with no verdict
+        yet. Images whose label was imported count as labeled: they are not asked again."""
+        rows = self.get(s, ds)
+        wanted = {i for i, r in rows.items() if not r.excluded and (not r.labels or votes > 1 and (
+            r.source == "human" and r.review is None and user not in r.by_author and len(r.by_author) < votes))}
+        return items_of(s, ds, wanted)
 
 
-def unlabeled_items(s: Session, ds: Dataset, rows: dict[int, Row]) -> list[records.Item]:
-    """``records.items(s, ds, labeled=False)`` from the dataset's rows (``TableCache``): only the file columns are
-    read, not every annotation."""
-    wanted = {i for i, r in rows.items() if not r.labels and not r.excluded}
+def items_of(s: Session, ds: Dataset, wanted: set[int]) -> list[records.Item]:
+    """``records.Item``s of the dataset's images in ``wanted`` (labels left empty), in id order: only the file columns
+    are read, not every annotation."""
     q = select(Image.id, Image.path, Image.sha256, Image.split).where(Image.dataset_id == ds.id,
                                                                       Image.excluded.is_(False))
     return [records.Item(i, path, sha, (), split) for i, path, sha, split in s.execute(q.order_by(Image.id))

@@ -174,6 +174,7 @@ async function selectDataset(name, h = null) {
   $("#bulk-class").replaceChildren(...S.ds.classes.map((c) => el("option", { value: c }, c)));
   $("#bulk-mode").hidden = !S.ds.multi || S.me.role === "viewer";
   exportLinks();
+  $("#votes").value = S.ds.votes_per_image;
   S.selected.clear(); S.offset = 0; S.search = "";
   if (h) setFields(h);
   await Promise.all([loadGrid(), loadRuns()]);
@@ -325,6 +326,13 @@ $("#autotrain-btn").addEventListener("click", () => guard("#grid-msg", async () 
   flash("#grid-msg", a.every ? `Retraining after every ${a.every} new labels.` : "Automatic retraining off.");
   await loadAutotrain();
 }));
+$("#votes-btn").addEventListener("click", () => guard("#grid-msg", async () => {
+  needDs();
+  const res = await api(`/api/datasets/${encodeURIComponent(S.ds.name)}/votes`, { method: "PUT", body: { votes_per_image: Number($("#votes").value) } });
+  S.ds.votes_per_image = res.votes_per_image;
+  flash("#grid-msg", res.votes_per_image > 1 ? `Label queues ask for ${res.votes_per_image} annotators' labels on each image.` : "Label queues ask for one label per image.");
+  if (S.order) await loadGrid();
+}));
 $("#train-btn").addEventListener("click", () => guard("#grid-msg", async () => {
   needDs();
   const btn = $("#train-btn");
@@ -339,7 +347,7 @@ $("#train-btn").addEventListener("click", () => guard("#grid-msg", async () => {
 
 // ------------------------------------------------------------------ image view
 // dir (+1/-1): a move through the list. Through a label queue, it passes over images that someone else has open (their
-// claim) or has labeled since the queue loaded, so that annotators working one queue label different images (not
+// claim) or that got their votes since the queue loaded, so that annotators working one queue label different images (not
 // Review's list of conflicts, which others labeled by definition).
 async function openImage(pos, dir = 0, skipped = 0) {
   if (pos < 0 || pos >= S.ids.length) return;
@@ -350,7 +358,9 @@ async function openImage(pos, dir = 0, skipped = 0) {
     const [hold, image] = await Promise.all([canLabel ? api(`/api/images/${id}/claim`, { method: "POST" }) : null, api(`/api/images/${id}`)]);
     if (S.nav !== nav) { if (hold && hold.claimed) api(`/api/images/${id}/claim`, { method: "DELETE" }).catch(() => {}); return; }  // left the image view
     if (S.pos !== pos) return;  // moved on while this one loaded: the later move wins
-    const taken = hold && !hold.claimed || image.labels.length && !image.annotations.some((a) => a.author === S.me.name);
+    const votes = image.annotations.filter((a) => a.source === "human" && a.review !== "rejected"), voters = new Set(votes.map((a) => a.author));
+    const enough = image.labels.length && (!voters.size || voters.size >= S.ds.votes_per_image || image.review);  // an imported label is enough
+    const taken = hold && !hold.claimed || enough && !image.annotations.some((a) => a.author === S.me.name);
     if (dir && S.order && S.back !== "review" && taken && pos + dir >= 0 && pos + dir < S.ids.length) { await openImage(pos + dir, dir, skipped + 1); return; }
     if (!S.image || S.image.id !== image.id) S.search = "";  // a narrowed class list would remap the digits on the next image
     S.image = image;
