@@ -42,7 +42,8 @@ if __name__ == "__main__":
     reqs = {"page of 60 images": lambda: c.get("/api/datasets/cifar/images", params={"limit": 60, "offset": 600}),
             "unlabeled filter": lambda: c.get("/api/datasets/cifar/images", params={"limit": 60, "unlabeled": True}),
             "dataset list with counts": lambda: c.get("/api/datasets"),
-            "conflicts": lambda: c.get("/api/datasets/cifar/conflicts")}
+            "conflicts": lambda: c.get("/api/datasets/cifar/conflicts"),
+            "label queue (random)": lambda: c.get("/api/datasets/cifar/queue", params={"strategy": "random", "n": 50})}
     print(f"{'request':<28}{'computed':>12}{'reused':>12}{'ratio':>10}")
     for name, fn in reqs.items():
         ref, ours = timed(cold(fn), a.repeats), timed(fn, a.repeats)

@@ -163,43 +163,42 @@ class TableCache:
 
     def __init__(self, ws: Workspace, size: int = 4):
         self.ws, self.size = ws, size
-        self._entries: OrderedDict[int, tuple[tuple, dict[int, Row]]] = OrderedDict()
+        self._entries: OrderedDict[int, tuple[tuple, dict[int, Row], dict]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, s: Session, ds: Dataset) -> dict[int, Row]:
+    def _entry(self, s: Session, ds: Dataset) -> tuple[dict[int, Row], dict]:
+        """(rows, a dict kept with them for what is computed from them, such as the queue's files)."""
         if s.info.get("wrote") or s.new or s.dirty or s.deleted:  # this session's own writes are not committed yet
-            return table(s, ds)
+            return table(s, ds), {}
         key = (self.ws.revision, fingerprint(s, ds))  # read before the rows: a write in between only misses
         with self._lock:
             hit = self._entries.get(ds.id)
             if hit is not None and hit[0] == key:
                 self._entries.move_to_end(ds.id)
-                return hit[1]
-        rows = table(s, ds)
+                return hit[1], hit[2]
+        rows, extra = table(s, ds), {}
         with self._lock:
-            self._entries[ds.id] = (key, rows)
+            self._entries[ds.id] = (key, rows, extra)
             self._entries.move_to_end(ds.id)
             while len(self._entries) > self.size:
                 self._entries.popitem(last=False)
-        return rows
+        return rows, extra
+
+    def get(self, s: Session, ds: Dataset) -> dict[int, Row]:
+        return self._entry(s, ds)[0]
 
     def to_label(self, s: Session, ds: Dataset, user: str, votes: int = 1) -> list[records.Item]:
-        """The label queue's pool for ``user``: the dataset's unlabeled images and, when each image should get
-        ``votes`` annotators' labels, the images labeled by fewer people than that, not by ``user``, with no verdict
-        yet. Images whose label was imported count as labeled: they are not asked again."""
-        rows = self.get(s, ds)
-        wanted = {i for i, r in rows.items() if not r.excluded and (not r.labels or votes > 1 and (
-            r.source == "human" and r.review is None and user not in r.by_author and len(r.by_author) < votes))}
-        return items_of(s, ds, wanted)
-
-
-def items_of(s: Session, ds: Dataset, wanted: set[int]) -> list[records.Item]:
-    """``records.Item``s of the dataset's images in ``wanted`` (labels left empty), in id order: only the file columns
-    are read, not every annotation."""
-    q = select(Image.id, Image.path, Image.sha256, Image.split).where(Image.dataset_id == ds.id,
-                                                                      Image.excluded.is_(False))
-    return [records.Item(i, path, sha, (), split) for i, path, sha, split in s.execute(q.order_by(Image.id))
-            if i in wanted]
+        """The label queue's pool for ``user``, in id order (labels left empty): the dataset's unlabeled images and,
+        when each image should get ``votes`` annotators' labels, the images labeled by fewer people than that, not by
+        ``user``, with no verdict yet. Images whose label was imported count as labeled: they are not asked again.
+        The images' files are read once and kept with the rows."""
+        rows, extra = self._entry(s, ds)
+        if "files" not in extra:
+            q = select(Image.id, Image.path, Image.sha256, Image.split).where(Image.dataset_id == ds.id)
+            extra["files"] = {i: records.Item(i, path, sha, (), split) for i, path, sha, split in s.execute(q)}
+        files = extra["files"]
+        return [files[i] for i, r in rows.items() if i in files and not r.excluded and (not r.labels or votes > 1 and (
+            r.source == "human" and r.review is None and user not in r.by_author and len(r.by_author) < votes))]
 
 
 def apply(rows: dict[int, Row], f: Filters) -> list[Row]:
