@@ -838,8 +838,9 @@ def test_reload_keeps_dataset_filters_and_image(server, page, tmp_path, photos4)
 
 
 def test_two_annotators_on_one_queue_label_different_images(server, page, tmp_path, photos4):
-    """Two annotators open the same "next to label" queue at once. Each image one of them has open is passed over
-    by the other's arrows and saves, so no image is labeled twice, and going back to the grid lets the last go."""
+    """Two annotators open the same "next to label" queue at once. Each image one of them has open is left out of
+    the other's queue, marked in the grid, and passed over by the other's saves and arrows, so no image is labeled
+    twice; going back to the grid lets the last one go. With two votes per image, the other's images come back."""
     from pixclass.store import claims
 
     base, ws = server
@@ -858,21 +859,36 @@ def test_two_annotators_on_one_queue_label_different_images(server, page, tmp_pa
         pg.wait_for_selector("#count:has-text('12 images')")  # both see the whole queue, in the same order
         pages.append((ctx, pg))
     (ctx_a, a), (ctx_b, b) = pages
+    second = a.locator("#grid .card").nth(1).get_attribute("data-id")  # ann's next image
     a.locator("#grid .card img").first.click()
     a.wait_for_selector("#pos:has-text('1 / 12')")
-    b.locator("#grid .card img").first.click()  # opened by hand: shown, with who has it
+    first = a.get_attribute("#big", "alt")
+    b.select_option("#f-sort", "id")  # the grid by id shows who has which image open
+    b.click("#apply-filters")
+    b.wait_for_selector("#grid .card .claimed:has-text('ann is labeling it')")
+    assert b.locator("#grid .card .claimed").count() == 1
+    b.locator("#grid .card:has(.claimed) img").click()  # opened by hand: shown, with who has it
     b.wait_for_selector("#claimed-by:has-text('ann is labeling this image now')")
-    assert a.get_attribute("#big", "alt") == b.get_attribute("#big", "alt")
+    assert b.get_attribute("#big", "alt") == first
+    b.keyboard.press("Escape")
+    b.wait_for_selector("#grid-view:not([hidden])")
+    b.locator(f"#grid .card[data-id='{second}'] img").click()  # bea opens ann's next image
+    b.wait_for_selector(f"#pos:has-text('#{second} ')")
 
     def step(pg, key: str) -> None:
         before = pg.inner_text("#pos")
         pg.keyboard.press(key)
         pg.wait_for_function("t => document.querySelector('#pos').textContent !== t", arg=before)
 
-    step(b, "ArrowRight")  # the second image is free: bea takes it
-    assert b.inner_text("#pos").startswith("2 / 12") and not b.is_visible("#claimed-by")
-    step(a, "1")  # ann labels the first; her next is bea's: passed over
+    step(a, "1")  # ann labels the first; her next is the one bea has open: passed over
     assert a.inner_text("#pos").startswith("3 / 12") and "passed over 1 image" in a.inner_text("#pos")
+    b.keyboard.press("2")  # bea labels it, then works from her own queue, which leaves out ann's image
+    b.wait_for_selector("#image-msg:has-text('Saved')")
+    b.keyboard.press("Escape")
+    b.wait_for_selector("#grid-view:not([hidden])")
+    b.select_option("#f-sort", "queue:random")
+    b.click("#label-next")
+    b.wait_for_selector("#pos:has-text('1 / 9')")  # 12, less 2 labeled and the one ann has open
     for _ in range(3):
         step(b, "2")
         step(a, "1")
@@ -889,27 +905,27 @@ def test_two_annotators_on_one_queue_label_different_images(server, page, tmp_pa
             if s.get(Image, ann.image_id).dataset_id == ds.id:
                 votes.setdefault(ann.image_id, []).append(ann.author)
         held = claims.held_by_others(ws.engine, ds_id, "nobody")
-    assert sum(map(len, votes.values())) == 7 and all(len(v) == 1 for v in votes.values()), votes
-    assert sorted(v[0] for v in votes.values()) == ["ann"] * 4 + ["bea"] * 3
+    assert sum(map(len, votes.values())) == 8 and all(len(v) == 1 for v in votes.values()), votes
+    assert sorted(v[0] for v in votes.values()) == ["ann"] * 4 + ["bea"] * 4
     assert list(held.values()) == ["bea"]  # ann went back to the grid: her last image is free
 
     # an admin asks for two votes per image: ann's images come back into bea's queue, and her moves stop at them
     ctx, root = logged_in_page(page, base, "root", "root-pw")
     root.select_option("#dataset", "team")
+    root.wait_for_selector("#count:has-text('16 images')")
+    assert root.input_value("#votes") == "1"
     root.fill("#votes", "2")
     root.click("#votes-btn")
     root.wait_for_selector("#grid-msg:has-text('2 annotators')")
     ctx.close()
     ctx, b = logged_in_page(page, base, "bea", "bea-pw")
     b.select_option("#dataset", "team")
-    b.select_option("#f-sort", "queue:random")
-    b.click("#apply-filters")
-    b.wait_for_selector("#count:has-text('9 images')")  # 5 unlabeled and ann's 4
-    b.locator("#grid .card img").first.click()
-    b.wait_for_selector("#pos:has-text('1 / 9')")
-    for i in range(8):
+    b.click("#label-next")  # the margin queue: in diversity order, as no model is trained yet
+    b.wait_for_selector("#pos:has-text('1 / 8')")  # 4 unlabeled and ann's 4
+    assert b.input_value("#f-sort") == "queue:margin"
+    for i in range(7):
         step(b, "1")
-        assert b.inner_text("#pos").startswith(f"{i + 2} / 9"), b.inner_text("#pos")
+        assert b.inner_text("#pos").startswith(f"{i + 2} / 8"), b.inner_text("#pos")
     ctx.close()
     with ws.session() as s:
         ds = records.get_dataset(s, "team")
@@ -917,4 +933,4 @@ def test_two_annotators_on_one_queue_label_different_images(server, page, tmp_pa
         for ann in human(ws):
             if s.get(Image, ann.image_id).dataset_id == ds.id:
                 votes.setdefault(ann.image_id, set()).add(ann.author)
-    assert sum(v == {"ann", "bea"} for v in votes.values()) >= 3  # at least 3 of ann's 4 among the 8 labeled
+    assert sum(v == {"ann", "bea"} for v in votes.values()) >= 3  # at least 3 of ann's 4 among the 7 labeled

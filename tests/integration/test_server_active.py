@@ -154,6 +154,8 @@ def test_annotators_on_one_queue_get_different_images(tmp_path, photos4):
     grid = bob.get("/api/datasets/new/images", params={"sort": "queue:random"}).json()
     assert first not in grid["ids"] and grid["total"] == len(everything) - 1
     assert bob.get(f"/api/images/{first}").json()["claimed_by"] == "ann"
+    by_id = {it["id"]: it["claimed_by"] for it in bob.get("/api/datasets/new/images").json()["items"]}
+    assert by_id[first] == "ann" and sum(v is not None for v in by_id.values()) == 1
     assert ann.get(f"/api/images/{first}").json()["claimed_by"] is None
     taken = bob.post(f"/api/images/{first}/claim").json()
     assert taken["claimed"] is False and taken["user"] == "ann"

@@ -199,14 +199,17 @@ def list_images(name: str, request: Request, f: Annotated[Filters, Query()],
         queue, embedding_job = server_queue(request, name, f.sort.split(":", 1)[1], 5000, user.name)
         queue_ids, ordered_by = queue.image_ids, queue.strategy  # kcenter when no model exists yet
         f = f.model_copy(update={"sort": "id"})  # the queue's images, with any other filter
-    with ws_of(request).session() as s:
-        rows = views.apply(request.app.state.tables.get(s, records.get_dataset(s, name)), f)
+    ws = ws_of(request)
+    with ws.session() as s:
+        ds = records.get_dataset(s, name)
+        rows = views.apply(request.app.state.tables.get(s, ds), f)
     if queue_ids is not None:
         rank = {image_id: i for i, image_id in enumerate(queue_ids)}
         rows = sorted((r for r in rows if r.id in rank), key=lambda r: rank[r.id])
+    held = claims.held_by_others(ws.engine, ds.id, user.name)
     return {"total": len(rows), "offset": offset, "ids": [r.id for r in rows], "queue_strategy": ordered_by,
             "embedding_job": embedding_job,
-            "items": [r.to_dict() for r in rows[offset : offset + limit]]}
+            "items": [{**r.to_dict(), "claimed_by": held.get(r.id)} for r in rows[offset : offset + limit]]}
 
 
 @router.get("/images/{image_id}")

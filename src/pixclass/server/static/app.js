@@ -270,7 +270,8 @@ function renderGrid() {
       el("img", { src: `/api/images/${it.id}/thumb?size=160`, loading: "lazy", alt: `image ${it.id}`, onclick: () => { S.back = null; openImage(S.offset + i); } }),
       el("div", { class: "labels" }, it.labels.join(", ") || "—", it.accepted ? el("span", { class: "muted", title: "an accepted model suggestion" }, " · accepted") : ""),
       el("div", { class: "pred" }, p ? `model: ${(p.labels || [p.label]).join(", ") || "no tag"}${S.ds.multi ? "" : ` ${pct(p.score)}`}` : "no suggestion",
-         it.agreement !== null ? ` · agree ${pct(it.agreement)}` : ""));
+         it.agreement !== null ? ` · agree ${pct(it.agreement)}` : ""),
+      it.claimed_by ? el("div", { class: "pred bad claimed" }, `${it.claimed_by} is labeling it`) : "");
   }));
   updateSel();
 }
@@ -325,6 +326,14 @@ $("#autotrain-btn").addEventListener("click", () => guard("#grid-msg", async () 
     body: { every: v === "" ? null : Number(v) } });
   flash("#grid-msg", a.every ? `Retraining after every ${a.every} new labels.` : "Automatic retraining off.");
   await loadAutotrain();
+}));
+$("#label-next").addEventListener("click", () => guard("#grid-msg", async () => {  // the queue's first image nobody has open
+  needDs();
+  if (!$("#f-sort").value.startsWith("queue:")) $("#f-sort").value = "queue:margin";
+  $("#f-status").value = ""; S.offset = 0;
+  await loadGrid();
+  if (!S.ids.length) { flash("#grid-msg", "Nothing left to label in this dataset's queue.", true); return; }
+  S.back = null; await openImage(0, 1);
 }));
 $("#votes-btn").addEventListener("click", () => guard("#grid-msg", async () => {
   needDs();
