@@ -12,6 +12,7 @@ from pixclass.cli.main import app
 from pixclass.store import Workspace, users
 from pixclass.store.db import migrate
 from pixclass.store.tables import SCHEMA_VERSION, Annotation
+from tests.pg import fresh_database
 
 V1 = """
 CREATE TABLE meta (key VARCHAR(64) PRIMARY KEY, value TEXT);
@@ -78,12 +79,7 @@ def test_a_new_sqlite_workspace_never_reuses_annotation_ids(tmp_path):
 
 
 def test_version_1_database_is_migrated_in_place_on_postgresql(tmp_path, postgres_url):
-    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text("DROP DATABASE IF EXISTS pixclass_v1"))
-        c.execute(text("CREATE DATABASE pixclass_v1"))
-    admin.dispose()
-    url = postgres_url.rsplit("/", 1)[0] + "/pixclass_v1"
+    url = fresh_database(postgres_url, "pixclass_v1")
     old = create_engine(url)
     v1 = V1.replace("DATETIME", "TIMESTAMP").replace("0, '2024", "false, '2024")
     with old.begin() as c:

@@ -3,12 +3,13 @@ many claimers on SQLite and on a real PostgreSQL server where exactly one wins."
 
 from concurrent.futures import ThreadPoolExecutor
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from pixclass.io.importer import import_dataset
 from pixclass.store import Workspace, claims, records
 from pixclass.store.tables import Dataset, Image
 from tests.integration.server_fixtures import tiny_source
+from tests.pg import fresh_database
 
 
 def _workspace(tmp_path, url: str | None = None) -> tuple[Workspace, int, list[int]]:
@@ -67,12 +68,7 @@ def test_concurrent_claims_have_one_winner_on_sqlite(tmp_path):
 
 
 def test_concurrent_claims_have_one_winner_on_postgresql(tmp_path, postgres_url):
-    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text("DROP DATABASE IF EXISTS pixclass_claims"))
-        c.execute(text("CREATE DATABASE pixclass_claims"))
-    admin.dispose()
-    ws, ds, ids = _workspace(tmp_path, postgres_url.rsplit("/", 1)[0] + "/pixclass_claims")
+    ws, ds, ids = _workspace(tmp_path, fresh_database(postgres_url, "pixclass_claims"))
     assert ws.engine.dialect.name == "postgresql"
     _race(ws, ds, ids)
     ws.close()
