@@ -837,6 +837,24 @@ def test_reload_keeps_dataset_filters_and_image(server, page, tmp_path, photos4)
         ctx.close()
 
 
+def press_and_move(pg, key: str) -> None:
+    """Press a key in the image view and wait until it shows another image."""
+    before = pg.inner_text("#pos")
+    pg.keyboard.press(key)
+    pg.wait_for_function("t => document.querySelector('#pos').textContent !== t", arg=before)
+
+
+def votes_in(ws: Workspace, dataset: str) -> dict[int, list[str]]:
+    """image id -> authors of its human annotations, in the dataset."""
+    with ws.session() as s:
+        ids = {it.image_id for it in records.items(s, records.get_dataset(s, dataset))}
+    out: dict[int, list[str]] = {}
+    for a in human(ws):
+        if a.image_id in ids:
+            out.setdefault(a.image_id, []).append(a.author)
+    return out
+
+
 def test_two_annotators_on_one_queue_label_different_images(server, page, tmp_path, photos4):
     """Two annotators open the same "next to label" queue at once. Each image one of them has open is left out of
     the other's queue, marked in the grid, and passed over by the other's saves and arrows, so no image is labeled
@@ -875,12 +893,7 @@ def test_two_annotators_on_one_queue_label_different_images(server, page, tmp_pa
     b.locator(f"#grid .card[data-id='{second}'] img").click()  # bea opens ann's next image
     b.wait_for_selector(f"#pos:has-text('#{second} ')")
 
-    def step(pg, key: str) -> None:
-        before = pg.inner_text("#pos")
-        pg.keyboard.press(key)
-        pg.wait_for_function("t => document.querySelector('#pos').textContent !== t", arg=before)
-
-    step(a, "1")  # ann labels the first; her next is the one bea has open: passed over
+    press_and_move(a, "1")  # ann labels the first; her next is the one bea has open: passed over
     assert a.inner_text("#pos").startswith("3 / 12") and "passed over 1 image" in a.inner_text("#pos")
     b.keyboard.press("2")  # bea labels it, then works from her own queue, which leaves out ann's image
     b.wait_for_selector("#image-msg:has-text('Saved')")
@@ -890,21 +903,16 @@ def test_two_annotators_on_one_queue_label_different_images(server, page, tmp_pa
     b.click("#label-next")
     b.wait_for_selector("#pos:has-text('1 / 9')")  # 12, less 2 labeled and the one ann has open
     for _ in range(3):
-        step(b, "2")
-        step(a, "1")
+        press_and_move(b, "2")
+        press_and_move(a, "1")
     with a.expect_response(lambda r: r.url.endswith("/claim") and r.request.method == "DELETE"):
         a.keyboard.press("Escape")
     a.wait_for_selector("#grid-view:not([hidden])")
     ctx_a.close()
     ctx_b.close()
 
-    with ws.session() as s:
-        ds = records.get_dataset(s, "team")
-        votes: dict[int, list[str]] = {}
-        for ann in human(ws):
-            if s.get(Image, ann.image_id).dataset_id == ds.id:
-                votes.setdefault(ann.image_id, []).append(ann.author)
-        held = claims.held_by_others(ws.engine, ds_id, "nobody")
+    votes = votes_in(ws, "team")
+    held = claims.held_by_others(ws.engine, ds_id, "nobody")
     assert sum(map(len, votes.values())) == 8 and all(len(v) == 1 for v in votes.values()), votes
     assert sorted(v[0] for v in votes.values()) == ["ann"] * 4 + ["bea"] * 4
     assert list(held.values()) == ["bea"]  # ann went back to the grid: her last image is free
@@ -924,13 +932,43 @@ def test_two_annotators_on_one_queue_label_different_images(server, page, tmp_pa
     b.wait_for_selector("#pos:has-text('1 / 8')")  # 4 unlabeled and ann's 4
     assert b.input_value("#f-sort") == "queue:margin"
     for i in range(7):
-        step(b, "1")
+        press_and_move(b, "1")
         assert b.inner_text("#pos").startswith(f"{i + 2} / 8"), b.inner_text("#pos")
     ctx.close()
+    votes = votes_in(ws, "team")
+    assert sum(sorted(v) == ["ann", "bea"] for v in votes.values()) >= 3  # at least 3 of ann's 4 among the 7 labeled
+
+
+def test_the_end_of_a_queue_never_shows_an_image_someone_else_has_open(server, page, tmp_path, photos4):
+    """Past its last free image a queue is loaded again, without others' claims and answers; when nothing is left,
+    the grid says so. The image another annotator has open is never shown to label, not even as the last one."""
+    base, ws = server
+    labeled, folder = copy_photos(photos4, tmp_path, slice(0, 1), slice(4, 5))
+    import_dataset(ws, labeled, "tail")
+    import_dataset(ws, folder, "tail")
     with ws.session() as s:
-        ds = records.get_dataset(s, "team")
-        votes = {}
-        for ann in human(ws):
-            if s.get(Image, ann.image_id).dataset_id == ds.id:
-                votes.setdefault(ann.image_id, set()).add(ann.author)
-    assert sum(v == {"ann", "bea"} for v in votes.values()) >= 3  # at least 3 of ann's 4 among the 7 labeled
+        users.create_user(s, "cy", "annotator", "cy-pw", replace=True)
+    pages = []
+    for who in ("ann", "cy"):
+        ctx, pg = logged_in_page(page, base, who, f"{who}-pw")
+        pg.select_option("#dataset", "tail")
+        pg.select_option("#f-sort", "queue:random")
+        pg.click("#apply-filters")
+        pg.wait_for_selector("#count:has-text('4 images')")
+        pages.append((ctx, pg))
+    (ctx_a, a), (ctx_c, c) = pages
+    c.locator("#grid .card img").nth(3).click()  # cy opens the last image of the queue both of them loaded
+    c.wait_for_selector("#pos:has-text('4 / 4')")
+    a.locator("#grid .card img").first.click()
+    a.wait_for_selector("#pos:has-text('1 / 4')")
+    press_and_move(a, "1")
+    press_and_move(a, "2")
+    a.keyboard.press("3")  # her last free image: next is cy's, then the queue again, empty
+    a.wait_for_selector("#grid-msg:has-text('Nothing left to label in this queue')")
+    assert a.is_visible("#grid-view") and not a.is_visible("#image-view")
+    c.keyboard.press("4")
+    c.wait_for_selector("#grid-msg:has-text('Nothing left to label in this queue')")
+    ctx_a.close()
+    ctx_c.close()
+    votes = votes_in(ws, "tail")
+    assert sorted(map(tuple, votes.values())) == [("ann",)] * 3 + [("cy",)], votes

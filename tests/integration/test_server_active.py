@@ -207,6 +207,26 @@ def test_several_votes_per_image_keep_images_in_the_queues_of_those_who_have_not
     assert sorted(queue(bob)) == sorted(i for i in everything if i not in (x, y, z))
 
 
+def test_a_multilabel_answer_of_no_tags_leaves_the_queue(tmp_path, photos4):
+    """"None of these tags" is an answer: the image is not asked of the next annotator again."""
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for f in sorted(photos4.glob("*/*.jpg"))[::8]:
+        shutil.copy(f, flat / f"{f.parent.name}-{f.name}")
+    srv = make_server(tmp_path / "ws", flat, name="tags", task="multilabel")
+    admin, ann, bob = srv.client("root"), srv.client("ann"), srv.client("bob")
+    assert admin.post("/api/datasets/tags/classes", json={"names": ["red", "worn"]}).status_code == 200
+    queue = lambda c: c.get("/api/datasets/tags/queue", params={"strategy": "random", "n": 100}).json()["image_ids"]  # noqa: E731
+    x, y = queue(ann)[:2]
+    assert ann.post(f"/api/images/{x}/annotations", json={"labels": []}).status_code == 200
+    assert ann.post(f"/api/images/{y}/annotations", json={"labels": ["red"]}).status_code == 200
+    assert x not in queue(bob) and y not in queue(bob)
+    claim = bob.post(f"/api/images/{x}/claim").json()
+    assert claim["claimed"] is True and claim["votes_per_image"] == 1
+    assert admin.put("/api/datasets/tags/votes", json={"votes_per_image": 2}).status_code == 200
+    assert x in queue(bob) and bob.post(f"/api/images/{y}/claim").json()["votes_per_image"] == 2
+
+
 def test_suggestions_follow_class_renames_and_merges_made_after_training(tmp_path, photos4):
     """A model trained before a rename or merge still answers in today's class names (merged classes add up), so
     accepting its suggestion works and nothing shows a class that no longer exists."""

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, Field
 
 from pixclass.server.auth import Principal, require
 from pixclass.server.labeling import image_of, votes_per_image, ws_of
 from pixclass.store import claims, records
+from pixclass.store.tables import Dataset
 from pixclass.train import active
 
 log = logging.getLogger(__name__)
@@ -73,12 +74,18 @@ def queue(name: str, request: Request, strategy: str = "margin", n: int = 50,
 def claim_image(image_id: int, request: Request, user: Principal = Depends(require("annotator"))) -> dict:
     """Say you are labeling this image now, so that other people's label queues leave it out for
     ``claims.CLAIM_MINUTES`` minutes. ``claimed`` is false when someone else has it open (``user``): label queues
-    then move on to the next image. Claiming an image lets your previous claim in its dataset go."""
+    then move on to the next image. Claiming an image lets your previous claim in its dataset go.
+    ``votes_per_image``: the dataset's current setting, for a page that decides which images to pass over."""
     ws = ws_of(request)
     with ws.session() as s:
         dataset_id = image_of(s, image_id).dataset_id
-    hold = claims.claim(ws.engine, dataset_id, image_id, user.name)
-    return {"image_id": image_id, "claimed": hold.mine, "user": hold.user, "until": hold.until.isoformat() + "Z"}
+        votes = votes_per_image(s, s.get(Dataset, dataset_id))
+    try:
+        hold = claims.claim(ws.engine, dataset_id, image_id, user.name)
+    except TimeoutError as e:
+        raise HTTPException(503, str(e)) from e
+    return {"image_id": image_id, "claimed": hold.mine, "user": hold.user, "until": hold.until.isoformat() + "Z",
+            "votes_per_image": votes}
 
 
 @router.delete("/images/{image_id}/claim")

@@ -10,8 +10,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import Engine, ForeignKey, String, delete, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, ForeignKey, String, delete, insert, or_, select
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from pixclass.store.tables import Base, utcnow
@@ -36,16 +36,19 @@ class Hold(NamedTuple):
 def claim(engine: Engine, dataset_id: int, image_id: int, user: str, minutes: float = CLAIM_MINUTES) -> Hold:
     """Claim an image for ``user`` (renewing their claim), unless another user's claim on it is still live: then
     that one is returned. ``user``'s claim on any other image of the dataset ends. Safe against concurrent calls:
-    the image's primary key lets one insert win."""
-    for _ in range(3):
+    the image's primary key lets one insert win. Before its insert a call touches only rows no one else can want
+    (its own claim on this image, an expired one), so two people trading images cannot deadlock."""
+    for _ in range(5):
         now = utcnow()
         until = now + timedelta(minutes=minutes)
         try:
-            with engine.begin() as conn:  # writes first, so SQLite takes its write lock at once
-                conn.execute(delete(ImageClaim).where(ImageClaim.dataset_id == dataset_id, ImageClaim.user == user))
-                conn.execute(delete(ImageClaim).where(ImageClaim.image_id == image_id, ImageClaim.until <= now))
+            with engine.begin() as conn:  # a write first, so SQLite takes its write lock at once
+                conn.execute(delete(ImageClaim).where(ImageClaim.image_id == image_id,
+                                                      or_(ImageClaim.user == user, ImageClaim.until <= now)))
                 conn.execute(insert(ImageClaim).values(image_id=image_id, dataset_id=dataset_id, user=user,
                                                        until=until))
+                conn.execute(delete(ImageClaim).where(ImageClaim.dataset_id == dataset_id, ImageClaim.user == user,
+                                                      ImageClaim.image_id != image_id))
             return Hold(True, user, until)
         except IntegrityError:  # someone holds it (or it was deleted: the caller checked it exists)
             with engine.connect() as conn:
@@ -53,7 +56,9 @@ def claim(engine: Engine, dataset_id: int, image_id: int, user: str, minutes: fl
                                    .where(ImageClaim.image_id == image_id)).first()
             if row is not None and row.user != user and row.until > now:
                 return Hold(False, row.user, row.until)
-    raise RuntimeError(f"Could not claim image {image_id}: its claim kept changing. Try again.")
+        except OperationalError:  # SQLite busy past its timeout, or a PostgreSQL deadlock: try again
+            continue
+    raise TimeoutError(f"Could not claim image {image_id}: the database stayed busy. Try again.")
 
 
 def release(engine: Engine, image_id: int, user: str) -> bool:

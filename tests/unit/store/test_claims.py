@@ -1,6 +1,7 @@
-"""Claims on images (store.claims): one holder at a time, one claim per person and dataset, expiry, and a race of
-many claimers on SQLite and on a real PostgreSQL server where exactly one wins."""
+"""Claims on images (store.claims): one holder at a time, one claim per person and dataset, expiry, and on SQLite
+and a real PostgreSQL server a race of many claimers where exactly one wins, and two people trading images at once."""
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import text
@@ -62,13 +63,33 @@ def _race(ws: Workspace, ds: int, image_ids: list[int], people: int = 8) -> None
             assert {h.user for h in holds} == set(winners)
 
 
+def _swap(ws: Workspace, ds: int, x: int, y: int, times: int = 30) -> None:
+    """a holds x and b holds y; at the same moment a claims y and b claims x. Neither gets the other's image, each
+    is told who holds it, and neither call fails (on PostgreSQL such a trade used to deadlock)."""
+    with ws.engine.begin() as conn:  # what an earlier race left
+        conn.execute(text("DELETE FROM image_claims"))
+    for _ in range(times):
+        assert claims.claim(ws.engine, ds, x, "a").mine and claims.claim(ws.engine, ds, y, "b").mine
+        barrier = threading.Barrier(2)
+
+        def trade(who: str, image_id: int) -> claims.Hold:
+            barrier.wait()
+            return claims.claim(ws.engine, ds, image_id, who)
+
+        with ThreadPoolExecutor(2) as pool:
+            a, b = pool.map(trade, ["a", "b"], [y, x])
+        assert (a.mine, a.user, b.mine, b.user) == (False, "b", False, "a")
+
+
 def test_concurrent_claims_have_one_winner_on_sqlite(tmp_path):
     ws, ds, ids = _workspace(tmp_path)
     _race(ws, ds, ids)
+    _swap(ws, ds, ids[0], ids[1])
 
 
 def test_concurrent_claims_have_one_winner_on_postgresql(tmp_path, postgres_url):
     ws, ds, ids = _workspace(tmp_path, fresh_database(postgres_url, "pixclass_claims"))
     assert ws.engine.dialect.name == "postgresql"
     _race(ws, ds, ids)
+    _swap(ws, ds, ids[0], ids[1])
     ws.close()

@@ -16,7 +16,7 @@ const el = (tag, attrs = {}, ...kids) => {
 const PAGE = 60;
 const S = { me: null, ds: null, ids: [], items: [], offset: 0, selected: new Set(), selStart: null, pos: 0, image: null, counts: {},
             shownAt: 0, hiddenAt: 0, undo: [], checked: new Set(), search: "", polling: null, watch: null,
-            saving: false, loading: false, nav: 0, back: null, watchNote: null, order: null, view: null, restoring: false, applied: {}, conflicts: [], hashAt: -Infinity, hashTimer: null };
+            saving: false, loading: false, nav: 0, claimChain: Promise.resolve(), back: null, watchNote: null, order: null, view: null, restoring: false, applied: {}, conflicts: [], hashAt: -Infinity, hashTimer: null };
 const pct = (x) => (x === null || x === undefined ? "" : `${Math.round(x * 100)}%`);
 const single = () => S.ds && !S.ds.multi;
 const hier = () => S.ds && S.ds.task === "hierarchical";
@@ -28,6 +28,7 @@ const shown = () => S.ds.classes.filter((c) => c.toLowerCase().includes(S.search
 
 function show(view) {
   if (view !== "image") S.nav += 1;  // an image still loading must not bring the image view back (see openImage)
+  if (S.view === "image" && view !== "image" && S.image && S.me && S.me.role !== "viewer") claimOp(S.image.id, "DELETE").catch(() => {});  // let others have it
   S.view = view;
   for (const v of ["login", "grid", "image", "review", "classes", "jobs", "admin"]) $(`#${v}-view`).hidden = v !== view;
   document.querySelectorAll(".tab").forEach((b) => b.classList.toggle("active", b.dataset.tab === view));
@@ -329,8 +330,7 @@ $("#autotrain-btn").addEventListener("click", () => guard("#grid-msg", async () 
 }));
 $("#label-next").addEventListener("click", () => guard("#grid-msg", async () => {  // the queue's first image nobody has open
   needDs();
-  if (!$("#f-sort").value.startsWith("queue:")) $("#f-sort").value = "queue:margin";
-  $("#f-status").value = ""; S.offset = 0;
+  setFields(new URLSearchParams({ sort: $("#f-sort").value.startsWith("queue:") ? $("#f-sort").value : "queue:margin" }));  // the whole queue
   await loadGrid();
   if (!S.ids.length) { flash("#grid-msg", "Nothing left to label in this dataset's queue.", true); return; }
   S.back = null; await openImage(0, 1);
@@ -355,22 +355,38 @@ $("#train-btn").addEventListener("click", () => guard("#grid-msg", async () => {
 }));
 
 // ------------------------------------------------------------------ image view
+// Claims (the image each annotator has open) go out one at a time, in the order they were made, so that the image
+// finally shown is the one the server holds.
+function claimOp(id, method) {
+  const p = S.claimChain.then(() => api(`/api/images/${id}/claim`, { method }));
+  S.claimChain = p.catch(() => {});
+  return p;
+}
+const inQueue = () => S.order && S.back !== "review";  // a label queue, not Review's list of conflicts (others labeled those)
 // dir (+1/-1): a move through the list. Through a label queue, it passes over images that someone else has open (their
-// claim) or that got their votes since the queue loaded, so that annotators working one queue label different images (not
-// Review's list of conflicts, which others labeled by definition).
-async function openImage(pos, dir = 0, skipped = 0) {
+// claim) or that got their votes since the queue loaded, so that annotators working one queue label different images;
+// past the end of the list it loads the queue again.
+async function openImage(pos, dir = 0, skipped = 0, refilled = false) {
+  if (dir > 0 && pos >= S.ids.length && inQueue() && !refilled) { await refillQueue(skipped); return; }
   if (pos < 0 || pos >= S.ids.length) return;
   S.pos = pos; S.loading = true;  // labels wait until this image is shown (see save)
   await guard("#image-msg", async () => {
-    const id = S.ids[pos], canLabel = S.me.role !== "viewer";
-    const nav = S.nav;
-    const [hold, image] = await Promise.all([canLabel ? api(`/api/images/${id}/claim`, { method: "POST" }) : null, api(`/api/images/${id}`)]);
-    if (S.nav !== nav) { if (hold && hold.claimed) api(`/api/images/${id}/claim`, { method: "DELETE" }).catch(() => {}); return; }  // left the image view
+    const id = S.ids[pos], nav = S.nav;
+    const hold = S.me.role !== "viewer" ? await claimOp(id, "POST") : null;  // first: the detail then shows any label given before it
+    const image = S.nav === nav && S.pos === pos ? await api(`/api/images/${id}`) : null;
+    if (S.nav !== nav) { if (hold && hold.claimed) claimOp(id, "DELETE").catch(() => {}); return; }  // left the image view
     if (S.pos !== pos) return;  // moved on while this one loaded: the later move wins
-    const votes = image.annotations.filter((a) => a.source === "human" && a.review !== "rejected"), voters = new Set(votes.map((a) => a.author));
-    const enough = image.labels.length && (!voters.size || voters.size >= S.ds.votes_per_image || image.review);  // an imported label is enough
+    if (hold) S.ds.votes_per_image = hold.votes_per_image;  // an admin may have changed it
+    const voters = new Set(image.annotations.filter((a) => a.source === "human" && a.review !== "rejected").map((a) => a.author));
+    const enough = image.annotation_id && (!voters.size || voters.size >= S.ds.votes_per_image || image.review);  // an imported label is enough
     const taken = hold && !hold.claimed || enough && !image.annotations.some((a) => a.author === S.me.name);
-    if (dir && S.order && S.back !== "review" && taken && pos + dir >= 0 && pos + dir < S.ids.length) { await openImage(pos + dir, dir, skipped + 1); return; }
+    if (dir && inQueue() && taken) {
+      if (pos + dir >= 0 && pos + dir < S.ids.length) await openImage(pos + dir, dir, skipped + 1, refilled);
+      else if (dir > 0 && !refilled) await refillQueue(skipped + 1);
+      else if (dir > 0) { show("grid"); flash("#grid-msg", "Nothing left to label in this queue: others have the rest open."); }
+      else { await openImage(pos + skipped + 1); flash("#image-msg", "Every earlier image is open or labeled by someone else.", true); }
+      return;
+    }
     if (!S.image || S.image.id !== image.id) S.search = "";  // a narrowed class list would remap the digits on the next image
     S.image = image;
     S.checked = new Set(S.image.labels); S.shownAt = performance.now();
@@ -384,6 +400,20 @@ async function openImage(pos, dir = 0, skipped = 0) {
   });
   if (S.pos === pos) S.loading = false;
 }
+async function refillQueue(skipped) {  // past the end of a queue's list: the server's queue now, without others' claims and answers
+  const nav = S.nav;
+  S.offset = 0; S.loading = true;  // no label lands on the image still shown meanwhile
+  try { await loadGrid(); } finally { S.loading = false; }
+  if (S.nav !== nav) return;
+  if (S.ids.length) await openImage(0, 1, skipped, true);
+  else { show("grid"); flash("#grid-msg", "Nothing left to label in this queue."); }
+}
+setInterval(() => {  // a claim lasts five minutes: renewed while its image stays on a visible page
+  if (S.view !== "image" || !S.image || document.hidden || S.me.role === "viewer") return;
+  const id = S.image.id;
+  claimOp(id, "POST").then((h) => { if (S.image && S.image.id === id && (S.image.claimed_by || null) !== (h.claimed ? null : h.user)) {
+    S.image.claimed_by = h.claimed ? null : h.user; renderImage(); } }).catch(() => {});
+}, 60_000);
 function renderImage() {
   const im = S.image;
   $("#current").replaceChildren(el("div", {}, el("strong", {}, "Label: "), el("span", { id: "current-labels" }, im.labels.join(", ") || "none"),
@@ -458,7 +488,7 @@ async function save(labels, accepted = false) {
             (a.retrain_job ? ` Enough new labels: retraining (job ${a.retrain_job}).` : ""), others.length > 0);
       if (a.retrain_job) { S.watch = a.retrain_job; pollJobs(); }
       S.saving = false;
-      if (S.pos === pos) await openImage(Math.min(pos + 1, S.ids.length - 1), 1);  // unless the annotator moved meanwhile
+      if (S.pos === pos) await openImage(inQueue() ? pos + 1 : Math.min(pos + 1, S.ids.length - 1), 1);  // unless the annotator moved meanwhile
     });
   } finally { S.saving = false; }
 }
@@ -492,7 +522,6 @@ async function review(id, status, next = false) {  // next: on to the following 
 function backToGrid() {  // or to the Review tab, when the image was opened from its conflicts
   const tab = S.back || "grid";
   S.back = null;
-  if (S.image && S.me.role !== "viewer") api(`/api/images/${S.image.id}/claim`, { method: "DELETE" }).catch(() => {});  // others' queues may have it
   openTab(tab);
 }
 $("#back").addEventListener("click", backToGrid);
