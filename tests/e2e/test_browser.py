@@ -844,6 +844,19 @@ def press_and_move(pg, key: str) -> None:
     pg.wait_for_function("t => document.querySelector('#pos').textContent !== t", arg=before)
 
 
+def on_one_queue(page, base: str, dataset: str, who: tuple[str, ...], images: int) -> list:
+    """(context, page) per user, each logged in (password NAME-pw) and showing the dataset's random label queue."""
+    pages = []
+    for name in who:
+        ctx, pg = logged_in_page(page, base, name, f"{name}-pw")
+        pg.select_option("#dataset", dataset)
+        pg.select_option("#f-sort", "queue:random")
+        pg.click("#apply-filters")
+        pg.wait_for_selector(f"#count:has-text('{images} images')")
+        pages.append((ctx, pg))
+    return pages
+
+
 def votes_in(ws: Workspace, dataset: str) -> dict[int, list[str]]:
     """image id -> authors of its human annotations, in the dataset."""
     with ws.session() as s:
@@ -868,15 +881,7 @@ def test_two_annotators_on_one_queue_label_different_images(server, page, tmp_pa
     with ws.session() as s:
         users.create_user(s, "bea", "annotator", "bea-pw")
         ds_id = records.get_dataset(s, "team").id
-    pages = []
-    for who in ("ann", "bea"):
-        ctx, pg = logged_in_page(page, base, who, f"{who}-pw")
-        pg.select_option("#dataset", "team")
-        pg.select_option("#f-sort", "queue:random")
-        pg.click("#apply-filters")
-        pg.wait_for_selector("#count:has-text('12 images')")  # both see the whole queue, in the same order
-        pages.append((ctx, pg))
-    (ctx_a, a), (ctx_b, b) = pages
+    (ctx_a, a), (ctx_b, b) = on_one_queue(page, base, "team", ("ann", "bea"), 12)  # the same images, same order
     second = a.locator("#grid .card").nth(1).get_attribute("data-id")  # ann's next image
     a.locator("#grid .card img").first.click()
     a.wait_for_selector("#pos:has-text('1 / 12')")
@@ -948,15 +953,7 @@ def test_the_end_of_a_queue_never_shows_an_image_someone_else_has_open(server, p
     import_dataset(ws, folder, "tail")
     with ws.session() as s:
         users.create_user(s, "cy", "annotator", "cy-pw", replace=True)
-    pages = []
-    for who in ("ann", "cy"):
-        ctx, pg = logged_in_page(page, base, who, f"{who}-pw")
-        pg.select_option("#dataset", "tail")
-        pg.select_option("#f-sort", "queue:random")
-        pg.click("#apply-filters")
-        pg.wait_for_selector("#count:has-text('4 images')")
-        pages.append((ctx, pg))
-    (ctx_a, a), (ctx_c, c) = pages
+    (ctx_a, a), (ctx_c, c) = on_one_queue(page, base, "tail", ("ann", "cy"), 4)
     c.locator("#grid .card img").nth(3).click()  # cy opens the last image of the queue both of them loaded
     c.wait_for_selector("#pos:has-text('4 / 4')")
     a.locator("#grid .card img").first.click()

@@ -75,14 +75,14 @@ def test_queue_orders_unlabeled_images_and_autotrain_retrains(tmp_path, photos4)
     assert ann.get("/api/datasets/cloth/autotrain").json()["new_labels"] == 0
 
 
-def unlabeled_server(tmp_path, photos4, every: int):
+def unlabeled_server(tmp_path, photos4, every: int, task: str | None = None):
     """A server on dataset "new": every ``every``-th photo, copied flat (images at the root of a source import
     unlabeled)."""
     flat = tmp_path / "flat"
     flat.mkdir()
     for f in sorted(photos4.glob("*/*.jpg"))[::every]:
         shutil.copy(f, flat / f"{f.parent.name}-{f.name}")
-    return make_server(tmp_path / "ws", flat, name="new")
+    return make_server(tmp_path / "ws", flat, name="new", task=task)
 
 
 def test_queue_on_unlabeled_folder(tmp_path, photos4):
@@ -209,21 +209,20 @@ def test_several_votes_per_image_keep_images_in_the_queues_of_those_who_have_not
 
 def test_a_multilabel_answer_of_no_tags_leaves_the_queue(tmp_path, photos4):
     """"None of these tags" is an answer: the image is not asked of the next annotator again."""
-    flat = tmp_path / "flat"
-    flat.mkdir()
-    for f in sorted(photos4.glob("*/*.jpg"))[::8]:
-        shutil.copy(f, flat / f"{f.parent.name}-{f.name}")
-    srv = make_server(tmp_path / "ws", flat, name="tags", task="multilabel")
+    srv = unlabeled_server(tmp_path, photos4, 8, task="multilabel")
     admin, ann, bob = srv.client("root"), srv.client("ann"), srv.client("bob")
-    assert admin.post("/api/datasets/tags/classes", json={"names": ["red", "worn"]}).status_code == 200
-    queue = lambda c: c.get("/api/datasets/tags/queue", params={"strategy": "random", "n": 100}).json()["image_ids"]  # noqa: E731
+    assert admin.post("/api/datasets/new/classes", json={"names": ["red", "worn"]}).status_code == 200
+
+    def queue(c) -> list[int]:
+        return c.get("/api/datasets/new/queue", params={"strategy": "random", "n": 100}).json()["image_ids"]
+
     x, y = queue(ann)[:2]
     assert ann.post(f"/api/images/{x}/annotations", json={"labels": []}).status_code == 200
     assert ann.post(f"/api/images/{y}/annotations", json={"labels": ["red"]}).status_code == 200
     assert x not in queue(bob) and y not in queue(bob)
     claim = bob.post(f"/api/images/{x}/claim").json()
     assert claim["claimed"] is True and claim["votes_per_image"] == 1
-    assert admin.put("/api/datasets/tags/votes", json={"votes_per_image": 2}).status_code == 200
+    assert admin.put("/api/datasets/new/votes", json={"votes_per_image": 2}).status_code == 200
     assert x in queue(bob) and bob.post(f"/api/images/{y}/claim").json()["votes_per_image"] == 2
 
 

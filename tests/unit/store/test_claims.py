@@ -27,7 +27,8 @@ def test_one_holder_one_claim_per_person_and_expiry(tmp_path):
     assert first.mine and first.user == "ann"
     taken = claims.claim(ws.engine, ds, a, "bob")
     assert not taken.mine and taken.user == "ann" and taken.until == first.until
-    assert claims.held_by_others(ws.engine, ds, "bob") == {a: "ann"} and claims.held_by_others(ws.engine, ds, "ann") == {}
+    assert claims.held_by_others(ws.engine, ds, "bob") == {a: "ann"}
+    assert claims.held_by_others(ws.engine, ds, "ann") == {}
     assert claims.holder(ws.engine, a, "bob").user == "ann" and claims.holder(ws.engine, a, "ann") is None
     assert claims.claim(ws.engine, ds, a, "ann").mine  # renewing one's own claim
 
