@@ -969,3 +969,41 @@ def test_the_end_of_a_queue_never_shows_an_image_someone_else_has_open(server, p
     ctx_c.close()
     votes = votes_in(ws, "tail")
     assert sorted(map(tuple, votes.values())) == [("ann",)] * 3 + [("cy",)], votes
+
+
+def test_a_claim_that_answers_late_still_sees_the_label_given_meanwhile(server, page, tmp_path, photos4):
+    """Cy moves back onto the image ann is labeling, and cy's claim is held up until ann has saved it and moved on.
+    The claim then succeeds, but the image is read after it, so cy's page sees ann's label and does not offer it."""
+    import re
+
+    base, ws = server
+    labeled, folder = copy_photos(photos4, tmp_path, slice(0, 1), slice(5, 6))
+    import_dataset(ws, labeled, "late")
+    import_dataset(ws, folder, "late")
+    with ws.session() as s:
+        users.create_user(s, "cy", "annotator", "cy-pw", replace=True)
+    (ctx_a, a), (ctx_c, c) = on_one_queue(page, base, "late", ("ann", "cy"), 4)
+    c.locator("#grid .card img").nth(1).click()
+    c.wait_for_selector("#pos:has-text('2 / 4')")
+    a.locator("#grid .card img").first.click()
+    a.wait_for_selector("#pos:has-text('1 / 4')")
+    first = a.get_attribute("#big", "alt")
+    held = []
+    c.route(re.compile(r".*/api/images/\d+/claim$"),
+            lambda route: held.append(route) if route.request.method == "POST" and not held else route.continue_())
+    c.keyboard.press("ArrowLeft")  # back onto ann's image: the claim waits
+    deadline = time.time() + 20
+    while not held and time.time() < deadline:
+        c.wait_for_timeout(50)
+    assert held, "the claim was not sent"
+    press_and_move(a, "1")  # ann labels it and moves on, past cy's image: hers is free now
+    assert a.inner_text("#pos").startswith("3 / 4")
+    held[0].continue_()
+    c.wait_for_selector("#image-msg:has-text('Every earlier image is open or labeled by someone else')")
+    assert c.inner_text("#pos").startswith("2 / 4") and c.get_attribute("#big", "alt") != first
+    c.keyboard.press("2")
+    c.wait_for_selector("#image-msg:has-text('Saved')")
+    ctx_a.close()
+    ctx_c.close()
+    votes = votes_in(ws, "late")
+    assert sorted(map(tuple, votes.values())) == [("ann",), ("cy",)], votes
