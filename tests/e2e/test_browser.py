@@ -1007,3 +1007,31 @@ def test_a_claim_that_answers_late_still_sees_the_label_given_meanwhile(server, 
     ctx_c.close()
     votes = votes_in(ws, "late")
     assert sorted(map(tuple, votes.values())) == [("ann",), ("cy",)], votes
+
+
+def test_start_labeling_takes_the_whole_queue_and_leaving_by_a_tab_lets_the_claim_go(server, page, tmp_path, photos4):
+    """"Start labeling" clears a filter left from earlier work (within it the queue would be empty); leaving the
+    image view by a tab, not only by Escape, gives the image back to the others' queues."""
+    from pixclass.store import claims
+
+    base, ws = server
+    labeled, folder = copy_photos(photos4, tmp_path, slice(0, 1), slice(6, 7))
+    import_dataset(ws, labeled, "tabs")
+    import_dataset(ws, folder, "tabs")
+    with ws.session() as s:
+        ds_id = records.get_dataset(s, "tabs").id
+    ctx, pg = logged_in_page(page, base, "ann", "ann-pw")
+    pg.select_option("#dataset", "tabs")
+    pg.wait_for_selector("#count:has-text('8 images')")
+    pg.select_option("#f-label", "hat")  # a filter left from earlier work: the queue would be empty within it
+    pg.click("#apply-filters")
+    pg.wait_for_selector("#count:has-text('1 image')")
+    pg.click("#label-next")
+    pg.wait_for_selector("#pos:has-text('1 / 4')")
+    assert pg.input_value("#f-label") == "" and pg.input_value("#f-sort") == "queue:margin"
+    shown = int(pg.inner_text("#pos").split("#")[1].split(" ")[0])
+    assert claims.held_by_others(ws.engine, ds_id, "nobody") == {shown: "ann"}
+    with pg.expect_response(lambda r: r.url.endswith("/claim") and r.request.method == "DELETE"):
+        pg.click("button[data-tab='jobs']")
+    assert claims.held_by_others(ws.engine, ds_id, "nobody") == {}
+    ctx.close()
