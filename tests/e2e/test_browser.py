@@ -22,7 +22,7 @@ from PIL import Image as PILImage
 from sqlalchemy import select
 
 from pixclass.io.importer import import_dataset
-from pixclass.store import Workspace, records, users
+from pixclass.store import Workspace, claims, records, users
 from pixclass.store.tables import Annotation, Image, Prediction
 
 from tests.browser import ARTIFACTS, launch, need_browser
@@ -872,8 +872,6 @@ def test_two_annotators_on_one_queue_label_different_images(server, page, tmp_pa
     """Two annotators open the same "next to label" queue at once. Each image one of them has open is left out of
     the other's queue, marked in the grid, and passed over by the other's saves and arrows, so no image is labeled
     twice; going back to the grid lets the last one go. With two votes per image, the other's images come back."""
-    from pixclass.store import claims
-
     base, ws = server
     labeled, folder = copy_photos(photos4, tmp_path, slice(0, 1), slice(1, 4))
     import_dataset(ws, labeled, "team")
@@ -1012,8 +1010,6 @@ def test_a_claim_that_answers_late_still_sees_the_label_given_meanwhile(server, 
 def test_start_labeling_takes_the_whole_queue_and_leaving_by_a_tab_lets_the_claim_go(server, page, tmp_path, photos4):
     """"Start labeling" clears a filter left from earlier work (within it the queue would be empty); leaving the
     image view by a tab, not only by Escape, gives the image back to the others' queues."""
-    from pixclass.store import claims
-
     base, ws = server
     labeled, folder = copy_photos(photos4, tmp_path, slice(0, 1), slice(6, 7))
     import_dataset(ws, labeled, "tabs")
