@@ -1009,7 +1009,7 @@ def test_a_claim_that_answers_late_still_sees_the_label_given_meanwhile(server, 
 
 def test_start_labeling_takes_the_whole_queue_and_leaving_by_a_tab_lets_the_claim_go(server, page, tmp_path, photos4):
     """"Start labeling" clears a filter left from earlier work (within it the queue would be empty); leaving the
-    image view by a tab, not only by Escape, gives the image back to the others' queues."""
+    image view by a tab or by logging out, not only by Escape, gives the image back to the others' queues."""
     base, ws = server
     labeled, folder = copy_photos(photos4, tmp_path, slice(0, 1), slice(6, 7))
     import_dataset(ws, labeled, "tabs")
@@ -1029,5 +1029,12 @@ def test_start_labeling_takes_the_whole_queue_and_leaving_by_a_tab_lets_the_clai
     assert claims.held_by_others(ws.engine, ds_id, "nobody") == {shown: "ann"}
     with pg.expect_response(lambda r: r.url.endswith("/claim") and r.request.method == "DELETE"):
         pg.click("button[data-tab='jobs']")
+    assert claims.held_by_others(ws.engine, ds_id, "nobody") == {}
+    pg.click("button[data-tab='grid']")
+    pg.click("#label-next")
+    pg.wait_for_selector("#pos:has-text('1 / 4')")
+    assert len(claims.held_by_others(ws.engine, ds_id, "nobody")) == 1
+    pg.click("#logout")  # logging out gives it back too
+    pg.wait_for_selector("#login-view:not([hidden])")
     assert claims.held_by_others(ws.engine, ds_id, "nobody") == {}
     ctx.close()

@@ -153,7 +153,10 @@ $("#login-form").addEventListener("submit", async (ev) => {
     await start();
   } catch (e) { $("#login-error").textContent = e.message; }
 });
-$("#logout").addEventListener("click", async () => { await api("/api/auth/logout", { method: "POST" }); location.reload(); });
+$("#logout").addEventListener("click", async () => {
+  show("grid"); await S.claimChain;  // an image left open is given back first
+  await api("/api/auth/logout", { method: "POST" }); location.reload();
+});
 document.querySelectorAll(".tab").forEach((b) => b.addEventListener("click", () => openTab(b.dataset.tab)));
 // the grid first: an image opened from the new grid while the model list still loads stays open
 $("#dataset").addEventListener("change", (ev) => { show("grid"); selectDataset(ev.target.value); });
