@@ -857,6 +857,18 @@ def on_one_queue(page, base: str, dataset: str, who: tuple[str, ...], images: in
     return pages
 
 
+def ann_and_cy_on_a_new_queue(server, page, tmp_path, photos4, dataset: str, photos: slice):
+    """A new dataset of 4 unlabeled photos (one per class, ``photos`` of each class folder), and ann and the
+    annotator cy on its random queue: (ws, (context, page) of ann, of cy)."""
+    base, ws = server
+    labeled, folder = copy_photos(photos4, tmp_path, slice(0, 1), photos)
+    import_dataset(ws, labeled, dataset)
+    import_dataset(ws, folder, dataset)
+    with ws.session() as s:
+        users.create_user(s, "cy", "annotator", "cy-pw", replace=True)
+    return ws, *on_one_queue(page, base, dataset, ("ann", "cy"), 4)
+
+
 def votes_in(ws: Workspace, dataset: str) -> dict[int, list[str]]:
     """image id -> authors of its human annotations, in the dataset."""
     with ws.session() as s:
@@ -945,13 +957,7 @@ def test_two_annotators_on_one_queue_label_different_images(server, page, tmp_pa
 def test_the_end_of_a_queue_never_shows_an_image_someone_else_has_open(server, page, tmp_path, photos4):
     """Past its last free image a queue is loaded again, without others' claims and answers; when nothing is left,
     the grid says so. The image another annotator has open is never shown to label, not even as the last one."""
-    base, ws = server
-    labeled, folder = copy_photos(photos4, tmp_path, slice(0, 1), slice(4, 5))
-    import_dataset(ws, labeled, "tail")
-    import_dataset(ws, folder, "tail")
-    with ws.session() as s:
-        users.create_user(s, "cy", "annotator", "cy-pw", replace=True)
-    (ctx_a, a), (ctx_c, c) = on_one_queue(page, base, "tail", ("ann", "cy"), 4)
+    ws, (ctx_a, a), (ctx_c, c) = ann_and_cy_on_a_new_queue(server, page, tmp_path, photos4, "tail", slice(4, 5))
     c.locator("#grid .card img").nth(3).click()  # cy opens the last image of the queue both of them loaded
     c.wait_for_selector("#pos:has-text('4 / 4')")
     a.locator("#grid .card img").first.click()
@@ -974,13 +980,7 @@ def test_a_claim_that_answers_late_still_sees_the_label_given_meanwhile(server, 
     The claim then succeeds, but the image is read after it, so cy's page sees ann's label and does not offer it."""
     import re
 
-    base, ws = server
-    labeled, folder = copy_photos(photos4, tmp_path, slice(0, 1), slice(5, 6))
-    import_dataset(ws, labeled, "late")
-    import_dataset(ws, folder, "late")
-    with ws.session() as s:
-        users.create_user(s, "cy", "annotator", "cy-pw", replace=True)
-    (ctx_a, a), (ctx_c, c) = on_one_queue(page, base, "late", ("ann", "cy"), 4)
+    ws, (ctx_a, a), (ctx_c, c) = ann_and_cy_on_a_new_queue(server, page, tmp_path, photos4, "late", slice(5, 6))
     c.locator("#grid .card img").nth(1).click()
     c.wait_for_selector("#pos:has-text('2 / 4')")
     a.locator("#grid .card img").first.click()
