@@ -111,3 +111,15 @@ def postgres_url():
     url = server.start()
     yield url
     server.stop()
+
+
+@pytest.fixture()
+def taxonomy_tree(tmp_path, photos4):
+    """photos4 as a two-level tree: accessory/{hat,shoes}, clothes/{pants,t-shirt} (imports hierarchical), and
+    tmp_path/taxonomy.txt with one class more (clothes/dress)."""
+    root = tmp_path / "taxo"
+    for c, parent in [("hat", "accessory"), ("shoes", "accessory"), ("pants", "clothes"), ("t-shirt", "clothes")]:
+        shutil.copytree(photos4 / c, root / parent / c)
+    (tmp_path / "taxonomy.txt").write_text("accessory/hat\naccessory/shoes\nclothes/pants\nclothes/t-shirt\n"
+                                           "clothes/dress\n")
+    return root

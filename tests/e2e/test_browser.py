@@ -1038,3 +1038,41 @@ def test_start_labeling_takes_the_whole_queue_and_leaving_by_a_tab_lets_the_clai
     pg.wait_for_selector("#login-view:not([hidden])")
     assert claims.held_by_others(ws.engine, ds_id, "nobody") == {}
     ctx.close()
+
+
+def test_a_hierarchical_image_opens_on_the_branch_the_model_is_sure_of(server, page, taxonomy_tree):
+    """When the model is sure of a branch ("accessory") but not of a leaf, the taxonomy search opens on that branch:
+    the digits pick among its classes, and the page says why."""
+    from fastapi.testclient import TestClient
+
+    from pixclass.config import TrainConfig
+    from pixclass.server import create_app
+    from pixclass.train.run import train
+
+    base, ws = server
+    import_dataset(ws, taxonomy_tree, "branches")
+    train(ws, "branches", TrainConfig(mode="linear", img_size=64, node_threshold=0.99))
+    with ws.session() as s:
+        token = users.create_token(s, users.find_user(s, "root"))
+    api = TestClient(create_app(ws), headers={"Authorization": f"Bearer {token}"})
+    job = api.post("/api/datasets/branches/prelabel", json={}).json()["id"]
+    for _ in range(600):
+        if api.get(f"/api/jobs/{job}").json()["status"] == "done":
+            break
+        time.sleep(0.1)
+    ids = api.get("/api/datasets/branches/images").json()["ids"]
+    sure = next(d for d in (api.get(f"/api/images/{i}").json() for i in ids)
+                if d["confident"] and "/" not in d["confident"]["node"])
+    branch = sure["confident"]["node"]
+
+    ctx, pg = logged_in_page(page, base, "root", "root-pw")
+    pg.goto(f"{base}/#ds=branches&image={sure['id']}")  # the page reloads itself on a new link
+    pg.wait_for_selector("#confident:has-text('the digits pick among its classes')")
+    assert pg.input_value("#taxonomy-search") == f"{branch}/"
+    first_leaf = pg.locator("#picker label").first.inner_text()
+    assert first_leaf.endswith(f"{branch}/hat") or first_leaf.endswith(f"{branch}/pants")
+    pg.keyboard.press("1")
+    pg.wait_for_selector("#image-msg:has-text('Saved')")
+    ctx.close()
+    newest = human(ws)[-1]
+    assert newest.image_id == sure["id"] and newest.labels[0].startswith(f"{branch}/")

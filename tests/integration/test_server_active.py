@@ -226,6 +226,24 @@ def test_a_multilabel_answer_of_no_tags_leaves_the_queue(tmp_path, photos4):
     assert x in queue(bob) and bob.post(f"/api/images/{y}/claim").json()["votes_per_image"] == 2
 
 
+def test_a_hierarchical_image_names_the_deepest_node_the_model_is_sure_of(tmp_path, taxonomy_tree):
+    from pixclass.config import TrainConfig
+    from pixclass.train.run import train
+
+    srv = make_server(tmp_path / "ws", taxonomy_tree, name="h")
+    train(srv.ws, "h", TrainConfig(mode="linear", img_size=64, node_threshold=0.99))  # sure of a leaf only at 99%
+    admin = srv.client("root")
+    assert wait_job(admin, admin.post("/api/datasets/h/prelabel", json={}).json()["id"])["status"] == "done"
+    details = [admin.get(f"/api/images/{i}").json() for i in admin.get("/api/datasets/h/images").json()["ids"]]
+    inner = [d for d in details if d["confident"] and "/" not in d["confident"]["node"]]
+    assert len(inner) >= 10, [d["confident"] for d in details]
+    for d in inner:  # sure of the branch, not of the leaf: the best leaf lies under it, below the threshold
+        assert d["confident"]["score"] >= 0.99 and d["top"][0]["label"].startswith(d["confident"]["node"] + "/")
+        assert d["top"][0]["score"] < 0.99
+    right = sum(d["labels"][0].startswith(d["confident"]["node"]) for d in details if d["confident"])
+    assert right >= 0.9 * sum(bool(d["confident"]) for d in details)
+
+
 def test_suggestions_follow_class_renames_and_merges_made_after_training(tmp_path, photos4):
     """A model trained before a rename or merge still answers in today's class names (merged classes add up), so
     accepting its suggestion works and nothing shows a class that no longer exists."""

@@ -107,16 +107,6 @@ def test_folder_tree_with_shared_images_is_multilabel(tmp_path, photos4):
     assert st["classes"] == {"hat": 30, "shoes": 36}
 
 
-@pytest.fixture()
-def taxonomy_tree(tmp_path, photos4):
-    root = tmp_path / "taxo"
-    for c, parent in [("hat", "accessory"), ("shoes", "accessory"), ("pants", "clothes"), ("t-shirt", "clothes")]:
-        shutil.copytree(photos4 / c, root / parent / c)
-    (tmp_path / "taxonomy.txt").write_text("accessory/hat\naccessory/shoes\nclothes/pants\nclothes/t-shirt\n"
-                                           "clothes/dress\n")
-    return root
-
-
 @pytest.mark.parametrize("hierarchy", ["flat", "cascade"])
 def test_hierarchical_end_to_end(tmp_path, taxonomy_tree, hierarchy):
     ws = tmp_path / "ws"

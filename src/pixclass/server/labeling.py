@@ -214,7 +214,8 @@ def list_images(name: str, request: Request, f: Annotated[Filters, Query()],
 
 @router.get("/images/{image_id}")
 def image_detail(image_id: int, request: Request, user: Principal = Depends(require("viewer"))) -> dict:
-    """The image's row, its labels' history and the model's top-k; ``claimed_by``: who else has it open to label."""
+    """The image's row, its labels' history and the model's top-k; ``claimed_by``: who else has it open to label;
+    ``confident`` (hierarchical datasets): the deepest taxonomy node the model is sure of, with its probability."""
     ws = ws_of(request)
     with ws.session() as s:
         im = image_of(s, image_id)
@@ -226,8 +227,10 @@ def image_detail(image_id: int, request: Request, user: Principal = Depends(requ
         pred = s.scalar(select(Prediction).where(Prediction.image_id == im.id, Prediction.run_id == run_id)) \
             if run_id else None
         hold = claims.holder(ws.engine, im.id, user.name)
+        confident = views.confident_node(s, pred, records.load_schema(s, ds)) \
+            if pred and ds.task == "hierarchical" else None
         out.update(dataset=ds.name, width=im.width, height=im.height, format=im.format,
-                   claimed_by=hold.user if hold else None,
+                   claimed_by=hold.user if hold else None, confident=confident,
                    name=Path(im.path).name, annotations=[views.annotation_dict(a) for a in anns],
                    top=views.top_k(s, pred) if pred else [])
         return out

@@ -17,8 +17,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from pixclass.artifact import Manifest
+from pixclass.decision import DEFAULT_NODE_THRESHOLD, NODE_KEY, decode_hierarchical
 from pixclass.errors import ConfigError
 from pixclass.inference.predictor import merge_classes
+from pixclass.schema import LabelSchema
 from pixclass.store import Workspace, records
 from pixclass.store.tables import Annotation, Dataset, Image, Prediction, Run
 from pixclass.train.active import STRATEGIES
@@ -262,14 +264,36 @@ def current_scorer(s: Session, run: Run) -> Callable[[list[float]], dict[str, fl
     return scores
 
 
-def top_k(s: Session, pred: Prediction, k: int = 5) -> list[dict]:
+def current_scores(s: Session, pred: Prediction) -> dict[str, float] | None:
+    """{class: probability} of a stored prediction under today's class names (see ``current_scorer``)."""
     run = s.get(Run, pred.run_id)
     scorer = current_scorer(s, run) if run else None
-    scores = scorer(pred.probs) if scorer else None
+    return scorer(pred.probs) if scorer else None
+
+
+def top_k(s: Session, pred: Prediction, k: int = 5) -> list[dict]:
+    scores = current_scores(s, pred)
     if not scores:
         return [{"label": lab, "score": pred.score} for lab in pred.labels]
     order = sorted(scores, key=lambda c: -scores[c])[:k]
     return [{"label": c, "score": round(scores[c], 4)} for c in order]
+
+
+@lru_cache(maxsize=32)
+def run_node_threshold(run_path: str) -> float:
+    return Manifest.load(Path(run_path)).thresholds.get(NODE_KEY, DEFAULT_NODE_THRESHOLD)
+
+
+def confident_node(s: Session, pred: Prediction, schema: LabelSchema) -> dict | None:
+    """For a hierarchical dataset: the deepest taxonomy node the run is sure of, as ``pixclass predict`` decides it
+    (its probability, summed over the classes under it, reaches the run's node threshold): {"node", "score"}.
+    None when not even a top-level node reaches it, or the run's classes are unknown."""
+    scores = current_scores(s, pred)
+    if not scores:
+        return None
+    probs = np.array([[scores.get(c, 0.0) for c in schema.classes]], np.float64)
+    node, score = decode_hierarchical(probs, schema, run_node_threshold(s.get(Run, pred.run_id).path))[0]
+    return {"node": node, "score": round(score, 4)} if node else None
 
 
 def annotation_dict(a: Annotation) -> dict:

@@ -24,6 +24,9 @@ const searchable = () => hier() || S.ds.classes.length > 10;  // past ten classe
 // what the model suggests for an image: its stored suggestion (multi-label: the tags above their thresholds; binary:
 // the class at the tuned threshold), else the top class
 const suggested = (im) => (im.prediction ? im.prediction.labels || [im.prediction.label] : im.top.length ? [im.top[0].label] : []);
+// hierarchical: the taxonomy node the model is sure of, when it is not a class itself, as a search ("clothes/"), so that
+// the digits pick among the classes under it
+const subtree = (im) => (hier() && im.confident && !S.ds.classes.includes(im.confident.node) ? `${im.confident.node}/` : "");
 const shown = () => S.ds.classes.filter((c) => c.toLowerCase().includes(S.search.toLowerCase())).slice(0, 50);
 
 function show(view) {
@@ -390,7 +393,7 @@ async function openImage(pos, dir = 0, skipped = 0, refilled = false) {
       else { await openImage(pos + skipped + 1); flash("#image-msg", "Every earlier image is open or labeled by someone else.", true); }
       return;
     }
-    if (!S.image || S.image.id !== image.id) S.search = "";  // a narrowed class list would remap the digits on the next image
+    if (!S.image || S.image.id !== image.id) S.search = subtree(image);  // a list narrowed for the last image would remap the digits
     S.image = image;
     S.checked = new Set(S.image.labels); S.shownAt = performance.now();
     show("image");
@@ -431,7 +434,9 @@ function renderImage() {
     el("div", { class: "muted" }, S.ds.multi  // each tag's own probability: the suggested ones, then the best others
       ? [...im.top.filter((t) => suggested(im).includes(t.label)), ...im.top.filter((t) => !suggested(im).includes(t.label)).slice(0, 3)]
         .map((t) => `${suggested(im).includes(t.label) ? "✓ " : ""}${t.label} ${pct(t.score)}`).join(" · ")
-      : im.top.filter((t) => !suggested(im).includes(t.label)).slice(0, 3).map((t) => `${t.label} ${pct(t.score)}`).join(" · "))] : []));
+      : im.top.filter((t) => !suggested(im).includes(t.label)).slice(0, 3).map((t) => `${t.label} ${pct(t.score)}`).join(" · ")),
+    hier() && im.confident ? el("div", { class: "muted", id: "confident" }, `The model is sure of ${im.confident.node} (${pct(im.confident.score)})` +
+      (S.search === subtree(im) && S.search ? ": the digits pick among its classes." : ".")) : ""] : []));
   renderPicker();
   const votes = new Map(im.annotations.filter((a) => a.source !== "model").map((a) => [`${a.source}|${a.author}`, a.id]));
   const replaced = (a) => a.source !== "model" && votes.get(`${a.source}|${a.author}`) !== a.id;  // its author relabeled
