@@ -287,12 +287,16 @@ def run_node_threshold(run_path: str) -> float:
 def confident_node(s: Session, pred: Prediction, schema: LabelSchema) -> dict | None:
     """For a hierarchical dataset: the deepest taxonomy node the run is sure of, as ``pixclass predict`` decides it
     (its probability, summed over the classes under it, reaches the run's node threshold): {"node", "score"}.
-    None when not even a top-level node reaches it, or the run's classes are unknown."""
+    None when not even a top-level node reaches it, or the run's classes or folder are gone."""
     scores = current_scores(s, pred)
-    if not scores:
+    try:
+        threshold = run_node_threshold(s.get(Run, pred.run_id).path) if scores else None
+    except ConfigError:  # the run's folder is gone
+        threshold = None
+    if threshold is None:
         return None
     probs = np.array([[scores.get(c, 0.0) for c in schema.classes]], np.float64)
-    node, score = decode_hierarchical(probs, schema, run_node_threshold(s.get(Run, pred.run_id).path))[0]
+    node, score = decode_hierarchical(probs, schema, threshold)[0]
     return {"node": node, "score": round(score, 4)} if node else None
 
 
