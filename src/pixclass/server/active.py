@@ -75,7 +75,8 @@ def claim_image(image_id: int, request: Request, user: Principal = Depends(requi
     """Say you are labeling this image now, so that other people's label queues leave it out for
     ``claims.CLAIM_MINUTES`` minutes. ``claimed`` is false when someone else has it open (``user``): label queues
     then move on to the next image. Claiming an image lets your previous claim in its dataset go.
-    ``votes_per_image``: the dataset's current setting, for a page that decides which images to pass over."""
+    ``votes_per_image``: the dataset's current setting. Read the image after claiming it: its
+    ``answered_by_others`` then counts any label given before the claim."""
     ws = ws_of(request)
     with ws.session() as s:
         dataset_id = image_of(s, image_id).dataset_id

@@ -215,13 +215,16 @@ def list_images(name: str, request: Request, f: Annotated[Filters, Query()],
 @router.get("/images/{image_id}")
 def image_detail(image_id: int, request: Request, user: Principal = Depends(require("viewer"))) -> dict:
     """The image's row, its labels' history and the model's top-k; ``claimed_by``: who else has it open to label;
-    ``confident`` (hierarchical datasets): the deepest taxonomy node the model is sure of, with its probability."""
+    ``answered_by_others``: others' labels leave it out of your label queue and you gave none (a page moving
+    through a queue passes over it); ``confident`` (hierarchical datasets): the deepest taxonomy node the model is
+    sure of, with its probability."""
     ws = ws_of(request)
     with ws.session() as s:
         im = image_of(s, image_id)
         ds = s.get(Dataset, im.dataset_id)
         row = views.table(s, ds, [im.id])[im.id]
-        anns = s.scalars(select(Annotation).where(Annotation.image_id == im.id).order_by(Annotation.id))
+        anns = list(s.scalars(select(Annotation).where(Annotation.image_id == im.id).order_by(Annotation.id)))
+        mine = any(a.author == user.name for a in anns)
         out = row.to_dict()
         run_id = views.prediction_run(s, ds)
         pred = s.scalar(select(Prediction).where(Prediction.image_id == im.id, Prediction.run_id == run_id)) \
@@ -231,6 +234,7 @@ def image_detail(image_id: int, request: Request, user: Principal = Depends(requ
             if pred and ds.task == "hierarchical" else None
         out.update(dataset=ds.name, width=im.width, height=im.height, format=im.format,
                    claimed_by=hold.user if hold else None, confident=confident,
+                   answered_by_others=not mine and not row.asks(user.name, votes_per_image(s, ds)),
                    name=Path(im.path).name, annotations=[views.annotation_dict(a) for a in anns],
                    top=views.top_k(s, pred) if pred else [])
         return out

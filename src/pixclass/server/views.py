@@ -82,6 +82,13 @@ class Row:
         """Annotators disagree and no reviewer has settled it by accepting one of the annotations."""
         return not self.resolved and len({tuple(sorted(v)) for v in self.by_author.values()}) > 1
 
+    def asks(self, user: str, votes: int = 1) -> bool:
+        """Whether the label queue asks ``user`` for this image: nobody has answered it (a multi-label answer of no
+        tags is an answer), or each image should get ``votes`` annotators' labels and fewer people than that, not
+        ``user``, labeled it, with no verdict yet. An imported label counts as an answer."""
+        return self.annotation_id is None or (votes > 1 and self.source == "human" and self.review is None
+                                              and user not in self.by_author and len(self.by_author) < votes)
+
     def to_dict(self) -> dict:
         return {"id": self.id, "split": self.split, "excluded": self.excluded, "labels": self.labels,
                 "source": self.source, "accepted": self.accepted, "annotators": sorted(self.by_author),
@@ -190,19 +197,14 @@ class TableCache:
         return self._entry(s, ds)[0]
 
     def to_label(self, s: Session, ds: Dataset, user: str, votes: int = 1) -> list[records.Item]:
-        """The label queue's pool for ``user``, in id order (labels left empty): the dataset's images that nobody has
-        answered (a multi-label answer of no tags is an answer) and, when each image should get ``votes``
-        annotators' labels, the images labeled by fewer people than that, not by ``user``, with no verdict yet.
-        Images whose label was imported count as labeled: they are not asked again. The images' files are read once
-        and kept with the rows."""
+        """The label queue's pool for ``user``, in id order (labels left empty): the images not excluded that it
+        ``asks`` them for. The images' files are read once and kept with the rows."""
         rows, extra = self._entry(s, ds)
         if "files" not in extra:
             q = select(Image.id, Image.path, Image.sha256, Image.split).where(Image.dataset_id == ds.id)
             extra["files"] = {i: records.Item(i, path, sha, (), split) for i, path, sha, split in s.execute(q)}
         files = extra["files"]
-        return [files[i] for i, r in rows.items() if i in files and not r.excluded and (
-            r.annotation_id is None or votes > 1 and r.source == "human" and r.review is None
-            and user not in r.by_author and len(r.by_author) < votes)]
+        return [files[i] for i, r in rows.items() if i in files and not r.excluded and r.asks(user, votes)]
 
 
 def apply(rows: dict[int, Row], f: Filters) -> list[Row]:

@@ -344,7 +344,6 @@ $("#label-next").addEventListener("click", () => guard("#grid-msg", async () => 
 $("#votes-btn").addEventListener("click", () => guard("#grid-msg", async () => {
   needDs();
   const res = await api(`/api/datasets/${encodeURIComponent(S.ds.name)}/votes`, { method: "PUT", body: { votes_per_image: Number($("#votes").value) } });
-  S.ds.votes_per_image = res.votes_per_image;
   flash("#grid-msg", res.votes_per_image > 1 ? `Label queues ask for ${res.votes_per_image} annotators' labels on each image.` : "Label queues ask for one label per image.");
   if (S.order) await loadGrid();
 }));
@@ -382,10 +381,7 @@ async function openImage(pos, dir = 0, skipped = 0, refilled = false) {
     const image = S.nav === nav && S.pos === pos ? await api(`/api/images/${id}`) : null;
     if (S.nav !== nav) { if (hold && hold.claimed) claimOp(id, "DELETE").catch(() => {}); return; }  // left the image view
     if (S.pos !== pos) return;  // moved on while this one loaded: the later move wins
-    if (hold) S.ds.votes_per_image = hold.votes_per_image;  // an admin may have changed it
-    const voters = new Set(image.annotations.filter((a) => a.source === "human" && a.review !== "rejected").map((a) => a.author));
-    const enough = image.annotation_id && (!voters.size || voters.size >= S.ds.votes_per_image || image.review);  // an imported label is enough
-    const taken = hold && !hold.claimed || enough && !image.annotations.some((a) => a.author === S.me.name);
+    const taken = hold && !hold.claimed || image.answered_by_others;
     if (dir && inQueue() && taken) {
       if (pos + dir >= 0 && pos + dir < S.ids.length) await openImage(pos + dir, dir, skipped + 1, refilled);
       else if (dir > 0 && !refilled) await refillQueue(skipped + 1);
