@@ -438,6 +438,49 @@ def test_grid_rows_are_reused_until_anything_writes(srv, tmp_path):
     assert ids(srv, review="rejected") == [] and hats[4] in ids(srv, label="shoes")
 
 
+def test_after_labels_verdicts_and_undos_only_those_images_rows_are_computed_again(srv):
+    """Writes of this server that touch only annotations redo only those images' rows (the first grid page after a
+    label on 50,000 images costs a small query, not all rows); anything else, or another process's write, still
+    computes all rows again, so nothing shows stale."""
+    tables, ann, root = srv.app.state.tables, srv.client("ann"), srv.client("root")
+    hats, pants = ids(srv, label="hat"), ids(srv, label="pants")
+    with srv.ws.session() as s:
+        first = tables.get(s, records.get_dataset(s, "cloth"))
+
+    def counts():
+        return tables.computed, tables.patched
+
+    start = counts()
+    a = ann.post(f"/api/images/{hats[0]}/annotations", json={"labels": ["pants"]}).json()
+    assert hats[0] in ids(srv, label="pants", annotator="ann") and counts() == (start[0], start[1] + 1)
+    with srv.ws.session() as s:
+        now = tables.get(s, records.get_dataset(s, "cloth"))
+    assert first[hats[0]].labels == ["hat"] and now[hats[0]].labels == ["pants"]  # kept rows are never changed
+    assert now[hats[1]] is first[hats[1]]  # the other rows are the ones kept
+    tagged = ann.post("/api/annotations/bulk", json={"image_ids": hats[1:4], "labels": ["shoes"]}).json()
+    root.post(f"/api/annotations/{a['id']}/review", json={"status": "rejected"})
+    assert ids(srv, label="shoes", annotator="ann") == hats[1:4] and ids(srv, review="rejected") == [hats[0]]
+    ann.post("/api/annotations/undo", json={"ids": tagged["annotation_ids"][:2]})
+    root.post("/api/datasets/cloth/accept-suggestions", json={"threshold": 0.0})  # no suggestions: writes nothing
+    assert ids(srv, label="shoes", annotator="ann") == [hats[3]] and hats[1] in ids(srv, label="hat")
+    assert ann.post("/api/images/999999/annotations", json={"labels": ["hat"]}).status_code == 404
+    assert ann.post(f"/api/images/{hats[5]}/annotations", json={"labels": ["scarf"]}).status_code == 400
+    assert hats[5] in ids(srv, label="hat") and counts() == (start[0], start[1] + 4)  # each listing after writes
+    # anything else computes every row again: here a curation flag
+    root.post("/api/images/curation", json={"image_ids": [pants[0]], "excluded": True})
+    assert ids(srv, excluded="only") == [pants[0]] and counts()[0] == start[0] + 1
+    # another process adds a label while this server labels (no lock: the count of annotations tells)
+    _other_process(srv.ws.root, "with ws.session() as s:\n"
+                                f"    s.add(Annotation(image_id={pants[1]}, labels=['hat'], source='human', author='cli'))\n")
+    ann.post(f"/api/images/{pants[2]}/annotations", json={"labels": ["hat"]})
+    assert {pants[1], pants[2]} <= set(ids(srv, label="hat")) and counts()[0] == start[0] + 2
+    # another server gives a verdict (its lock of the dataset tells) while this one labels
+    _other_process(srv.ws.root, f"with ws.session() as s:\n    [a] = records.locked_annotations(s, [{a['id']}])\n"
+                                "    a.review = a.reviewer = a.reviewed_at = None\n")
+    ann.post(f"/api/images/{pants[3]}/annotations", json={"labels": ["hat"]})
+    assert ids(srv, review="rejected") == [] and pants[3] in ids(srv, label="hat") and counts()[0] == start[0] + 3
+
+
 def test_annotator_stats_count_verdicts_time_and_replaced_labels(srv):
     a, b = ids(srv, label="pants")[:2]
     ann, bob, root = srv.client("ann"), srv.client("bob"), srv.client("root")

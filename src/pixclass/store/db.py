@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pixclass.config import resolve_workspace
 from pixclass.errors import ConfigError
-from pixclass.store.tables import SCHEMA_VERSION, Base, Meta
+from pixclass.store.tables import SCHEMA_VERSION, Annotation, Base, Meta
 
 log = logging.getLogger(__name__)
 
@@ -122,16 +123,50 @@ def migrate(engine: Engine) -> int:
 
 
 _REVISIONS: dict[str, int] = {}  # database URL -> commits that wrote something, in this process
+_CHANGES: dict[str, deque[tuple[int, "Changes | None"]]] = {}  # URL -> (revision, what that session changed)
 _REVISIONS_LOCK = threading.Lock()
+KEPT_CHANGES = 2000  # sessions remembered per database: a reader further behind computes everything again
+
+LOCK_OPTION = "pixclass_lock"  # execution option of records.lock_dataset's UPDATE: not a change to any row's data
+
+
+@dataclass
+class Changes:
+    """What a session wrote, when all it wrote was annotations (added, changed or deleted) and the dataset locks of
+    ``records.lock_dataset``: so that a reader that kept rows computed from the database can redo only those of the
+    images whose annotations changed. A session that wrote anything else has none (``Workspace.changes_since``)."""
+
+    annotations: dict[int, int] = field(default_factory=dict)  # image id -> annotations added minus deleted
+    locks: list[tuple[int, int]] = field(default_factory=list)  # (dataset id, its revision after the lock)
+    other: bool = False  # wrote something else: rows of any image may have changed
+
+
+def session_changes(session: Session) -> Changes:
+    return session.info.setdefault("changes", Changes())
 
 
 def _note_flush(session: Session, _context) -> None:
     session.info["wrote"] = True
+    ch = session_changes(session)
+    for objs, step in ((session.new, 1), (session.dirty, 0), (session.deleted, -1)):
+        for obj in objs:
+            if ch.other:  # an import's 50,000 new images need no look
+                return
+            if isinstance(obj, Annotation) and obj.image_id is not None:
+                ch.annotations[obj.image_id] = ch.annotations.get(obj.image_id, 0) + step
+            else:
+                ch.other = True
+
+
+def _note_commit(session: Session) -> None:
+    session.info["committed"] = True
 
 
 def _note_statement(state) -> None:
     if not state.is_select:
         state.session.info["wrote"] = True
+        if not state.execution_options.get(LOCK_OPTION):
+            session_changes(state.session).other = True
 
 
 @dataclass
@@ -156,29 +191,48 @@ class Workspace:
         factory = sessionmaker(engine, expire_on_commit=False)
         event.listen(factory, "after_flush", _note_flush)
         event.listen(factory, "do_orm_execute", _note_statement)
+        event.listen(factory, "after_commit", _note_commit)
         return cls(root=root, url=url, engine=engine, _factory=factory)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A session that commits on success and rolls back on error, so a failure stores nothing half-done."""
         s = self._factory()
+        stage = "body"
         try:
             yield s
+            stage = "commit"
             s.commit()
+            stage = "done"
         except BaseException:
             s.rollback()
             raise
         finally:
             s.close()
             if s.info.get("wrote"):  # after the commit: a reader that saw the old revision recomputes
+                ch = s.info.get("changes", Changes()) if stage == "done" else None
+                if stage == "body" and not s.info.get("committed"):
+                    ch = Changes()  # a body that failed rolled back: nothing changed (a failed commit may have)
                 with _REVISIONS_LOCK:
-                    _REVISIONS[self.url] = _REVISIONS.get(self.url, 0) + 1
+                    rev = _REVISIONS[self.url] = _REVISIONS.get(self.url, 0) + 1
+                    log = _CHANGES.setdefault(self.url, deque(maxlen=KEPT_CHANGES))
+                    log.append((rev, None if ch is None or ch.other else ch))
 
     @property
     def revision(self) -> int:
         """Changes with every session in this process that wrote to this database, once it has ended: lets readers
         keep what they computed from the database until then (other processes' writes are not counted)."""
         return _REVISIONS.get(self.url, 0)
+
+    def changes_since(self, revision: int, until: int) -> list[Changes] | None:
+        """What the sessions of this process that ended after ``revision``, up to ``until``, changed: None when one
+        of them wrote something besides annotations and dataset locks, or they are no longer all remembered."""
+        with _REVISIONS_LOCK:
+            log = list(_CHANGES.get(self.url, ()))
+        got = [ch for rev, ch in log if revision < rev <= until]
+        if len(got) != until - revision or any(ch is None for ch in got):
+            return None
+        return got
 
     @property
     def runs_dir(self) -> Path:

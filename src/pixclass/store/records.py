@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from pixclass.errors import DataError
 from pixclass.schema import LabelSchema
+from pixclass.store.db import LOCK_OPTION, session_changes
 from pixclass.store.tables import Annotation, BrokenFile, Dataset, Image, LabelClass, Meta, Run, utcnow
 
 
@@ -67,8 +68,9 @@ def lock_dataset(s: Session, ds: Dataset) -> Dataset:
     The UPDATE of the dataset's row (its ``revision`` goes up by one: other server processes see the change) takes
     the database's write lock on SQLite and the row's lock on PostgreSQL, where a plain read would take neither."""
     s.execute(update(Dataset).where(Dataset.id == ds.id).values(revision=Dataset.revision + 1).execution_options(
-        synchronize_session=False))
+        synchronize_session=False, **{LOCK_OPTION: True}))
     s.refresh(ds)
+    session_changes(s).locks.append((ds.id, ds.revision))
     return ds
 
 

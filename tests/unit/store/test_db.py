@@ -1,10 +1,10 @@
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text, update
 
 from pixclass.errors import DataError
 from pixclass.io.importer import import_dataset
 from pixclass.store import Workspace, records
-from pixclass.store.tables import SCHEMA_VERSION, Annotation
+from pixclass.store.tables import SCHEMA_VERSION, Annotation, Image
 
 
 def test_sqlite_workspace_uses_wal_and_records_version(tmp_path):
@@ -51,3 +51,42 @@ def test_store_on_real_postgresql(tmp_path, photos4, postgres_url):
     assert ws.engine.dialect.name == "postgresql"
     _exercise_store(ws, photos4)
     ws.close()
+
+
+def test_sessions_say_what_they_changed_when_it_was_only_annotations(tmp_path, photos4):
+    """``Workspace.changes_since`` (what lets the server redo only the grid rows of relabeled images): each
+    ended session that wrote, in order; None once one wrote something other than annotations and dataset locks."""
+    ws = Workspace.open(tmp_path / "ws")
+    import_dataset(ws, photos4, "pets")
+    with ws.session() as s:
+        ds = records.get_dataset(s, "pets")
+        a, b = [it.image_id for it in records.items(s, ds)[:2]]
+    start = ws.revision
+    with ws.session() as s:
+        ds = records.lock_dataset(s, records.get_dataset(s, "pets"))
+        s.add(Annotation(image_id=a, labels=["shoes"], source="human", author="ann"))
+        s.add(Annotation(image_id=b, labels=["hat"], source="human", author="ann"))
+        revision = ds.revision
+    with ws.session() as s:
+        old = s.scalar(select(Annotation).where(Annotation.image_id == b, Annotation.author == "ann"))
+        old.review = "accepted"
+        s.delete(s.scalar(select(Annotation).where(Annotation.image_id == a, Annotation.author == "ann")))
+    with pytest.raises(DataError), ws.session() as s:  # rolled back: changed nothing
+        s.add(Annotation(image_id=a, labels=["pants"], source="human", author="ann"))
+        s.flush()
+        raise DataError("refused")
+    with ws.session() as s:  # reading is not writing
+        records.items(s, records.get_dataset(s, "pets"))
+    now = ws.revision
+    assert now == start + 3
+    added, judged, refused = ws.changes_since(start, now)
+    assert (added.annotations, added.locks, added.other) == ({a: 1, b: 1}, [(ds.id, revision)], False)
+    assert (judged.annotations, judged.locks, refused.annotations) == ({a: -1, b: 0}, [], {})
+    assert [c.annotations for c in ws.changes_since(start + 1, now)] == [{a: -1, b: 0}, {}]
+    assert ws.changes_since(now, now) == []
+    with ws.session() as s:  # anything else: a curation flag
+        s.get(Image, a).excluded = True
+    assert ws.changes_since(start, ws.revision) is None and ws.changes_since(now, ws.revision) is None
+    with ws.session() as s:  # or a statement (a bulk update of labels, as a rename does)
+        s.execute(update(Annotation).where(Annotation.image_id == b).values(labels=["pants"]))
+    assert ws.changes_since(now + 1, ws.revision) is None
