@@ -45,8 +45,8 @@ def tiny_source(root: Path) -> Path:
 
 
 def make_server(root: Path, src: Path | None, *, name: str = "cloth", task: str | None = None,
-                settings: ServerSettings | None = None) -> Server:
-    ws = Workspace.open(root)
+                settings: ServerSettings | None = None, url: str | None = None) -> Server:
+    ws = Workspace.open(root, url=url)
     if src is not None:
         import_dataset(ws, src, name, task=task)
     tokens = {}

@@ -15,6 +15,7 @@ from pixclass.server import ServerSettings
 from pixclass.store import records
 from pixclass.store.tables import Annotation, Image, LabelClass
 from tests.integration.server_fixtures import PASSWORDS, basic, make_server
+from tests.pg import fresh_database
 
 
 @pytest.fixture()
@@ -396,13 +397,13 @@ def test_labelstudio_export_follows_review_and_reimports_the_same_labels(tmp_pat
     assert (after[paths[a]], after[paths[b]], after[paths[c]]) == (("hat",), ("hat",), ())
 
 
-def _other_process(ws_root: Path, code: str) -> None:
+def _other_process(ws_root: Path, code: str, url: str | None = None) -> None:
     """Run ``code`` with ``ws`` open and ``records``/``tables`` imported, in a separate Python process."""
     import subprocess
     import sys
 
     prelude = ("from pixclass.store import Workspace, records\nfrom pixclass.store.tables import Annotation, Image\n"
-               f"ws = Workspace.open({str(ws_root)!r})\n")
+               f"ws = Workspace.open({str(ws_root)!r}, url={url!r})\n")
     subprocess.run([sys.executable, "-c", prelude + code], check=True, timeout=120)
 
 
@@ -438,10 +439,13 @@ def test_grid_rows_are_reused_until_anything_writes(srv, tmp_path):
     assert ids(srv, review="rejected") == [] and hats[4] in ids(srv, label="shoes")
 
 
-def test_after_labels_verdicts_and_undos_only_those_images_rows_are_computed_again(srv):
+@pytest.mark.parametrize("db", ["sqlite", "postgresql"])
+def test_after_labels_verdicts_and_undos_only_those_images_rows_are_computed_again(db, request, tmp_path, photos4):
     """Writes of this server that touch only annotations redo only those images' rows (the first grid page after a
     label on 50,000 images costs a small query, not all rows); anything else, or another process's write, still
     computes all rows again, so nothing shows stale."""
+    url = fresh_database(request.getfixturevalue("postgres_url"), "pixclass_patch") if db == "postgresql" else None
+    srv = make_server(tmp_path / "ws", photos4, url=url)
     tables, ann, root = srv.app.state.tables, srv.client("ann"), srv.client("root")
     hats, pants = ids(srv, label="hat"), ids(srv, label="pants")
     with srv.ws.session() as s:
@@ -470,13 +474,13 @@ def test_after_labels_verdicts_and_undos_only_those_images_rows_are_computed_aga
     root.post("/api/images/curation", json={"image_ids": [pants[0]], "excluded": True})
     assert ids(srv, excluded="only") == [pants[0]] and counts()[0] == start[0] + 1
     # another process adds a label while this server labels (no lock: the count of annotations tells)
-    _other_process(srv.ws.root, "with ws.session() as s:\n"
-                                f"    s.add(Annotation(image_id={pants[1]}, labels=['hat'], source='human', author='cli'))\n")
+    cli = f"Annotation(image_id={pants[1]}, labels=['hat'], source='human', author='cli')"
+    _other_process(srv.ws.root, f"with ws.session() as s:\n    s.add({cli})\n", url)
     ann.post(f"/api/images/{pants[2]}/annotations", json={"labels": ["hat"]})
     assert {pants[1], pants[2]} <= set(ids(srv, label="hat")) and counts()[0] == start[0] + 2
     # another server gives a verdict (its lock of the dataset tells) while this one labels
     _other_process(srv.ws.root, f"with ws.session() as s:\n    [a] = records.locked_annotations(s, [{a['id']}])\n"
-                                "    a.review = a.reviewer = a.reviewed_at = None\n")
+                                "    a.review = a.reviewer = a.reviewed_at = None\n", url)
     ann.post(f"/api/images/{pants[3]}/annotations", json={"labels": ["hat"]})
     assert ids(srv, review="rejected") == [] and pants[3] in ids(srv, label="hat") and counts()[0] == start[0] + 3
 
