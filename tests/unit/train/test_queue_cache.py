@@ -42,3 +42,23 @@ def test_queue_scores_each_image_once_per_run(tmp_path, photos4, monkeypatch):
     scored.clear()
     active.label_queue(ws, "d", "margin", n=10, cache=cache)
     assert scored == [6]
+
+
+def test_diversity_order_treats_images_waiting_for_another_vote_as_candidates(tmp_path, photos4):
+    """With several votes per image, the server's pool holds labeled images too. k-center must measure them against
+    the other labeled images, not count them as centres (all at distance 0, so in no useful order)."""
+    import numpy as np
+
+    from pixclass.data.embeddings import embed_decodable
+    from pixclass.store import Workspace, records
+
+    ws = Workspace.open(tmp_path / "ws")
+    import_dataset(ws, photos4, "d")
+    with ws.session() as s:
+        items = records.items(s, records.get_dataset(s, "d"))
+    pool, rest = items[::4], [it for i, it in enumerate(items) if i % 4]  # a quarter waits for another vote
+    q = active.label_queue(ws, "d", "kcenter", n=5, pool=lambda s, ds: pool, img_size=96)
+    emb = embed_decodable(ws, pool + rest, model=active.DEFAULT_MODEL, img_size=96)[0]
+    emb = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    far = 1 - (emb[: len(pool)] @ emb[len(pool):].T).max(axis=1)  # from the nearest labeled image outside the pool
+    assert q.strategy == "kcenter" and q.image_ids[0] == pool[int(far.argmax())].image_id
