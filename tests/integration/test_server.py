@@ -483,6 +483,11 @@ def test_after_labels_verdicts_and_undos_only_those_images_rows_are_computed_aga
                                 "    a.review = a.reviewer = a.reviewed_at = None\n", url)
     ann.post(f"/api/images/{pants[3]}/annotations", json={"labels": ["hat"]})
     assert ids(srv, review="rejected") == [] and pants[3] in ids(srv, label="hat") and counts()[0] == start[0] + 3
+    # another process swaps two curation flags (no count changes, no lock): the datasets' revisions tell
+    _other_process(srv.ws.root, f"with ws.session() as s:\n    s.get(Image, {pants[0]}).excluded = False\n"
+                                f"    s.get(Image, {pants[4]}).excluded = True\n", url)
+    ann.post(f"/api/images/{pants[5]}/annotations", json={"labels": ["hat"]})
+    assert ids(srv, excluded="only") == [pants[4]] and counts()[0] == start[0] + 4
 
 
 def test_annotator_stats_count_verdicts_time_and_replaced_labels(srv):

@@ -10,13 +10,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, inspect, select, text
+from sqlalchemy import Engine, create_engine, event, inspect, select, text, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from pixclass.config import resolve_workspace
 from pixclass.errors import ConfigError
-from pixclass.store.tables import SCHEMA_VERSION, Annotation, Base, Meta
+from pixclass.store.tables import SCHEMA_VERSION, Base, Dataset, Meta
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +130,12 @@ KEPT_CHANGES = 2000  # sessions remembered per database: a reader further behind
 LOCK_OPTION = "pixclass_lock"  # execution option of records.lock_dataset's UPDATE: not a change to any row's data
 
 
+# Tables the grid's rows are not computed from (server.views.table): a write to any other table is counted in the
+# revisions of the datasets, so that another process learns of it (see ``Workspace.session``).
+QUIET_TABLES = frozenset({"users", "api_tokens", "image_claims", "broken_files", "curate_runs", "findings",
+                          "cluster_runs", "cluster_assignments"})
+
+
 @dataclass
 class Changes:
     """What a session wrote, when all it wrote was annotations (added, changed or deleted) and the dataset locks of
@@ -138,7 +144,18 @@ class Changes:
 
     annotations: dict[int, int] = field(default_factory=dict)  # image id -> annotations added minus deleted
     locks: list[tuple[int, int]] = field(default_factory=list)  # (dataset id, its revision after the lock)
-    other: bool = False  # wrote something else: rows of any image may have changed
+    tables: set[str] = field(default_factory=set)  # every table written, the locks' UPDATEs left out
+
+    @property
+    def other(self) -> bool:
+        """Wrote something besides annotations that rows are computed from: rows of any image may have changed."""
+        return bool(self.tables - QUIET_TABLES - {"annotations"})
+
+    @property
+    def unseen(self) -> bool:
+        """Wrote what another process's kept rows would not show: what changes no count or newest id in the
+        fingerprint and holds no dataset (a curation flag, a pinned run, an image id SQLite gives again)."""
+        return bool(self.tables - QUIET_TABLES) and not (self.tables == {"annotations"} and self.locks)
 
 
 def session_changes(session: Session) -> Changes:
@@ -150,12 +167,14 @@ def _note_flush(session: Session, _context) -> None:
     ch = session_changes(session)
     for objs, step in ((session.new, 1), (session.dirty, 0), (session.deleted, -1)):
         for obj in objs:
-            if ch.other:  # an import's 50,000 new images need no look
+            name = getattr(obj, "__tablename__", "?")
+            if name == "annotations" and obj.image_id is None:
+                name = "?"  # its image is given by a relationship: not known yet
+            ch.tables.add(name)
+            if ch.other:  # an import's 50,000 new images need no look after the first
                 return
-            if isinstance(obj, Annotation) and obj.image_id is not None:
+            if name == "annotations":
                 ch.annotations[obj.image_id] = ch.annotations.get(obj.image_id, 0) + step
-            else:
-                ch.other = True
 
 
 def _note_commit(session: Session) -> None:
@@ -166,7 +185,22 @@ def _note_statement(state) -> None:
     if not state.is_select:
         state.session.info["wrote"] = True
         if not state.execution_options.get(LOCK_OPTION):
-            session_changes(state.session).other = True
+            name = getattr(getattr(state.statement, "table", None), "name", "?")
+            # unlike a flushed object, a statement does not say which images it changed
+            session_changes(state.session).tables |= {name} if name in QUIET_TABLES else {name, "?"}
+
+
+def bump_revisions(engine: Engine) -> None:
+    """Count a write in every dataset's revision (``Dataset.revision``), one dataset at a time so as to wait for no
+    more than one lock at once. Another process's kept rows are then computed again."""
+    try:
+        with engine.connect() as conn:
+            ids = list(conn.scalars(select(Dataset.id).order_by(Dataset.id)))
+        for dataset_id in ids:
+            with engine.begin() as conn:
+                conn.execute(update(Dataset).where(Dataset.id == dataset_id).values(revision=Dataset.revision + 1))
+    except OperationalError as e:  # the write itself is stored; only other processes' kept rows may lag
+        log.warning("could not count a write in the datasets' revisions: %s", e.orig)
 
 
 @dataclass
@@ -213,6 +247,8 @@ class Workspace:
                 ch = s.info.get("changes", Changes()) if stage == "done" else None
                 if stage == "body" and not s.info.get("committed"):
                     ch = Changes()  # a body that failed rolled back: nothing changed (a failed commit may have)
+                if ch is None or ch.unseen:
+                    bump_revisions(self.engine)
                 with _REVISIONS_LOCK:
                     rev = _REVISIONS[self.url] = _REVISIONS.get(self.url, 0) + 1
                     log = _CHANGES.setdefault(self.url, deque(maxlen=KEPT_CHANGES))

@@ -3,7 +3,7 @@ from sqlalchemy import select, text, update
 
 from pixclass.errors import DataError
 from pixclass.io.importer import import_dataset
-from pixclass.store import Workspace, records
+from pixclass.store import Workspace, records, users
 from pixclass.store.tables import SCHEMA_VERSION, Annotation, Image
 
 
@@ -55,38 +55,50 @@ def test_store_on_real_postgresql(tmp_path, photos4, postgres_url):
 
 def test_sessions_say_what_they_changed_when_it_was_only_annotations(tmp_path, photos4):
     """``Workspace.changes_since`` (what lets the server redo only the grid rows of relabeled images): each
-    ended session that wrote, in order; None once one wrote something other than annotations and dataset locks."""
+    ended session that wrote, in order; None once one wrote something other than annotations and dataset locks.
+    A write other processes could not see in their fingerprint bumps every dataset's revision."""
     ws = Workspace.open(tmp_path / "ws")
     import_dataset(ws, photos4, "pets")
+
+    def dataset_revision() -> int:
+        with ws.session() as s:
+            return records.get_dataset(s, "pets").revision
+
     with ws.session() as s:
         ds = records.get_dataset(s, "pets")
         a, b = [it.image_id for it in records.items(s, ds)[:2]]
-    start = ws.revision
+    start, rev0 = ws.revision, dataset_revision()
     with ws.session() as s:
         ds = records.lock_dataset(s, records.get_dataset(s, "pets"))
         s.add(Annotation(image_id=a, labels=["shoes"], source="human", author="ann"))
         s.add(Annotation(image_id=b, labels=["hat"], source="human", author="ann"))
         revision = ds.revision
-    with ws.session() as s:
+    assert dataset_revision() == revision == rev0 + 1  # its lock, nothing more
+    with ws.session() as s:  # no lock: counted in the dataset's revision after the commit
         old = s.scalar(select(Annotation).where(Annotation.image_id == b, Annotation.author == "ann"))
         old.review = "accepted"
         s.delete(s.scalar(select(Annotation).where(Annotation.image_id == a, Annotation.author == "ann")))
+    assert dataset_revision() == rev0 + 2
     with pytest.raises(DataError), ws.session() as s:  # rolled back: changed nothing
         s.add(Annotation(image_id=a, labels=["pants"], source="human", author="ann"))
         s.flush()
         raise DataError("refused")
     with ws.session() as s:  # reading is not writing
         records.items(s, records.get_dataset(s, "pets"))
+    with ws.session() as s:  # nor is a login, for the rows
+        users.create_token(s, users.create_user(s, "ann", "annotator", "pw-ann-123"))
     now = ws.revision
-    assert now == start + 3
-    added, judged, refused = ws.changes_since(start, now)
+    assert now == start + 4 and dataset_revision() == rev0 + 2
+    added, judged, refused, login = ws.changes_since(start, now)
     assert (added.annotations, added.locks, added.other) == ({a: 1, b: 1}, [(ds.id, revision)], False)
     assert (judged.annotations, judged.locks, refused.annotations) == ({a: -1, b: 0}, [], {})
-    assert [c.annotations for c in ws.changes_since(start + 1, now)] == [{a: -1, b: 0}, {}]
+    assert (login.annotations, login.other, login.unseen) == ({}, False, False)
+    assert [c.annotations for c in ws.changes_since(start + 1, now)] == [{a: -1, b: 0}, {}, {}]
     assert ws.changes_since(now, now) == []
     with ws.session() as s:  # anything else: a curation flag
         s.get(Image, a).excluded = True
     assert ws.changes_since(start, ws.revision) is None and ws.changes_since(now, ws.revision) is None
+    assert dataset_revision() == rev0 + 3
     with ws.session() as s:  # or a statement (a bulk update of labels, as a rename does)
         s.execute(update(Annotation).where(Annotation.image_id == b).values(labels=["pants"]))
-    assert ws.changes_since(now + 1, ws.revision) is None
+    assert ws.changes_since(now + 1, ws.revision) is None and dataset_revision() == rev0 + 4
