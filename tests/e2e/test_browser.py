@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from PIL import Image as PILImage
 from sqlalchemy import select
@@ -1040,9 +1041,75 @@ def test_start_labeling_takes_the_whole_queue_and_leaving_by_a_tab_lets_the_clai
     ctx.close()
 
 
+def test_start_labeling_right_after_switching_dataset_opens_the_new_one(server, page, tmp_path, photos4):
+    """"Start labeling" pressed while the chosen dataset's details still load waits for them: it never opens (and
+    so labels) an image of the dataset shown before."""
+    base, ws = server
+    labeled, folder = copy_photos(photos4, tmp_path, slice(0, 1), slice(8, 9))
+    import_dataset(ws, labeled, "slow")
+    import_dataset(ws, folder, "slow")
+    with ws.session() as s:
+        slow = set(s.scalars(select(Image.id).where(Image.dataset_id == records.get_dataset(s, "slow").id)))
+    ctx, pg = logged_in_page(page, base, "ann", "ann-pw")
+    assert pg.input_value("#dataset") != "slow"
+    pg.evaluate("""() => { const f = window.fetch; window.fetch = async (u, o) => {
+        if (String(u).endsWith('/api/datasets/slow')) await new Promise((r) => setTimeout(r, 1500));
+        return f(u, o); }; }""")
+    pg.select_option("#dataset", "slow")
+    pg.click("#label-next")
+    pg.wait_for_selector("#pos:has-text(' / 4 ')")
+    assert int(pg.inner_text("#pos").split("#")[1].split(" ")[0]) in slow
+    ctx.close()
+
+
+def test_a_queue_reordered_while_labeling_never_asks_again_for_an_image_just_labeled(server, page, tmp_path, photos4):
+    """Diversity order waits for the images to be embedded (a job); when the job ends while the annotator labels,
+    the queue goes on in the new order from its first image, and passes over the images she labeled meanwhile:
+    each image gets one label."""
+    base, ws = server
+    labeled, _ = copy_photos(photos4, tmp_path, slice(0, 1), slice(0, 0))
+    noise = tmp_path / "noise"
+    noise.mkdir()
+    rng = np.random.default_rng(7)
+    for i in range(70):  # more than a request embeds itself, none embedded yet
+        PILImage.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(noise / f"n{i:02d}.png")
+    import_dataset(ws, labeled, "reorder")
+    import_dataset(ws, noise, "reorder")
+    ctx, pg = logged_in_page(page, base, "ann", "ann-pw")
+    pg.select_option("#dataset", "reorder")
+    pg.wait_for_selector("#count:has-text('74 images')")
+    pg.evaluate("""() => { const f = window.fetch; let n = 0; window.fetch = async (u, o) => {
+        if (String(u).endsWith('/api/jobs') && n++ === 0) await new Promise((r) => setTimeout(r, 2500));
+        return f(u, o); }; }""")  # the job's end is seen after a few labels
+    pg.click("#label-next")
+    pg.wait_for_selector("#pos:has-text('1 / 70')")
+    press_and_move(pg, "1")
+    press_and_move(pg, "1")
+    for _ in range(300):  # the job ends while she looks at her third image, and the page hears of it
+        if not [j for j in pg.evaluate("fetch('/api/jobs').then((r) => r.json())") if j["status"] in ("queued", "running")]:
+            break
+        time.sleep(0.1)
+    time.sleep(1.5)
+    seen = []
+    for _ in range(150):
+        before = pg.inner_text("#pos")
+        seen.append(f"{before} {pg.inner_text('#image-msg')}")
+        pg.keyboard.press("1")
+        pg.wait_for_function("t => document.querySelector('#pos').textContent !== t || "
+                             "document.querySelector('#image-view').hidden", arg=before)
+        if pg.is_hidden("#image-view"):
+            break
+    pg.wait_for_selector("#grid-msg:has-text('Nothing left to label')")
+    ctx.close()
+    votes = votes_in(ws, "reorder")
+    assert len(votes) == 70 and all(v == ["ann"] for v in votes.values()), {i: v for i, v in votes.items() if len(v) > 1}
+    assert any("diversity order" in p for p in seen)  # the queue was reordered while she labeled
+
+
 def test_a_hierarchical_image_opens_on_the_branch_the_model_is_sure_of(server, page, taxonomy_tree):
-    """When the model is sure of a branch ("accessory") but not of a leaf, the taxonomy search opens on that branch:
-    the digits pick among its classes, and the page says why."""
+    """When the model is sure of a branch ("accessory") but not of a leaf, and the digits cannot reach every class,
+    the taxonomy search opens on that branch: the digits pick among its classes, and the page says why. With ten
+    classes or fewer the digits keep their meaning from image to image."""
     from fastapi.testclient import TestClient
 
     from pixclass.config import TrainConfig
@@ -1067,6 +1134,11 @@ def test_a_hierarchical_image_opens_on_the_branch_the_model_is_sure_of(server, p
 
     ctx, pg = logged_in_page(page, base, "root", "root-pw")
     pg.goto(f"{base}/#ds=branches&image={sure['id']}")  # the page reloads itself on a new link
+    pg.wait_for_selector(f"#confident:has-text('Most likely branch: {branch}')")
+    assert pg.input_value("#taxonomy-search") == ""  # four classes: every digit reaches one
+    extra = [f"{parent}/{c}" for parent in ("accessory", "clothes") for c in ("belt", "scarf", "glove", "sock")]
+    assert api.post("/api/datasets/branches/classes", json={"names": extra}).status_code == 200
+    pg.reload()  # twelve classes now
     pg.wait_for_selector("#confident:has-text('the digits pick among its classes')")
     assert pg.input_value("#taxonomy-search") == f"{branch}/"
     first_leaf = pg.locator("#picker label").first.inner_text()

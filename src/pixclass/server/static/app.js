@@ -16,7 +16,8 @@ const el = (tag, attrs = {}, ...kids) => {
 const PAGE = 60;
 const S = { me: null, ds: null, ids: [], items: [], offset: 0, selected: new Set(), selStart: null, pos: 0, image: null, counts: {},
             shownAt: 0, hiddenAt: 0, undo: [], checked: new Set(), search: "", polling: null, watch: null,
-            saving: false, loading: false, nav: 0, claimChain: Promise.resolve(), back: null, watchNote: null, order: null, view: null, restoring: false, applied: {}, conflicts: [], hashAt: -Infinity, hashTimer: null };
+            saving: false, loading: false, nav: 0, claimChain: Promise.resolve(), back: null, watchNote: null, order: null, view: null, restoring: false, applied: {}, conflicts: [], hashAt: -Infinity, hashTimer: null,
+            dsSeq: 0, dsPending: null, shown: new Set(), reorder: false };
 const pct = (x) => (x === null || x === undefined ? "" : `${Math.round(x * 100)}%`);
 const single = () => S.ds && !S.ds.multi;
 const hier = () => S.ds && S.ds.task === "hierarchical";
@@ -26,7 +27,14 @@ const searchable = () => hier() || S.ds.classes.length > 10;  // past ten classe
 const suggested = (im) => (im.prediction ? im.prediction.labels || [im.prediction.label] : im.top.length ? [im.top[0].label] : []);
 // hierarchical: the taxonomy node the model is sure of, when it is not a class itself, as a search ("clothes/"), so that
 // the digits pick among the classes under it
-const subtree = (im) => (hier() && im.confident && !S.ds.classes.includes(im.confident.node) ? `${im.confident.node}/` : "");
+// a hierarchical image opens on the branch the model is sure of, when the digits cannot reach every class anyway and
+// the branch leaves some out (not a root above them all)
+const NARROW_AT = 0.9;
+const subtree = (im) => {
+  const node = hier() && im.confident && im.confident.score >= NARROW_AT ? im.confident.node : null;
+  const under = node && S.ds.classes.filter((c) => c.startsWith(`${node}/`)).length;
+  return node && S.ds.classes.length > 10 && under && under < S.ds.classes.length ? `${node}/` : "";
+};
 const shown = () => S.ds.classes.filter((c) => c.toLowerCase().includes(S.search.toLowerCase())).slice(0, 50);
 
 function show(view) {
@@ -45,6 +53,10 @@ function flash(sel, text, bad = false) {
 function needDs() {  // a fresh workspace has no dataset: say what to do instead of failing on S.ds
   if (!S.ds) throw new Error("No dataset yet: import a folder or create an empty dataset (Data & users tab), or run `pixclass import DIR --name NAME`.");
   return S.ds;
+}
+async function dsReady() {  // the dataset the dropdown shows: an action right after switching waits for its details
+  while (S.dsPending) await S.dsPending;
+  return needDs();
 }
 async function guard(sel, fn) {
   try { return await fn(); } catch (e) {
@@ -174,7 +186,12 @@ async function openTab(tab) {
 }
 
 async function selectDataset(name, h = null) {
-  S.ds = await api(`/api/datasets/${encodeURIComponent(name)}`);
+  const seq = ++S.dsSeq, pending = api(`/api/datasets/${encodeURIComponent(name)}`);
+  S.dsPending = pending.catch(() => {});
+  let ds;
+  try { ds = await pending; } finally { if (S.dsSeq === seq) S.dsPending = null; }
+  if (S.dsSeq !== seq) return;  // another dataset was chosen meanwhile
+  S.ds = ds;
   const opts = (first) => [el("option", { value: "" }, first), ...S.ds.classes.map((c) => el("option", { value: c }, c))];
   $("#f-label").replaceChildren(...opts("any class"));
   $("#f-predicted").replaceChildren(...opts("any prediction"));
@@ -195,9 +212,9 @@ function exportLinks() {  // Label Studio tasks and config; image links relative
 }
 $("#export-root").addEventListener("input", exportLinks);
 for (const a of ["#export-ls", "#export-ls-config"]) {  // fetched first: a refusal (say, a wrong root) is shown, not a cancelled download
-  $(a).addEventListener("click", (ev) => { ev.preventDefault(); guard("#grid-msg", async () => {
-    needDs();
-    const res = await fetch(ev.currentTarget.href, { headers: { "X-Requested-With": "pixclass" } });
+  $(a).addEventListener("click", (ev) => { ev.preventDefault(); const from = ev.currentTarget; guard("#grid-msg", async () => {
+    await dsReady();
+    const res = await fetch(from.href, { headers: { "X-Requested-With": "pixclass" } });
     if (!res.ok) throw new Error(`Export refused: ${(await res.json().catch(() => ({}))).detail || res.statusText}`);
     const name = decodeURIComponent((res.headers.get("Content-Disposition") || "").match(/filename\*=UTF-8''([^;]+)/)?.[1] || "") || "tasks.json";
     const link = el("a", { href: URL.createObjectURL(await res.blob()), download: name });
@@ -249,9 +266,11 @@ function filters() {
 async function loadGrid() {
   if (!S.ds) return;
   await guard("#grid-msg", async () => {
-    const q = qs({ ...filters(), offset: S.offset, limit: PAGE }), applied = fields();
-    const res = await api(`/api/datasets/${encodeURIComponent(S.ds.name)}/images?${q}`);
-    S.ids = res.ids; S.items = res.items; S.applied = applied; S.order = res.queue_strategy;
+    const q = qs({ ...filters(), offset: S.offset, limit: PAGE }), applied = fields(), name = S.ds.name;
+    const res = await api(`/api/datasets/${encodeURIComponent(name)}/images?${q}`);
+    if (!S.ds || S.ds.name !== name) return;  // another dataset was chosen meanwhile
+    if (S.ids.join() !== res.ids.join()) S.shown = new Set();  // a new list: what was shown of the last one may come again
+    S.ids = res.ids; S.items = res.items; S.applied = applied; S.order = res.queue_strategy; S.reorder = false;
     saveHash();
     const asked = $("#f-sort").value.split(":")[1];
     $("#count").textContent = `${plural(res.total, "image")}` + (res.embedding_job
@@ -294,7 +313,7 @@ $("#next-page").addEventListener("click", () => { if (S.offset + PAGE < S.ids.le
 $("#select-page").addEventListener("click", () => { S.items.forEach((it) => S.selected.add(it.id)); renderGrid(); });
 $("#select-none").addEventListener("click", () => { S.selected.clear(); renderGrid(); });
 $("#bulk-btn").addEventListener("click", () => guard("#grid-msg", async () => {
-  needDs();
+  await dsReady();
   if (!S.selected.size) throw new Error("Select images first.");
   const res = await api("/api/annotations/bulk", { method: "POST", body: {
     image_ids: [...S.selected], labels: [$("#bulk-class").value], mode: S.ds.multi ? $("#bulk-mode").value : "set",
@@ -314,7 +333,7 @@ function offerUndo(ids, text) {  // a bulk edit's message with a button that tak
   }) }, "Undo"));
 }
 $("#accept-btn").addEventListener("click", () => guard("#grid-msg", async () => {
-  needDs();
+  await dsReady();
   const f = Object.fromEntries(Object.entries(filters()).map(([k, v]) => [k, v === "" ? null : v]));  // "" is "any"
   const body = { threshold: Number($("#threshold").value), filters: f };
   const path = `/api/datasets/${encodeURIComponent(S.ds.name)}/accept-suggestions`;
@@ -327,7 +346,7 @@ $("#accept-btn").addEventListener("click", () => guard("#grid-msg", async () => 
   offerUndo(res.annotation_ids, `Accepted ${res.accepted} suggestions; ${res.skipped_labeled} already labeled (kept); ${res.below_threshold} below threshold.`);
 }));
 $("#autotrain-btn").addEventListener("click", () => guard("#grid-msg", async () => {
-  needDs();
+  await dsReady();
   const v = $("#autotrain-every").value.trim();
   const a = await api(`/api/datasets/${encodeURIComponent(S.ds.name)}/autotrain`, { method: "PUT",
     body: { every: v === "" ? null : Number(v) } });
@@ -335,20 +354,20 @@ $("#autotrain-btn").addEventListener("click", () => guard("#grid-msg", async () 
   await loadAutotrain();
 }));
 $("#label-next").addEventListener("click", () => guard("#grid-msg", async () => {  // the queue's first image nobody has open
-  needDs();
+  await dsReady();
   setFields(new URLSearchParams({ sort: $("#f-sort").value.startsWith("queue:") ? $("#f-sort").value : "queue:margin" }));  // the whole queue
   await loadGrid();
   if (!S.ids.length) { flash("#grid-msg", "Nothing left to label in this dataset's queue.", true); return; }
   S.back = null; await openImage(0, 1);
 }));
 $("#votes-btn").addEventListener("click", () => guard("#grid-msg", async () => {
-  needDs();
+  await dsReady();
   const res = await api(`/api/datasets/${encodeURIComponent(S.ds.name)}/votes`, { method: "PUT", body: { votes_per_image: Number($("#votes").value) } });
   flash("#grid-msg", res.votes_per_image > 1 ? `Label queues ask for ${res.votes_per_image} annotators' labels on each image.` : "Label queues ask for one label per image.");
   if (S.order) await loadGrid();
 }));
 $("#train-btn").addEventListener("click", () => guard("#grid-msg", async () => {
-  needDs();
+  await dsReady();
   const btn = $("#train-btn");
   btn.disabled = true; flash("#grid-msg", "Starting training...");
   try {
@@ -372,7 +391,7 @@ const inQueue = () => S.order && S.back !== "review";  // a label queue, not Rev
 // claim) or that got their votes since the queue loaded, so that annotators working one queue label different images;
 // past the end of the list it loads the queue again.
 async function openImage(pos, dir = 0, skipped = 0, refilled = false) {
-  if (dir > 0 && pos >= S.ids.length && inQueue() && !refilled) { await refillQueue(skipped); return; }
+  if (dir > 0 && (pos >= S.ids.length || S.reorder) && inQueue() && !refilled) { await refillQueue(skipped); return; }
   if (pos < 0 || pos >= S.ids.length) return;
   S.pos = pos; S.loading = true;  // labels wait until this image is shown (see save)
   await guard("#image-msg", async () => {
@@ -381,7 +400,8 @@ async function openImage(pos, dir = 0, skipped = 0, refilled = false) {
     const image = S.nav === nav && S.pos === pos ? await api(`/api/images/${id}`) : null;
     if (S.nav !== nav) { if (hold && hold.claimed) claimOp(id, "DELETE").catch(() => {}); return; }  // left the image view
     if (S.pos !== pos) return;  // moved on while this one loaded: the later move wins
-    const taken = hold && !hold.claimed || image.answered_by_others;
+    const mine = !S.shown.has(id) && image.annotations.some((a) => a.author === S.me.name);  // labeled before this list loaded
+    const taken = hold && !hold.claimed || image.answered_by_others || dir > 0 && mine;
     if (dir && inQueue() && taken) {
       if (pos + dir >= 0 && pos + dir < S.ids.length) await openImage(pos + dir, dir, skipped + 1, refilled);
       else if (dir > 0 && !refilled) await refillQueue(skipped + 1);
@@ -390,7 +410,7 @@ async function openImage(pos, dir = 0, skipped = 0, refilled = false) {
       return;
     }
     if (!S.image || S.image.id !== image.id) S.search = subtree(image);  // a list narrowed for the last image would remap the digits
-    S.image = image;
+    S.image = image; S.shown.add(id);
     S.checked = new Set(S.image.labels); S.shownAt = performance.now();
     show("image");
     $("#big").src = `/api/images/${S.image.id}/file`;
@@ -402,7 +422,7 @@ async function openImage(pos, dir = 0, skipped = 0, refilled = false) {
   });
   if (S.pos === pos) S.loading = false;
 }
-async function refillQueue(skipped) {  // past the end of a queue's list: the server's queue now, without others' claims and answers
+async function refillQueue(skipped) {  // past the end of a queue's list (or reordered): the server's queue now, without others' claims and answers
   const nav = S.nav;
   S.offset = 0; S.loading = true;  // no label lands on the image still shown meanwhile
   try { await loadGrid(); } finally { S.loading = false; }
@@ -431,8 +451,9 @@ function renderImage() {
       ? [...im.top.filter((t) => suggested(im).includes(t.label)), ...im.top.filter((t) => !suggested(im).includes(t.label)).slice(0, 3)]
         .map((t) => `${suggested(im).includes(t.label) ? "✓ " : ""}${t.label} ${pct(t.score)}`).join(" · ")
       : im.top.filter((t) => !suggested(im).includes(t.label)).slice(0, 3).map((t) => `${t.label} ${pct(t.score)}`).join(" · ")),
-    hier() && im.confident ? el("div", { class: "muted", id: "confident" }, `The model is sure of ${im.confident.node} (${pct(im.confident.score)})` +
-      (S.search === subtree(im) && S.search ? ": the digits pick among its classes." : ".")) : ""] : []));
+    hier() && im.confident ? el("div", { class: "muted", id: "confident" }, subtree(im) && S.search === subtree(im)
+      ? `The model is sure of ${im.confident.node} (${pct(im.confident.score)}): the digits pick among its classes. Clear the search for all.`
+      : `Most likely branch: ${im.confident.node} (${pct(im.confident.score)}).`) : ""] : []));
   renderPicker();
   const votes = new Map(im.annotations.filter((a) => a.source !== "model").map((a) => [`${a.source}|${a.author}`, a.id]));
   const replaced = (a) => a.source !== "model" && votes.get(`${a.source}|${a.author}`) !== a.id;  // its author relabeled
@@ -563,7 +584,7 @@ document.addEventListener("keydown", (ev) => {
 
 // ------------------------------------------------------------------ review
 async function loadReview() {
-  const name = encodeURIComponent(needDs().name);
+  const name = encodeURIComponent((await dsReady()).name);
   const ag = await api(`/api/datasets/${name}/agreement`);
   $("#agreement").replaceChildren(el("p", {}, `${plural(ag.images_multi, "image")} labeled by two or more people; ${plural(ag.conflicts, "conflict")}; mean agreement ${pct(ag.mean_image_agreement) || "—"}.`),
     el("table", {}, el("tr", {}, el("th", {}, "annotator A"), el("th", {}, "annotator B"), el("th", {}, "images"), el("th", {}, "agreement"), el("th", {}, "kappa")),
@@ -592,7 +613,7 @@ function renderClasses() {
 }
 async function classOp(path, body, what) {
   await guard("#classes-msg", async () => {
-    needDs();
+    await dsReady();
     const res = await api(`/api/datasets/${encodeURIComponent(S.ds.name)}/classes${path}`, { method: "POST", body });
     await selectDataset(S.ds.name);
     renderClasses();
@@ -695,6 +716,11 @@ async function pollJobs() {
     return;
   }
   if (job && job.kind === "embed" && S.ds) {  // the diversity order the grid was waiting for
+    if (!$("#image-view").hidden && inQueue()) {  // labeling goes on: the next move loads the queue in its new order
+      S.reorder = true;
+      flash("#image-msg", "Images embedded: the next image comes from the queue in diversity order.");
+      return;
+    }
     await loadGrid();
     flash("#grid-msg", `Images embedded: the grid is in ${S.order || "its"} order now.`);
     return;
