@@ -441,6 +441,14 @@ def test_admin_imports_uploads_and_adds_a_user(server, page, tmp_path, photos4):
     pg.wait_for_selector("#admin-msg:has-text('Uploaded 1 image to fresh')")
     assert "notes.jpg" in pg.inner_text("#admin-msg")
     pg.screenshot(path=str(ARTIFACTS / "admin.png"), full_page=True)
+    many = tmp_path / "many"  # more files than one request takes (200): the page sends them in parts
+    many.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(230):
+        PILImage.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(many / f"m{i:03d}.png")
+    pg.set_input_files("#upload-files", sorted(str(f) for f in many.iterdir()))
+    pg.click("#upload-btn")
+    pg.wait_for_selector("#admin-msg:has-text('Uploaded 230 images to fresh; 0 duplicates skipped.')")
     with ws.session() as s:
         bob = users.authenticate(s, "bob", "bob-pw-1")
         assert bob is not None and bob.role == "viewer"
@@ -468,7 +476,7 @@ def test_admin_imports_uploads_and_adds_a_user(server, page, tmp_path, photos4):
         assert users.find_user(s, "bob") is None
         ds = records.get_dataset(s, "fresh")
         items = records.items(s, ds)
-        assert len(items) == 7 and sum(1 for it in items if it.labels) == 6
+        assert len(items) == 7 + 230 and sum(1 for it in items if it.labels) == 6
         assert records.load_schema(s, ds).classes == ("hat", "shoes")
 
 

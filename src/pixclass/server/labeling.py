@@ -175,7 +175,9 @@ async def read_uploads(request: Request, settings, field: str | None = None) -> 
     except HTTPException:
         raise
     except Exception as e:  # noqa: BLE001 - starlette raises MultiPartException for a bad or oversized form
-        raise HTTPException(400, f"Bad multipart upload: {e} (at most {settings.max_upload_files} files).") from None
+        raise HTTPException(400, f"Bad multipart upload: {getattr(e, 'detail', e)} Send at most "
+                                 f"{settings.max_upload_files} files a request (PIXCLASS_MAX_UPLOAD_FILES), or import "
+                                 f"a folder with `pixclass import DIR`.") from None
     uploads = [v for k, v in form.multi_items() if (field is None or k == field) and isinstance(v, UploadFile)]
     if not uploads:
         raise HTTPException(400, "No files in the upload. Send multipart/form-data with a 'files' field.")

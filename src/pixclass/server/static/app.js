@@ -665,13 +665,20 @@ $("#create-form").addEventListener("submit", (ev) => { ev.preventDefault(); guar
   await loadDatasets(ds.name);
   flash("#admin-msg", `Created ${ds.name} (${ds.task}). Next: its classes (Classes tab), then upload images.`);
 }); });
+const UPLOAD_BATCH = 100;
 $("#upload-form").addEventListener("submit", (ev) => { ev.preventDefault(); guard("#admin-msg", async () => {
   if (!S.ds) throw new Error("Create or import a dataset first.");
   const files = [...$("#upload-files").files];
   if (!files.length) throw new Error("Choose image files first.");
-  const form = new FormData();
-  files.forEach((f) => form.append("files", f, f.name));
-  const res = await api(`/api/datasets/${encodeURIComponent(S.ds.name)}/upload`, { method: "POST", form });
+  const res = { dataset: S.ds.name, added: [], duplicates: 0, rejected: [], prelabel_job: null };
+  for (let i = 0; i < files.length; i += UPLOAD_BATCH) {  // a request takes at most 200 files (the server's default)
+    if (files.length > UPLOAD_BATCH) flash("#admin-msg", `Uploading ${i + 1}-${Math.min(i + UPLOAD_BATCH, files.length)} of ${files.length} files...`);
+    const form = new FormData();
+    files.slice(i, i + UPLOAD_BATCH).forEach((f) => form.append("files", f, f.name));
+    const part = await api(`/api/datasets/${encodeURIComponent(S.ds.name)}/upload`, { method: "POST", form });
+    res.added.push(...part.added); res.duplicates += part.duplicates; res.rejected.push(...part.rejected);
+    res.prelabel_job = part.prelabel_job || res.prelabel_job;
+  }
   const bad = res.rejected.map((r) => `- ${r.reason}`).join("\n");
   flash("#admin-msg", `Uploaded ${plural(res.added.length, "image")} to ${res.dataset}; ${plural(res.duplicates, "duplicate")} skipped` +
         (bad ? `; ${res.rejected.length} not added (not kept; fix and upload again):\n${bad}\n` : ".") + (res.prelabel_job ? ` Storing the model's suggestions for them (job ${res.prelabel_job}).` : ""), res.rejected.length > 0);
