@@ -138,9 +138,10 @@ QUIET_TABLES = frozenset({"users", "api_tokens", "image_claims", "broken_files",
 
 @dataclass
 class Changes:
-    """What a session wrote, when all it wrote was annotations (added, changed or deleted) and the dataset locks of
-    ``records.lock_dataset``: so that a reader that kept rows computed from the database can redo only those of the
-    images whose annotations changed. A session that wrote anything else has none (``Workspace.changes_since``)."""
+    """What a session wrote: the tables, and, while all it wrote to tables rows are computed from was annotations
+    (added, changed or deleted), those per image and the dataset locks of ``records.lock_dataset``. A reader that
+    kept rows computed from the database then redoes only those of the images whose annotations changed; after a
+    session that wrote anything ``other``, it computes them all (``Workspace.changes_since``)."""
 
     annotations: dict[int, int] = field(default_factory=dict)  # image id -> annotations added minus deleted
     locks: list[tuple[int, int]] = field(default_factory=list)  # (dataset id, its revision after the lock)
@@ -198,6 +199,8 @@ def bump_revisions(engine: Engine) -> None:
             ids = list(conn.scalars(select(Dataset.id).order_by(Dataset.id)))
         for dataset_id in ids:
             with engine.begin() as conn:
+                if engine.dialect.name == "postgresql":  # SQLite waits its busy_timeout (10 s) at most
+                    conn.execute(text("SET LOCAL lock_timeout = '10s'"))
                 conn.execute(update(Dataset).where(Dataset.id == dataset_id).values(revision=Dataset.revision + 1))
     except OperationalError as e:  # the write itself is stored; only other processes' kept rows may lag
         log.warning("could not count a write in the datasets' revisions: %s", e.orig)
@@ -251,8 +254,8 @@ class Workspace:
                     bump_revisions(self.engine)
                 with _REVISIONS_LOCK:
                     rev = _REVISIONS[self.url] = _REVISIONS.get(self.url, 0) + 1
-                    log = _CHANGES.setdefault(self.url, deque(maxlen=KEPT_CHANGES))
-                    log.append((rev, None if ch is None or ch.other else ch))
+                    kept = _CHANGES.setdefault(self.url, deque(maxlen=KEPT_CHANGES))
+                    kept.append((rev, None if ch is None or ch.other else ch))
 
     @property
     def revision(self) -> int:
