@@ -675,7 +675,9 @@ $("#upload-form").addEventListener("submit", (ev) => { ev.preventDefault(); guar
     if (files.length > UPLOAD_BATCH) flash("#admin-msg", `Uploading ${i + 1}-${Math.min(i + UPLOAD_BATCH, files.length)} of ${files.length} files...`);
     const form = new FormData();
     files.slice(i, i + UPLOAD_BATCH).forEach((f) => form.append("files", f, f.name));
-    const part = await api(`/api/datasets/${encodeURIComponent(S.ds.name)}/upload`, { method: "POST", form });
+    let part;
+    try { part = await api(`/api/datasets/${encodeURIComponent(S.ds.name)}/upload`, { method: "POST", form }); }
+    catch (e) { if (i) e.message += ` The first ${i} files were uploaded; choose the rest again.`; throw e; }
     res.added.push(...part.added); res.duplicates += part.duplicates; res.rejected.push(...part.rejected);
     res.prelabel_job = part.prelabel_job || res.prelabel_job;
   }
