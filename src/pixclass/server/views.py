@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
+from typing import NamedTuple
 from pathlib import Path
 
 import numpy as np
@@ -145,7 +146,18 @@ def table(s: Session, ds: Dataset, image_ids: list[int] | None = None) -> dict[i
     return rows
 
 
-def fingerprint(s: Session, ds: Dataset) -> tuple:
+class Fingerprint(NamedTuple):
+    images: int
+    newest_image: int | None
+    excluded: int
+    annotations: int
+    newest_annotation: int | None
+    predictions: int
+    newest_prediction: int | None
+    revision: int
+
+
+def fingerprint(s: Session, ds: Dataset) -> Fingerprint:
     """Counts and newest ids of the dataset's images, annotations and suggestions, how many images are excluded, and
     the dataset's revision: what another process's import, labels, pre-labeling, curation fixes, reviews, undos
     and renames change."""
@@ -155,7 +167,7 @@ def fingerprint(s: Session, ds: Dataset) -> tuple:
             q = q.join(Image, Image.id == model.image_id)
         return q.where(Image.dataset_id == ds.id)
 
-    return tuple(s.execute(select(
+    return Fingerprint(*s.execute(select(
         agg(Image, func.count(Image.id)).scalar_subquery(), agg(Image, func.max(Image.id)).scalar_subquery(),
         agg(Image, func.count(Image.id)).where(Image.excluded.is_(True)).scalar_subquery(),
         agg(Annotation, func.count(Annotation.id)).scalar_subquery(),
@@ -208,8 +220,8 @@ class TableCache:
         image that none of this process's sessions accounts for), or a session here wrote something else."""
         ((rev0, fp0), rows, extra), (rev1, fp1) = hit, key
         changes = self.ws.changes_since(rev0, rev1)
-        # images, excluded, annotations (count, newest id), predictions (count, newest id), the dataset's revision
-        if changes is None or fp0[:3] != fp1[:3] or fp0[5:7] != fp1[5:7]:
+        kept = ("images", "newest_image", "excluded", "predictions", "newest_prediction")  # no annotation moves these
+        if changes is None or any(getattr(fp0, f) != getattr(fp1, f) for f in kept):
             return None
         touched: dict[int, int] = {}
         locks = set()
@@ -218,10 +230,11 @@ class TableCache:
                 if image_id in rows:
                     touched[image_id] = touched.get(image_id, 0) + n
             locks |= {rev for dataset_id, rev in ch.locks if dataset_id == ds.id}
-        if locks != set(range(fp0[7] + 1, fp1[7] + 1)) or fp1[3] - fp0[3] != sum(touched.values()):
+        if locks != set(range(fp0.revision + 1, fp1.revision + 1)) or \
+                fp1.annotations - fp0.annotations != sum(touched.values()):
             return None  # another process held the dataset (a verdict, a rename) or added or deleted annotations
         added = s.scalars(select(Annotation.image_id).join(Image, Image.id == Annotation.image_id)
-                          .where(Image.dataset_id == ds.id, Annotation.id > (fp0[4] or 0)))
+                          .where(Image.dataset_id == ds.id, Annotation.id > (fp0.newest_annotation or 0)))
         if not set(added) <= touched.keys() or len(touched) > self.PATCH_LIMIT:
             return None
         rows = dict(rows)  # a new dict and new rows: the kept ones may be in use

@@ -301,8 +301,10 @@ def label_queue(ws: Workspace, dataset: str, strategy: str = "margin", n: int = 
         scores = uncertainty(probs, used, multilabel=multilabel)
         order = query(used, n, probs=probs, multilabel=multilabel)
     elif used == "kcenter":
-        with ws.session() as s:  # the centres: labeled images that are not asked again (a pool image may have
-            asked = {it.image_id for it in pool}  # a vote and wait for the next: it is a candidate, not a centre)
+        # the centres: labeled images not asked again (a pool image may have a vote and wait for the next one: it is
+        # a candidate, not a centre)
+        asked = {it.image_id for it in pool}
+        with ws.session() as s:
             labeled = [it for it in records.items(s, records.get_dataset(s, dataset), labeled=True)
                        if it.image_id not in asked]
         if max_new_embeddings is not None:
