@@ -39,6 +39,52 @@ def test_automatic_retraining_keeps_the_backbone_of_the_last_linear_run(tmp_path
         assert run.id == job["result"]["run_id"] and run.model == "tf_efficientnet_lite0"
 
 
+def test_a_linear_retrain_and_its_pre_labels_never_run_the_backbone_again(tmp_path, photos4, monkeypatch):
+    """Once the images are embedded, training a linear run reads the embedding cache and pre-labeling applies only
+    its head; the suggestions stored are those of the run's whole network."""
+    import pixclass.models.embed
+    import pixclass.train.run
+    from pixclass.export.onnx import export_run
+    from pixclass.server import tasks
+
+    srv = make_server(tmp_path / "ws", photos4)
+    ann = srv.client("ann")
+    body = {"dataset": "cloth", "mode": "linear", "img_size": 64}
+    first = wait_job(ann, ann.post("/api/train", json=body).json()["id"])
+    assert first["status"] == "done" and first["result"]["prelabel"]["predicted"] == 120
+
+    def no_network(*_a, **_k):
+        raise AssertionError("the network ran over images whose embeddings are cached")
+
+    for module in (pixclass.models.embed, pixclass.train.run):
+        monkeypatch.setattr(module, "run_batches", no_network)
+        monkeypatch.setattr(module, "predict_probs", no_network)
+    t0 = time.perf_counter()
+    again = wait_job(ann, ann.post("/api/train", json=body).json()["id"])
+    assert again["status"] == "done", again["error"]
+    run_id = again["result"]["run_id"]
+    assert again["result"]["prelabel"] == {"dataset": "cloth", "run_id": run_id, "predicted": 120, "failed": 0,
+                                           "broken": []}
+    assert again["result"]["metrics"]["val_accuracy"] > 0.4, again["result"]["metrics"]  # 4 classes at 64 px
+    print(f"linear retrain and pre-labels of 120 images from cached embeddings: {time.perf_counter() - t0:.1f}s")
+
+    def stored() -> dict[int, tuple[list[str], list[float]]]:
+        with srv.ws.session() as s:
+            return {p.image_id: (p.labels, p.probs) for p in
+                    s.scalars(select(Prediction).where(Prediction.run_id == run_id))}
+
+    by_head = stored()
+    monkeypatch.undo()  # the reference: the run's whole network over the decoded images, as served (ONNX, float32)
+    export_run(Path(again["result"]["run"]), Path(again["result"]["run"]) / "export")
+    srv.app.state.models.forget()
+    tasks.prelabel(srv.ws, srv.app.state.models, "cloth", run_id=run_id, reuse_scores=False)
+    by_network = stored()
+    assert by_head.keys() == by_network.keys() and len(by_head) == 120
+    for i, (labels, probs) in by_network.items():
+        assert by_head[i][0] == labels
+        assert max(abs(a - b) for a, b in zip(by_head[i][1], probs)) < 1e-4, (by_head[i], probs)
+
+
 def test_queue_orders_unlabeled_images_and_autotrain_retrains(tmp_path, photos4):
     srv = make_server(tmp_path / "ws", photos4)
     admin, ann = srv.client("root"), srv.client("ann")
@@ -294,7 +340,8 @@ def test_suggestions_follow_class_renames_and_merges_made_after_training(tmp_pat
     with srv.ws.session() as s:
         broken = s.get(Image, ids[-1]).path
     Path(broken).write_bytes(b"\xff\xd8\xff broken since the import")
-    shutil.rmtree(srv.ws.cache_dir)  # decoded images are cached by content: make it read the files again
+    shutil.rmtree(srv.ws.cache_dir)  # decoded images are cached by content: make it read the files again,
+    srv.app.state.models.scores._entries.clear()  # as must a server restarted since it scored the images
     job = ann.post("/api/datasets/cloth/prelabel", json={"run_id": run_id}).json()
     done = wait_job(ann, job["id"])
     assert done["status"] == "done" and done["result"]["failed"] == 1, done

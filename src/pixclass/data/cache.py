@@ -6,12 +6,20 @@ Layout: ``<workspace>/cache/s<size>.u8`` holds rows of ``size x size x 3`` bytes
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: threads of one process are still kept apart
+    fcntl = None
 
 import numpy as np
 
@@ -20,6 +28,7 @@ from pixclass.io.images import load_rgb
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
+WRITE_BLOCK = 1024  # decoded rows appended (and the index saved) per hold of the cache's lock
 
 
 class ImageCache:
@@ -64,10 +73,14 @@ class ImageCache:
         self.directory.mkdir(parents=True, exist_ok=True)
         index = self._index()
         row_bytes = self.size * self.size * 3
-        if self._data_path.exists() and self._data_path.stat().st_size != len(index) * row_bytes:
-            log.warning("image cache %s does not match its index; rebuilding it", self._data_path)
-            index = {}
-            self._data_path.unlink()
+        if file_size(self._data_path) < len(index) * row_bytes:  # bytes past the index (an append under way) are fine
+            with cache_writer(self._data_path):
+                index = self._index()
+                if file_size(self._data_path) < len(index) * row_bytes:
+                    log.warning("image cache %s is shorter than its index; rebuilding it", self._data_path)
+                    index = {}
+                    self._data_path.unlink(missing_ok=True)
+                    self._save_index(index)
         missing = list(dict.fromkeys(h for h in hashes if h not in index))
         failed: dict[str, str] = {}
         if missing:
@@ -75,19 +88,21 @@ class ImageCache:
             for h, p in zip(hashes, paths):
                 if p not in paths_of.setdefault(h, []):
                     paths_of[h].append(p)
-            failed = self._append(missing, [paths_of[h] for h in missing], index, workers, progress)
+            failed, index = self._append(missing, [paths_of[h] for h in missing], workers, progress)
         elif progress:
             progress(len(hashes), len(hashes))
         broken = {i: failed[h] for i, h in enumerate(hashes) if h in failed}
         rows = [index[h] for h in hashes if h not in failed]
         if not rows:
             return np.zeros((0, self.size, self.size, 3), np.uint8), broken
-        data = np.memmap(self._data_path, dtype=np.uint8, mode="r").reshape(-1, self.size, self.size, 3)
+        data = np.memmap(self._data_path, dtype=np.uint8, mode="r", shape=(len(index), self.size, self.size, 3))
         return np.ascontiguousarray(data[rows]), broken
 
-    def _append(self, hashes: list[str], paths: list[list[str]], index: dict[str, int], workers: int,
-                progress: Progress | None) -> dict[str, str]:
-        """Decode and append one row per hash (trying each of its paths); returns {hash: reason} of the failures."""
+    def _append(self, hashes: list[str], paths: list[list[str]], workers: int,
+                progress: Progress | None) -> tuple[dict[str, str], dict[str, int]]:
+        """Decode and append one row per hash (trying each of its paths), WRITE_BLOCK rows at a time; only the writes
+        hold the cache's lock, so other threads and processes add their rows in between. Returns ({hash: reason} of
+        the failures, the index after the last write)."""
         def decode(candidates: list[str]) -> np.ndarray | str:
             reason = ""
             for path in candidates:
@@ -98,25 +113,64 @@ class ImageCache:
             return reason
 
         failed: dict[str, str] = {}
-        with open(self._data_path, "ab") as f, ThreadPoolExecutor(max_workers=workers) as pool:
-            for n, (h, arr) in enumerate(zip(hashes, pool.map(decode, paths)), start=1):
-                if isinstance(arr, str):
-                    failed[h] = arr
-                else:
-                    f.write(arr.tobytes())
-                    index[h] = len(index)
-                if progress:
-                    progress(n, len(hashes))
-                if n % 2000 == 0:
-                    f.flush()
+        index, row_bytes, done = self._index(), self.size * self.size * 3, 0
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            decoded = zip(hashes, pool.map(decode, paths))
+            while block := list(itertools.islice(decoded, WRITE_BLOCK)):
+                with cache_writer(self._data_path):
+                    index = self._index()  # with the rows others wrote meanwhile
+                    trim(self._data_path, len(index) * row_bytes)
+                    with open(self._data_path, "ab") as f:
+                        for h, arr in block:
+                            if isinstance(arr, str):
+                                failed[h] = arr
+                            elif h not in index:
+                                f.write(arr.tobytes())
+                                index[h] = len(index)
                     self._save_index(index)
-        self._save_index(index)
-        return failed
+                for _ in block:
+                    done += 1
+                    if progress:
+                        progress(done, len(hashes))
+        return failed, index
 
     def _save_index(self, index: dict[str, int]) -> None:
         tmp = self._index_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(index))
         os.replace(tmp, self._index_path)
+
+
+_LOCKS: dict[str, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+@contextmanager
+def cache_writer(data_path: Path) -> Iterator[None]:
+    """The right to append to a cache file: one thread of this process at a time, and one process at a time where
+    the system has flock (a server's jobs and requests, a CLI command beside it). Readers take no lock: they read
+    the index first and only the rows it names, so bytes a writer has appended past it are never read."""
+    with _LOCKS_GUARD:
+        lock = _LOCKS.setdefault(str(data_path.resolve()), threading.Lock())
+    with lock, open(data_path.with_name(data_path.name + ".lock"), "a") as f:
+        if fcntl is not None:
+            fcntl.flock(f, fcntl.LOCK_EX)  # released when the file closes
+        yield
+
+
+def trim(data_path: Path, size: int) -> None:
+    """Cut bytes past ``size``: rows a writer appended before it stopped without recording them in the index."""
+    if file_size(data_path) > size:
+        log.warning("%s: dropping %d bytes past its index (an interrupted write)", data_path,
+                    file_size(data_path) - size)
+        os.truncate(data_path, size)
+
+
+def file_size(path: Path) -> int:
+    """Bytes in the file; 0 when there is none."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 def _reason(path: str, error: DataError) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pixclass.data.cache import ImageCache, broken_entries, broken_message
+from pixclass.data.cache import ImageCache, broken_entries, broken_message, cache_writer, file_size, trim
 from pixclass.errors import DataError
 from pixclass.store import Workspace, records
 
@@ -24,6 +24,12 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 DEFAULT_MODEL = "mobilenetv2_100"  # offline ImageNet weights, ~240 img/s on 2 CPU cores at 224 px
+
+
+def cached_backbone(config: dict) -> bool:
+    """Whether a run trained with ``config`` (TrainConfig.to_dict()) has this cache's backbone: a linear head on the
+    frozen ImageNet weights, so its embeddings are the cached ones and only the head needs applying."""
+    return config.get("mode") == "linear" and config.get("pretrained", True) and not config.get("weights")
 
 
 class EmbeddingCache:
@@ -61,10 +67,13 @@ class EmbeddingCache:
         missing = [i for i, h in enumerate(hashes) if h not in rows]
         if not dim or not rows:
             return None, list(range(len(hashes)))
-        if not self.data_path.exists() or self.data_path.stat().st_size != len(rows) * dim * 4:
-            log.warning("embedding cache %s does not match its index; rebuilding it", self.data_path)
-            self.clear()
-            return None, list(range(len(hashes)))
+        if file_size(self.data_path) < len(rows) * dim * 4:  # bytes past the index (an append under way) are fine
+            with cache_writer(self.data_path):
+                dim, rows = self._index()
+                if file_size(self.data_path) < len(rows) * dim * 4:
+                    log.warning("embedding cache %s is shorter than its index; rebuilding it", self.data_path)
+                    self.clear()
+            return self.lookup(hashes)
         data = np.memmap(self.data_path, dtype=np.float32, mode="r", shape=(len(rows), dim))
         out = np.full((len(hashes), dim), np.nan, np.float32)
         have = [i for i, h in enumerate(hashes) if h in rows]
@@ -75,24 +84,26 @@ class EmbeddingCache:
     def add(self, hashes: Sequence[str], embeddings: np.ndarray) -> None:
         """Append rows for ``hashes`` (already-cached hashes are skipped)."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        dim, rows = self._index()
         embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
-        if dim and embeddings.shape[1] != dim:
-            raise DataError(f"{self.index_path}: cached embeddings have {dim} dims, new ones {embeddings.shape[1]}. "
-                            f"Delete the file to rebuild the cache.")
-        new: dict[str, int] = {}  # hash -> its first position; a hash given twice gets one row
-        for i, h in enumerate(hashes):
-            if h not in rows:
-                new.setdefault(h, i)
-        if not new:
-            return
-        with self.data_path.open("ab") as f:
-            for h, i in new.items():
-                f.write(embeddings[i].tobytes())
-                rows[h] = len(rows)
-        tmp = self.index_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"dim": int(embeddings.shape[1]), "rows": rows}))
-        os.replace(tmp, self.index_path)
+        with cache_writer(self.data_path):  # the index as it is now: another writer may have added rows meanwhile
+            dim, rows = self._index()
+            if dim and embeddings.shape[1] != dim:
+                raise DataError(f"{self.index_path}: cached embeddings have {dim} dims, new ones "
+                                f"{embeddings.shape[1]}. Delete the file to rebuild the cache.")
+            new: dict[str, int] = {}  # hash -> its first position; a hash given twice gets one row
+            for i, h in enumerate(hashes):
+                if h not in rows:
+                    new.setdefault(h, i)
+            if not new:
+                return
+            trim(self.data_path, len(rows) * dim * 4)
+            with self.data_path.open("ab") as f:
+                for h, i in new.items():
+                    f.write(embeddings[i].tobytes())
+                    rows[h] = len(rows)
+            tmp = self.index_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"dim": int(embeddings.shape[1]), "rows": rows}))
+            os.replace(tmp, self.index_path)
 
     def clear(self) -> None:
         self.data_path.unlink(missing_ok=True)

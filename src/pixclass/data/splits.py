@@ -18,12 +18,19 @@ Progress = Callable[[int, int], None]
 @dataclass
 class SplitData:
     items: list[records.Item]
-    images: np.ndarray  # (N, S, S, 3) uint8
+    images: np.ndarray | None  # (N, S, S, 3) uint8; None when loaded with decode=False
     labels: np.ndarray  # (N,) int class indices; (N, K) float 0/1 for multi-label tasks
     skipped: list[dict] = field(default_factory=list)  # {"path", "reason", "split"}: files that no longer decode
+    features: np.ndarray | None = None  # (N, D) backbone embeddings, when the caller looked them up
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def take(self, rows: np.ndarray | list[int]) -> "SplitData":
+        """The given rows (positions), with their images and features; nothing skipped."""
+        rows = np.asarray(rows, dtype=np.int64)
+        return SplitData([self.items[i] for i in rows], None if self.images is None else self.images[rows],
+                         self.labels[rows], [], None if self.features is None else self.features[rows])
 
 
 def encode_labels(items: list[records.Item], schema: LabelSchema) -> np.ndarray:
@@ -47,12 +54,13 @@ def single_label_indices(items: list[records.Item], schema: LabelSchema) -> np.n
 
 
 def load_splits(ws: Workspace, dataset: str, size: int, *, splits: tuple[str, ...] = ("train", "val", "test"),
-                workers: int = 2, progress: Progress | None = None,
-                skip_broken: bool = False) -> tuple[LabelSchema, dict[str, SplitData]]:
+                workers: int = 2, progress: Progress | None = None, skip_broken: bool = False,
+                decode: bool = True) -> tuple[LabelSchema, dict[str, SplitData]]:
     """Schema and {split: SplitData} of the labeled, non-excluded images. Decodes only what is not cached.
 
     A file that no longer decodes (deleted, truncated, overwritten since import) raises a DataError naming it; with
-    ``skip_broken`` it is left out instead and listed in its split's ``skipped``."""
+    ``skip_broken`` it is left out instead and listed in its split's ``skipped``. ``decode=False``: items and labels
+    only (``images`` None), for a caller that reads cached embeddings instead and sorts out broken files itself."""
     with ws.session() as s:
         ds = records.get_dataset(s, dataset)
         schema = records.load_schema(s, ds)
@@ -60,6 +68,8 @@ def load_splits(ws: Workspace, dataset: str, size: int, *, splits: tuple[str, ..
     if not schema.classes:
         raise DataError(f"Dataset {dataset!r} has no classes. Create them (the labeling UI's Classes tab, or "
                         f"POST /api/datasets/NAME/classes) and label some images, or import labeled images.")
+    if not decode:
+        return schema, {sp: SplitData(chosen[sp], None, encode_labels(chosen[sp], schema)) for sp in splits}
     everything = [it for sp in splits for it in chosen[sp]]
     cache = ImageCache(ws.cache_dir, size)
     arrays, broken = cache.get_decodable([it.path for it in everything], [it.sha256 for it in everything],

@@ -87,3 +87,10 @@ def predict_probs(model: Classifier, images: np.ndarray, batch_size: int = 128, 
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             out.append(model.probs(model(x).float()).numpy())
     return np.concatenate(out) if out else np.zeros((0, model.head.out_features), np.float32)
+
+
+@torch.inference_mode()
+def head_probs(model: Classifier, features: np.ndarray) -> np.ndarray:
+    """Probabilities (N, K) from backbone embeddings (N, D): the model's head and its ``probs``, in float32."""
+    logits = model.head(torch.from_numpy(np.ascontiguousarray(features, np.float32)))
+    return model.probs(logits).float().numpy()

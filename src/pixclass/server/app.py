@@ -82,7 +82,6 @@ def create_app(workspace: str | Path | Workspace | None = None, *, db_url: str |
     unless ``settings`` is given."""
     from pixclass.server import (active, auth, classes, exports, jobs, labeling, mlbackend, models, predict_api,
                                  review, views)
-    from pixclass.train.active import ProbCache
 
     ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace, url=db_url)
 
@@ -101,7 +100,7 @@ def create_app(workspace: str | Path | Workspace | None = None, *, db_url: str |
     app.state.jobs = jobs.JobManager()
     app.state.models = models.ModelCache(ws)
     app.state.tables = views.TableCache(ws)
-    app.state.queue_scores = ProbCache()  # the label queue's class probabilities, per run
+    app.state.queue_scores = app.state.models.scores  # the label queue's class probabilities, per run
     app.state.auth_cache = auth.BasicCache()
     app.state.login_throttle = auth.LoginThrottle()
 

@@ -142,9 +142,12 @@ class ModelCache:
     """Loaded models by run id or artifact directory; loads at most once per key."""
 
     def __init__(self, ws: Workspace) -> None:
+        from pixclass.train.active import ProbCache
+
         self.ws = ws
         self._lock = threading.Lock()
         self._handles: dict[str, Handle] = {}
+        self.scores = ProbCache()  # class probabilities per run and image: pre-labels and the label queue share them
 
     def serving_run_id(self, dataset: str | None = None) -> int | None:
         with self.ws.session() as s:

@@ -15,6 +15,7 @@ import numpy as np
 from sqlalchemy import delete, select
 
 from pixclass.data.cache import ImageCache
+from pixclass.data.embeddings import cached_backbone
 from pixclass.decision import decide
 from pixclass.errors import DataError
 from pixclass.io.images import probe
@@ -24,16 +25,20 @@ from pixclass.store.tables import Image, Prediction
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
-BATCH = 64
+BATCH = 64  # images the loaded model predicts at once (reuse_scores=False)
+CHUNK = 1024  # images scored and stored at once: bounds the decoded images held in memory
 
 
 def prelabel(ws: Workspace, cache: ModelCache, dataset: str, *, run_id: int | None = None,
              image_ids: list[int] | None = None, only_missing: bool = False,
-             progress: Progress | None = None) -> dict:
+             progress: Progress | None = None, reuse_scores: bool = True) -> dict:
     """Predict the images of ``dataset`` with a run (default: the dataset's serving run) and store Prediction rows:
     all of them, those in ``image_ids``, or (``only_missing``) those the run has no suggestion for yet.
 
-    Predictions are suggestions only: they never touch human or imported annotations.
+    Predictions are suggestions only: they never touch human or imported annotations. Scores go through the
+    server's ProbCache (``cache.scores``), which the label queue reads too, so the queue after a retrain finds the
+    new run's scores computed; a linear run on ImageNet weights only applies its head to the cached embeddings.
+    ``reuse_scores=False`` runs the loaded model over every image, 64 at a time (bench/'s reference).
     """
     handle = cache.get(run_id=run_id, dataset=None if run_id else dataset)
     if handle.run_id is None:
@@ -48,14 +53,35 @@ def prelabel(ws: Workspace, cache: ModelCache, dataset: str, *, run_id: int | No
         rows = s.execute(q).all()
     k = len(handle.classes)
     icache = ImageCache(ws.cache_dir, handle.img_size)
+    head_only = cached_backbone({**handle.manifest.config, "mode": handle.manifest.mode})
+
+    def by_model(images: list, start: int) -> tuple[np.ndarray, dict[int, str]]:
+        """The loaded model (its ONNX export when there is one) over these images (rows or Items), in batches."""
+        arrays, broken = icache.get_decodable([r.path for r in images], [r.sha256 for r in images], workers=2)
+        out = []
+        for i in range(0, len(arrays), BATCH):
+            out.append(handle.probs(arrays[i : i + BATCH]))
+            if progress and reuse_scores:
+                progress("predict", start + min(i + BATCH, len(arrays)), len(rows))
+        return (np.concatenate(out) if out else np.zeros((0, k), np.float32)), broken
+
+    step = CHUNK if reuse_scores else BATCH
     stored, failed = 0, []
-    for start in range(0, len(rows), BATCH):
-        chunk = rows[start : start + BATCH]
-        # a file changed or broke since import is skipped and named; the rest of the batch is predicted
-        arrays, broken = icache.get_decodable([r.path for r in chunk], [r.sha256 for r in chunk], workers=2)
+    for start in range(0, len(rows), step):
+        chunk = rows[start : start + step]
+        # a file changed or broke since import is skipped and named; the rest of the chunk is predicted
+        if not reuse_scores:
+            probs, broken = by_model(chunk, start)
+        else:
+            def embed_progress(stage: str, done: int, total: int, start=start, n=len(chunk)) -> None:
+                if progress and stage == "embed":  # this chunk's share of the whole
+                    progress("predict", start + done * n // max(total, 1), len(rows))
+
+            items = [records.Item(r.id, r.path, r.sha256, (), None) for r in chunk]
+            compute = None if head_only else (lambda its, at=start: by_model(its, at))  # those not scored yet
+            probs, broken = cache.scores.probs(ws, handle.source, items, progress=embed_progress, compute=compute)
         failed += [{"path": chunk[j].path, "reason": why} for j, why in broken.items()]
         good = [r for j, r in enumerate(chunk) if j not in broken]
-        probs = handle.probs(arrays) if good else np.zeros((0, k), np.float32)
         with ws.session() as s:
             s.execute(delete(Prediction).where(Prediction.run_id == handle.run_id,
                                                Prediction.image_id.in_([r.id for r in chunk])))
@@ -65,7 +91,7 @@ def prelabel(ws: Workspace, cache: ModelCache, dataset: str, *, run_id: int | No
                                  probs=[round(float(v), 5) for v in p]))  # today's names
         stored += len(good)
         if progress:
-            progress("predict", min(start + BATCH, len(rows)), len(rows))
+            progress("predict", min(start + step, len(rows)), len(rows))
     return {"dataset": dataset, "run_id": handle.run_id, "predicted": stored, "failed": len(failed),
             "broken": failed}
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, inspect, select, text, update
@@ -276,6 +278,20 @@ class Workspace:
     @property
     def runs_dir(self) -> Path:
         return self.root / "runs"
+
+    def new_run_dir(self, stem: str) -> Path:
+        """A new, empty folder ``runs/STEM-YYYYmmdd-HHMMSS`` (``-2``, ``-3``... after it when runs start within the
+        same second: a linear retrain takes under one), created here so that no two runs can share it."""
+        base = f"{stem}-{datetime.now():%Y%m%d-%H%M%S}"
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        for n in itertools.count(1):
+            path = self.runs_dir / (base if n == 1 else f"{base}-{n}")
+            try:
+                path.mkdir()
+                return path
+            except FileExistsError:
+                continue
+        raise AssertionError("unreachable")
 
     @property
     def cache_dir(self) -> Path:

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from pixclass.artifact import Manifest
 from pixclass.config import TrainConfig
 from pixclass.data.cache import broken_entries, broken_message, keep_decodable
-from pixclass.data.embeddings import DEFAULT_MODEL, EmbeddingCache, embed_decodable
+from pixclass.data.embeddings import DEFAULT_MODEL, EmbeddingCache, cached_backbone, embed_decodable
 from pixclass.errors import ConfigError, DataError
 from pixclass.store import Workspace, records
 from pixclass.store.tables import Annotation, Dataset, Image
@@ -203,24 +203,19 @@ def decodable_probs(ws: Workspace, run_dir: str | Path, items: list[records.Item
 
     Probabilities are those ``pixclass predict`` gives with the same run: softmax rows, or for a multi-label run one
     sigmoid per class (see pixclass.decision)."""
-    import torch
-
     from pixclass.data.cache import ImageCache
-    from pixclass.models.embed import run_batches
+    from pixclass.models.embed import head_probs, run_batches
     from pixclass.models.registry import load_checkpoint
 
     m = Manifest.load(run_dir)
     if not items:
         return np.zeros((0, len(m.classes)), np.float32), {}
-    if m.mode == "linear" and m.config.get("pretrained", True) and not m.config.get("weights"):
+    if cached_backbone({**m.config, "mode": m.mode}):
         emb, broken = embed_decodable(ws, items, model=m.model, img_size=m.preprocess.img_size, workers=workers,
                                       progress=progress)
         if not len(emb):
             return np.zeros((0, len(m.classes)), np.float32), broken
-        model, _ = load_checkpoint(run_dir)
-        with torch.no_grad():
-            logits = model.head(torch.from_numpy(np.ascontiguousarray(emb, np.float32))).numpy()
-        return _probs(model, logits), broken
+        return head_probs(load_checkpoint(run_dir)[0], emb), broken
     model, _ = load_checkpoint(run_dir)
     images, broken = ImageCache(ws.cache_dir, m.preprocess.img_size).get_decodable(
         [it.path for it in items], [it.sha256 for it in items], workers=workers)
@@ -242,7 +237,11 @@ class ProbCache:
         self._lock = threading.Lock()
 
     def probs(self, ws: Workspace, run_dir: str | Path, items: list[records.Item], *,
-              progress: Progress | None = None) -> tuple[np.ndarray, dict[int, str]]:
+              progress: Progress | None = None,
+              compute: Callable[[list[records.Item]], tuple[np.ndarray, dict[int, str]]] | None = None,
+              ) -> tuple[np.ndarray, dict[int, str]]:
+        """As ``decodable_probs``; ``compute(items)`` scores the images not kept yet in its place (a caller that
+        has the run loaded already)."""
         weights = Path(run_dir) / "model.pt"
         key = (str(Path(run_dir).resolve()), weights.stat().st_mtime_ns if weights.exists() else None)
         with self._lock:
@@ -252,7 +251,7 @@ class ProbCache:
                 self._entries.popitem(last=False)
         missing = [it for it in items if (it.image_id, it.sha256) not in known]
         if missing:
-            probs, broken = decodable_probs(ws, run_dir, missing, progress=progress)
+            probs, broken = (compute(missing) if compute else decodable_probs(ws, run_dir, missing, progress=progress))
             scored = iter(probs)
             for pos, it in enumerate(missing):
                 known[(it.image_id, it.sha256)] = broken[pos] if pos in broken else next(scored)

@@ -17,7 +17,6 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -210,7 +209,7 @@ def simulate(ws: Workspace, dataset: str, strategies: Sequence[str] = ("margin",
                                f"images (at least {SMALL_TEST}) for figures to act on.")
     for w_ in result.warnings:
         log.warning(w_)
-    out_dir = Path(out) if out else ws.runs_dir / f"al-{dataset}-{datetime.now():%Y%m%d-%H%M%S}"
+    out_dir = Path(out) if out else ws.new_run_dir(f"al-{dataset}")
     out_dir.mkdir(parents=True, exist_ok=True)
     result.csv = str(write_csv(result, out_dir / "curve.csv"))
     result.png = str(plot_curves(result, out_dir / "curve.png"))

@@ -12,7 +12,6 @@ import logging
 import time
 import warnings
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -99,7 +98,7 @@ def train_classical(ws: Workspace, dataset: str, cfg: TrainConfig, *, out: str |
         create_estimator(cfg.model)  # raises the ConfigError with close matches
     split_name(cfg.features)
     t0 = time.time()
-    run_dir = Path(out) if out else ws.runs_dir / f"{dataset}-{cfg.model}-{datetime.now():%Y%m%d-%H%M%S}"
+    run_dir = Path(out) if out else ws.new_run_dir(f"{dataset}-{cfg.model}")
     if (run_dir / "model.pt").exists():
         raise ConfigError(f"{run_dir} already holds a trained run. Choose another --out.")
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,6 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -157,7 +156,7 @@ def cluster_dataset(ws: Workspace, dataset: str, *, method: str = "kmeans", k: i
         ari, nmi = float(adjusted_rand_score(t, p)), float(normalized_mutual_info_score(t, p))
     sizes = {int(c): int(n) for c, n in zip(*np.unique(pred, return_counts=True))}
 
-    run_dir = Path(out) if out else ws.runs_dir / f"cluster-{dataset}-{method}-{datetime.now():%Y%m%d-%H%M%S}"
+    run_dir = Path(out) if out else ws.new_run_dir(f"cluster-{dataset}-{method}")
     run_dir.mkdir(parents=True, exist_ok=True)
     metrics = {"silhouette": silhouette, "ari": ari, "nmi": nmi, "labeled": len(have)}
     with ws.session() as s:

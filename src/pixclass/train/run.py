@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +15,14 @@ import torch
 
 from pixclass.artifact import Manifest, Preprocess, runtime_versions
 from pixclass.config import TrainConfig
-from pixclass.data.cache import broken_message
+from pixclass.data.cache import broken_message, keep_decodable
+from pixclass.data.embeddings import cached_backbone, embed_decodable
 from pixclass.data.splits import SplitData, load_splits
 from pixclass.errors import ConfigError, DataError
 from pixclass.evaluate.task_metrics import metrics_for, tune_thresholds
 from pixclass.models import create_model
 from pixclass.models.classical import CLASSICAL
-from pixclass.models.embed import predict_probs, run_batches
+from pixclass.models.embed import head_probs, predict_probs, run_batches
 from pixclass.models.net import CascadeHead, Classifier
 from pixclass.store import Workspace, records
 from pixclass.train.result import RunResult, finish_run
@@ -46,18 +46,37 @@ def _ensure_val(data: dict[str, SplitData], seed: int) -> None:
 
     tr = data["train"]
     parts = np.array(stratified_split(["|".join(it.labels) for it in tr.items], (0.9, 0.1, 0.0), seed=seed))
-    keep, hold = np.where(parts == "train")[0], np.where(parts != "train")[0]
-    data["val"] = SplitData([tr.items[i] for i in hold], tr.images[hold], tr.labels[hold])
-    data["train"] = SplitData([tr.items[i] for i in keep], tr.images[keep], tr.labels[keep])
+    data["val"], data["train"] = tr.take(np.where(parts != "train")[0]), tr.take(np.where(parts == "train")[0])
+
+
+def _embed_splits(ws: Workspace, data: dict[str, SplitData], cfg: TrainConfig, progress: Progress | None) -> None:
+    """Each split's backbone embeddings from the workspace's embedding cache (only images not cached yet are run, and
+    stay cached for pre-labeling, the label queue and dataset health), in place of decoded images. A file that no
+    longer decodes is left out and listed in its split's ``skipped``, as load_splits does."""
+    everything = [it for d in data.values() for it in d.items]
+    emb, broken = embed_decodable(ws, everything, model=cfg.model, img_size=cfg.img_size, workers=cfg.workers,
+                                  progress=progress)
+    start, row = 0, 0
+    for sp, d in data.items():
+        gone = {j: broken[start + j] for j in range(len(d)) if start + j in broken}
+        good, skipped = keep_decodable(d.items, gone, sp)
+        keep = [j for j in range(len(d)) if j not in gone]
+        data[sp] = SplitData(good, None, d.labels[keep], skipped, emb[row : row + len(good)])
+        start += len(d)
+        row += len(good)
 
 
 def linear_head(model: Classifier, train: SplitData, val: SplitData, cfg: TrainConfig,
                 progress: Progress | None) -> CChoice:
     """Fit the head on frozen embeddings: softmax, one-vs-rest (multi-label) or per-node (cascade) regression.
 
-    Returns the C used and how it was chosen (validation, or cross-validation on train when validation is small)."""
-    emb_tr = run_batches(model.backbone, train.images, model.mean, model.std, progress=_stage(progress, "embed train"))
-    emb_va = run_batches(model.backbone, val.images, model.mean, model.std, progress=_stage(progress, "embed val"))
+    Returns the C used and how it was chosen (validation, or cross-validation on train when validation is small).
+    Splits that carry ``features`` (cached embeddings) are used as they are; otherwise the backbone runs here."""
+    emb_tr, emb_va = train.features, val.features
+    if emb_tr is None or emb_va is None:
+        emb_tr = run_batches(model.backbone, train.images, model.mean, model.std,
+                             progress=_stage(progress, "embed train"))
+        emb_va = run_batches(model.backbone, val.images, model.mean, model.std, progress=_stage(progress, "embed val"))
     has_val = len(val) > 0
     with torch.no_grad():
         if isinstance(model.head, CascadeHead):
@@ -103,7 +122,12 @@ def _check_trainable(dataset: str, schema, data: dict[str, SplitData]) -> None:
 
 
 def train(ws: Workspace, dataset: str, cfg: TrainConfig, *, out: str | Path | None = None,
-          progress: Progress | None = None) -> RunResult:
+          progress: Progress | None = None, reuse_embeddings: bool = True) -> RunResult:
+    """Train ``cfg.model`` on ``dataset``'s labeled images into a run directory (default under WORKSPACE/runs).
+
+    A linear head on ImageNet weights reads the workspace's embedding cache instead of decoding the images and
+    running the backbone (``reuse_embeddings=False``: it runs the backbone over the decoded images, as bench/ does for
+    a reference)."""
     if cfg.model in CLASSICAL:  # scikit-learn models on features: their own trainer, same run directory contract
         from pixclass.train.classical import train_classical
 
@@ -113,15 +137,18 @@ def train(ws: Workspace, dataset: str, cfg: TrainConfig, *, out: str | Path | No
                           f"not to {cfg.model!r}.")
     t0 = time.time()
     deadline = t0 + cfg.time_budget if cfg.time_budget else None
-    run_dir = Path(out) if out else ws.runs_dir / f"{dataset}-{datetime.now():%Y%m%d-%H%M%S}"
+    run_dir = Path(out) if out else ws.new_run_dir(dataset)
     if run_dir.exists() and (run_dir / "model.pt").exists() and not cfg.resume:
         raise ConfigError(f"{run_dir} already holds a trained run. Choose another --out or pass --resume.")
     run_dir.mkdir(parents=True, exist_ok=True)
     if not cfg.resume:
         (run_dir / "history.jsonl").unlink(missing_ok=True)
 
+    from_cache = reuse_embeddings and cached_backbone(cfg.to_dict())
     schema, data = load_splits(ws, dataset, cfg.img_size, workers=cfg.workers, progress=_stage(progress, "decode"),
-                               skip_broken=True)
+                               skip_broken=True, decode=not from_cache)
+    if from_cache:
+        _embed_splits(ws, data, cfg, progress)
     skipped = [b for d in data.values() for b in d.skipped]  # each logged by load_splits
     _check_trainable(dataset, schema, data)
     _ensure_val(data, cfg.seed)
@@ -152,7 +179,8 @@ def train(ws: Workspace, dataset: str, cfg: TrainConfig, *, out: str | Path | No
     thresholds: dict[str, float] = {}
     if len(data["val"]):
         val = data["val"]
-        probs = predict_probs(model, val.images, bf16=cfg.bf16)
+        probs = head_probs(model, val.features) if val.features is not None else predict_probs(model, val.images,
+                                                                                                bf16=cfg.bf16)
         thresholds = tune_thresholds(schema, val.labels, probs, threshold_target=cfg.threshold_target,
                                      node_threshold=cfg.node_threshold)
         vm = metrics_for(schema, val.labels, probs, thresholds)

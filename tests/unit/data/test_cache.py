@@ -63,3 +63,18 @@ def test_augment_changes_images_but_keeps_shape_and_range(photos4):
     assert float((y - x).abs().mean()) > 0.01
     z = train_batch(batch, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), generator=g)
     assert z.shape == (8, 3, 64, 64) and z.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_image_cache_reads_through_an_append_under_way_and_writes_past_an_interrupted_one(tmp_path, photos4):
+    files = [str(f) for f in sorted((photos4 / "pants").glob("*.jpg"))[:4]]
+    cache = ImageCache(tmp_path / "cache", 32)
+    first = cache.get(files[:2], ["a", "b"])
+    data = tmp_path / "cache" / "s32.u8"
+    with data.open("ab") as f:  # another writer has appended part of a row and not yet its index
+        f.write(b"\x07" * 100)
+    np.testing.assert_array_equal(cache.get(files[:2], ["a", "b"]), first)  # read as indexed, nothing decoded again
+    assert data.stat().st_size == 2 * 32 * 32 * 3 + 100
+    both = cache.get(files, ["a", "b", "c", "d"])  # that writer died: new rows go where the index ends
+    np.testing.assert_array_equal(both[:2], first)
+    np.testing.assert_array_equal(both[3], load_rgb(files[3], 32))
+    assert data.stat().st_size == 4 * 32 * 32 * 3

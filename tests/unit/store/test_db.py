@@ -102,3 +102,22 @@ def test_sessions_say_what_they_changed_when_it_was_only_annotations(tmp_path, p
     with ws.session() as s:  # or a statement (a bulk update of labels, as a rename does)
         s.execute(update(Annotation).where(Annotation.image_id == b).values(labels=["pants"]))
     assert ws.changes_since(now + 1, ws.revision) is None and dataset_revision() == rev0 + 4
+
+
+def test_runs_started_in_the_same_second_get_folders_of_their_own(tmp_path):
+    import threading
+
+    ws = Workspace.open(tmp_path / "ws")
+    start, made = threading.Barrier(4), []
+
+    def new() -> None:
+        start.wait()
+        made.extend(ws.new_run_dir("d") for _ in range(3))
+
+    threads = [threading.Thread(target=new) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(made)) == 12 and all(p.is_dir() and p.parent == ws.runs_dir for p in made)
+    assert sum(p.name.count("-") == 2 for p in made) >= 1  # d-DATE-TIME, then d-DATE-TIME-2 and on

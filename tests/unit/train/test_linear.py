@@ -97,13 +97,19 @@ def test_a_linear_run_reports_choosing_c_and_the_fit_after_embedding(tmp_path):
     assert res.metrics["linear_c_by"] == "cv"
     stages = _stages(calls)
     names = [s[0] for s in stages]
-    assert names[-4:] == ["embed train", "embed val", "choose C (cross-validation)", "fit"]
+    assert names == ["decode", "embed", "choose C (cross-validation)", "fit"]  # every split embedded at once
     assert stages[-2] == ("choose C (cross-validation)", 5 * len(C_GRID), 5 * len(C_GRID))  # 5 folds x the grid
     assert stages[-1] == ("fit", 1, 1) and ("fit", 0, 1) in calls  # the fit starts at 0 so the UI moves on
     first = calls.index(("choose C (cross-validation)", 0, 5 * len(C_GRID)))
-    assert calls[first - 1] == ("embed val", 6, 6)  # straight after the last embedding batch, before any fit
+    assert calls[first - 1] == ("embed", 18, 18)  # straight after the last embedding batch, before any fit
     assert all(done == total for _, done, total in stages)
     assert res.metrics["val_accuracy"] == 1.0  # red vs blue
+
+    calls.clear()  # again: the embeddings are cached, so nothing is decoded or run through the backbone
+    again = train(ws, "d", TrainConfig(mode="linear", img_size=32), out=tmp_path / "run2",
+                  progress=lambda stage, done, total: calls.append((stage, done, total)))
+    assert [s[0] for s in _stages(calls)] == ["choose C (cross-validation)", "fit"]
+    assert again.metrics["val_accuracy"] == 1.0 and again.metrics["linear_c"] == res.metrics["linear_c"]
 
 
 def test_progress_on_validation_and_multilabel_fits_changes_no_number():
