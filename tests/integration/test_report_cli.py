@@ -46,6 +46,20 @@ def test_evaluate_adds_calibration_intervals_cv_and_report(linear_run):
     assert "Grad-CAM" in page and "Most-confused pairs" in page and page.count("data:image/png;base64,") >= 10
 
 
+def test_cv_of_a_linear_run_reads_the_embeddings_its_training_cached(linear_run, monkeypatch):
+    import pixclass.models.embed
+    from pixclass.evaluate.cv import cross_validate
+    from pixclass.store import Workspace
+
+    def no_network(*_a, **_k):
+        raise AssertionError("the backbone ran over images whose embeddings are cached")
+
+    monkeypatch.setattr(pixclass.models.embed, "run_batches", no_network)
+    ws, run = linear_run
+    cv = cross_validate(Workspace.open(ws), run, k=4)
+    assert cv["k"] == 4 and sum(f["n_test"] for f in cv["folds"]) == cv["n"] and cv["accuracy_mean"] > 0.6
+
+
 def test_cv_refuses_finetune_runs_and_adversarial_needs_finetune(linear_run, tmp_path):
     ws, run = linear_run
     manifest = json.loads((run / "manifest.json").read_text())
