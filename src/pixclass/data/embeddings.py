@@ -110,6 +110,39 @@ class EmbeddingCache:
         self.index_path.unlink(missing_ok=True)
 
 
+def agrees_with_cache(ws: Workspace, net, items: Sequence[records.Item], *, model: str, img_size: int) -> bool:
+    """Whether ``net`` (a Classifier: a run's, or one just built) gives the cached embeddings of ``items``, checked
+    on the oldest and the newest cached row among them (two images through the backbone, in float32 torch).
+
+    Rows are keyed by model, size and "imagenet", but which ImageNet weights a model gets depends on what is
+    installed (an offline package, timm's cache, the hub): a row made with other weights must never meet a head
+    fitted on this backbone. True when none of the items is cached (what is computed now is this backbone's)."""
+    import torch
+
+    from pixclass.io.images import normalize
+
+    cache = EmbeddingCache(ws.cache_dir, model, img_size)
+    rows = cache._index()[1]
+    have = [it for it in items if it.sha256 in rows]
+    if not have:
+        return True
+    picks = list({rows[it.sha256]: it for it in (min(have, key=lambda it: rows[it.sha256]),
+                                                 max(have, key=lambda it: rows[it.sha256]))}.values())
+    images, broken = ImageCache(ws.cache_dir, img_size).get_decodable([it.path for it in picks],
+                                                                      [it.sha256 for it in picks])
+    picks = [it for j, it in enumerate(picks) if j not in broken]
+    if not picks:
+        return True
+    cached, _ = cache.lookup([it.sha256 for it in picks])
+    with torch.inference_mode():
+        mine = net.backbone.eval()(torch.from_numpy(normalize(images, net.mean, net.std))).float().numpy()
+    same = bool(np.allclose(mine, cached, rtol=1e-3, atol=1e-3))
+    if not same:
+        log.warning("%s: the cached embeddings of %s at %d px were made with other weights than this backbone's "
+                    "(largest difference %.3g)", cache.data_path, model, img_size, float(np.abs(mine - cached).max()))
+    return same
+
+
 def embed_items(ws: Workspace, items: Sequence[records.Item], *, model: str = DEFAULT_MODEL, img_size: int = 224,
                 workers: int = 2, progress: Progress | None = None) -> np.ndarray:
     """Embeddings (N, D) float32 of the given images with ``model``'s ImageNet backbone; only uncached ones are run.

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from pixclass.artifact import Manifest
-from pixclass.data.embeddings import cached_backbone, embed_items
+from pixclass.data.cache import ImageCache
+from pixclass.data.embeddings import agrees_with_cache, cached_backbone, embed_items
 from pixclass.data.splits import load_splits
 from pixclass.errors import ConfigError, DataError
 from pixclass.evaluate.metrics import classification_metrics
@@ -43,21 +44,24 @@ def cross_validate(ws: Workspace, run_dir: str | Path, *, k: int = 5, seed: int 
                           f"is a {manifest.mode} run. Train one with `--mode linear` to cross-validate.")
     if k < 2:
         raise ConfigError(f"The 'cv' option must be at least 2 folds. Got {k}.")
-    from_cache = cached_backbone({**manifest.config, "mode": manifest.mode})  # ImageNet weights: cached embeddings
-    schema, data = load_splits(ws, manifest.dataset, manifest.preprocess.img_size, splits=("train", "val"),
-                               progress=(lambda d, t: progress("decode", d, t)) if progress else None,
-                               decode=not from_cache)
+    size = manifest.preprocess.img_size
+    schema, data = load_splits(ws, manifest.dataset, size, splits=("train", "val"), decode=False)
+    items = data["train"].items + data["val"].items
     labels = np.concatenate([data["train"].labels, data["val"].labels])
     counts = np.bincount(labels)
     if len(labels) == 0 or counts[counts > 0].min() < k:
         raise DataError(f"Every class needs at least {k} labeled train/val images for {k}-fold CV. Use a smaller --cv.")
-    if from_cache:
-        emb = embed_items(ws, data["train"].items + data["val"].items, model=manifest.model,
-                          img_size=manifest.preprocess.img_size, progress=progress)
-    else:
-        model, _ = load_checkpoint(run_dir)
-        emb = run_batches(model.backbone, np.concatenate([data["train"].images, data["val"].images]), model.mean,
-                          model.std, progress=(lambda d, t: progress("embed", d, t)) if progress else None)
+    model, _ = load_checkpoint(run_dir)
+    emb = None
+    if cached_backbone({**manifest.config, "mode": manifest.mode}):  # ImageNet weights: the cached embeddings
+        emb = embed_items(ws, items, model=manifest.model, img_size=size, progress=progress)
+        emb = emb if agrees_with_cache(ws, model, items, model=manifest.model, img_size=size) else None
+    if emb is None:
+        decoding = (lambda d, t: progress("decode", d, t)) if progress else None
+        images = ImageCache(ws.cache_dir, size).get([it.path for it in items], [it.sha256 for it in items],
+                                                    progress=decoding)
+        emb = run_batches(model.backbone, images, model.mean, model.std,
+                          progress=(lambda d, t: progress("embed", d, t)) if progress else None)
     c = float(manifest.metrics.get("linear_c") or manifest.config.get("linear_c") or DEFAULT_C)
     folds = []
     splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)

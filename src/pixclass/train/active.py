@@ -27,7 +27,8 @@ from sqlalchemy.orm import Session
 from pixclass.artifact import Manifest
 from pixclass.config import TrainConfig
 from pixclass.data.cache import broken_entries, broken_message, keep_decodable
-from pixclass.data.embeddings import DEFAULT_MODEL, EmbeddingCache, cached_backbone, embed_decodable
+from pixclass.data.embeddings import (DEFAULT_MODEL, EmbeddingCache, agrees_with_cache, cached_backbone,
+                                     embed_decodable)
 from pixclass.errors import ConfigError, DataError
 from pixclass.store import Workspace, records
 from pixclass.store.tables import Annotation, Dataset, Image
@@ -210,13 +211,14 @@ def decodable_probs(ws: Workspace, run_dir: str | Path, items: list[records.Item
     m = Manifest.load(run_dir)
     if not items:
         return np.zeros((0, len(m.classes)), np.float32), {}
+    model, _ = load_checkpoint(run_dir)
     if cached_backbone({**m.config, "mode": m.mode}):
         emb, broken = embed_decodable(ws, items, model=m.model, img_size=m.preprocess.img_size, workers=workers,
                                       progress=progress)
         if not len(emb):
             return np.zeros((0, len(m.classes)), np.float32), broken
-        return head_probs(load_checkpoint(run_dir)[0], emb), broken
-    model, _ = load_checkpoint(run_dir)
+        if agrees_with_cache(ws, model, items, model=m.model, img_size=m.preprocess.img_size):
+            return head_probs(model, emb), broken
     images, broken = ImageCache(ws.cache_dir, m.preprocess.img_size).get_decodable(
         [it.path for it in items], [it.sha256 for it in items], workers=workers)
     if not len(images):

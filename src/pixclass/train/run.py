@@ -16,7 +16,7 @@ import torch
 from pixclass.artifact import Manifest, Preprocess, runtime_versions
 from pixclass.config import TrainConfig
 from pixclass.data.cache import broken_message, keep_decodable
-from pixclass.data.embeddings import cached_backbone, embed_decodable
+from pixclass.data.embeddings import EmbeddingCache, agrees_with_cache, cached_backbone, embed_decodable
 from pixclass.data.splits import SplitData, load_splits
 from pixclass.errors import ConfigError, DataError
 from pixclass.evaluate.task_metrics import metrics_for, tune_thresholds
@@ -153,6 +153,10 @@ def train(ws: Workspace, dataset: str, cfg: TrainConfig, *, out: str | Path | No
     _check_trainable(dataset, schema, data)
     _ensure_val(data, cfg.seed)
     model = create_model(cfg.model, pretrained=cfg.pretrained, num_classes=schema.num_classes, weights=cfg.weights)
+    if from_cache and not agrees_with_cache(ws, model, [it for d in data.values() for it in d.items],
+                                            model=cfg.model, img_size=cfg.img_size):
+        EmbeddingCache(ws.cache_dir, cfg.model, cfg.img_size).clear()  # other weights than those installed now
+        _embed_splits(ws, data, cfg, progress)
     model.multilabel = schema.task == "multilabel"
     cascade = schema.task == "hierarchical" and cfg.hierarchy == "cascade"
     if cascade:
