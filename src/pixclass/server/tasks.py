@@ -26,7 +26,7 @@ from pixclass.store.tables import Image, Prediction
 log = logging.getLogger(__name__)
 Progress = Callable[[str, int, int], None]
 BATCH = 64  # images the loaded model predicts at once (reuse_scores=False)
-CHUNK = 1024  # images scored and stored at once: bounds the decoded images held in memory
+CHUNK = 1024  # images a run's whole network scores and stores at once: bounds the decoded images in memory
 
 
 def prelabel(ws: Workspace, cache: ModelCache, dataset: str, *, run_id: int | None = None,
@@ -65,7 +65,9 @@ def prelabel(ws: Workspace, cache: ModelCache, dataset: str, *, run_id: int | No
                 progress("predict", start + min(i + BATCH, len(arrays)), len(rows))
         return (np.concatenate(out) if out else np.zeros((0, k), np.float32)), broken
 
-    step = CHUNK if reuse_scores else BATCH
+    # a run's head over cached embeddings takes every image at once: the checkpoint loaded, the backbone checked and
+    # (for images not embedded yet) exported once, as the queue's embedding job does
+    step = BATCH if not reuse_scores else max(len(rows), 1) if head_only else CHUNK
     stored, failed = 0, []
     for start in range(0, len(rows), step):
         chunk = rows[start : start + step]
