@@ -50,7 +50,7 @@ if __name__ == "__main__":
 
     def cold(fn):
         def run():
-            app.state.queue_scores = ProbCache()  # the reference: every image scored on every request
+            app.state.models.scores = ProbCache()  # the reference: every image scored on every request
             return fn()
         return run
 

@@ -38,7 +38,7 @@ def server_queue(request: Request, name: str, strategy: str, n: int, user: str) 
         held = claims.held_by_others(ws.engine, ds.id, user)
         return [it for it in tables.to_label(s, ds, user, votes_per_image(s, ds)) if it.image_id not in held]
 
-    kw = {"cache": request.app.state.queue_scores, "pool": pool}
+    kw = {"cache": request.app.state.models.scores, "pool": pool}  # kept per run, shared with pre-labeling
     try:
         return active.label_queue(ws, name, strategy, n, max_new_embeddings=INLINE_EMBEDDINGS, **kw), None
     except active.EmbeddingsNeeded as e:

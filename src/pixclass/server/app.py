@@ -100,7 +100,6 @@ def create_app(workspace: str | Path | Workspace | None = None, *, db_url: str |
     app.state.jobs = jobs.JobManager()
     app.state.models = models.ModelCache(ws)
     app.state.tables = views.TableCache(ws)
-    app.state.queue_scores = app.state.models.scores  # the label queue's class probabilities, per run
     app.state.auth_cache = auth.BasicCache()
     app.state.login_throttle = auth.LoginThrottle()
 
