@@ -657,13 +657,12 @@ def test_a_refresh_after_a_job_never_moves_a_label_onto_another_image(server, pa
     import_dataset(ws, labeled, "race")
     import_dataset(ws, folder, "race")
     ctx, pg = logged_in_page(page, base, "root", "root-pw")
-    seen = {"running": False, "done": False, "held": None}
+    seen = {"done": False, "held": None, "train": None}
 
-    def jobs(route):
+    def jobs(route):  # the job list is the server's: a job of an earlier test may still run and end meanwhile
         res = route.fetch()
-        running = any(j["status"] in ("queued", "running") for j in res.json())
-        seen["running"] |= running
-        seen["done"] |= seen["running"] and not running
+        seen["train"] = next((j for j in res.json() if j["kind"] == "train" and j["params"].get("dataset") == "race"), None)
+        seen["done"] = seen["train"] is not None and seen["train"]["status"] not in ("queued", "running")
         route.fulfill(response=res)
 
     def image(route):  # hold the first image request after the job ended: the refresh
@@ -688,6 +687,7 @@ def test_a_refresh_after_a_job_never_moves_a_label_onto_another_image(server, pa
     while seen["held"] is None and time.time() < deadline:
         pg.wait_for_timeout(200)
     assert seen["held"] is not None, "the job did not finish"
+    assert seen["train"]["status"] == "done", seen["train"]["error"]
     pg.keyboard.press("1")  # labels the image on screen while the refresh is on its way
     pg.wait_for_selector("#pos:has-text('2 / 12')")
     second = pg.get_attribute("#big", "alt")
