@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -650,8 +651,6 @@ def test_held_key_and_double_tap_label_only_images_on_screen(server, page, tmp_p
 def test_a_refresh_after_a_job_never_moves_a_label_onto_another_image(server, page, tmp_path, photos4):
     """A job that finishes while someone labels refreshes the image on screen. If its answer arrives after they moved
     on, it must not bring the previous image back under the next one's picture: the next key would label it."""
-    import re
-
     base, ws = server
     labeled, folder = copy_photos(photos4, tmp_path, slice(0, 6), slice(6, 9))
     import_dataset(ws, labeled, "race")
@@ -661,7 +660,8 @@ def test_a_refresh_after_a_job_never_moves_a_label_onto_another_image(server, pa
 
     def jobs(route):  # the job list is the server's: a job of an earlier test may still run and end meanwhile
         res = route.fetch()
-        seen["train"] = next((j for j in res.json() if j["kind"] == "train" and j["params"].get("dataset") == "race"), None)
+        ours = [j for j in res.json() if j["kind"] == "train" and j["params"].get("dataset") == "race"]
+        seen["train"] = ours[0] if ours else None
         seen["done"] = seen["train"] is not None and seen["train"]["status"] not in ("queued", "running")
         route.fulfill(response=res)
 
@@ -707,6 +707,44 @@ def test_a_refresh_after_a_job_never_moves_a_label_onto_another_image(server, pa
         run_model = records.latest_run(s, ds).model
     assert by_name[first] == ["hat"] and by_name[second] == ["pants"]
     assert run_model == "tf_efficientnet_lite0"  # the backbone picked beside the Train button
+
+
+def test_a_job_on_another_dataset_leaves_the_labeling_view_alone(server, page, tmp_path, photos4):
+    """Someone trains on another dataset while an annotator labels. When that job ends, the annotator's view does not
+    say "Retrained" or fetch their image again: their dataset's model did not change."""
+    base, ws = server
+    import_dataset(ws, copy_photos(photos4, tmp_path / "busy", slice(0, 3), slice(0, 0))[0], "busy")
+    labeled, folder = copy_photos(photos4, tmp_path / "calm", slice(3, 6), slice(6, 8))
+    import_dataset(ws, labeled, "calm")
+    import_dataset(ws, folder, "calm")
+    ctx, pg = logged_in_page(page, base, "root", "root-pw")
+    body = {"dataset": "busy", "mode": "finetune", "img_size": 32, "epochs": 1000, "time_budget": 6}
+    job = pg.request.post(f"{base}/api/train", data=body, headers={"X-Requested-With": "pixclass"}).json()
+    status = lambda: pg.request.get(f"{base}/api/jobs/{job['id']}").json()["status"]  # noqa: E731
+    pg.reload()  # the page sees the job running and follows it
+    pg.wait_for_selector("#job-strip:has-text('train')")
+    pg.select_option("#dataset", "calm")
+    pg.select_option("#f-status", "unlabeled")
+    pg.click("#apply-filters")
+    pg.wait_for_function("document.querySelector('#count').textContent === '8 images'")
+    pg.locator("#grid .card img").first.click()
+    pg.wait_for_selector("#pos:has-text('1 / 8')")
+    fetched = []
+    pg.on("request", lambda r: fetched.append(r.url) if re.search(r"/api/images/\d+$", r.url) else None)
+    pg.keyboard.press("1")
+    pg.wait_for_selector("#image-msg:has-text('Saved hat')")
+    pg.wait_for_selector("#pos:has-text('2 / 8')")
+    pg.wait_for_timeout(300)
+    assert status() == "running"  # else this test shows nothing
+    seen = len(fetched)
+    deadline = time.time() + 120
+    while status() == "running" and time.time() < deadline:
+        pg.wait_for_timeout(300)
+    assert status() == "done"
+    pg.wait_for_selector("#job-strip:empty", state="attached")
+    pg.wait_for_timeout(500)
+    assert "Saved hat" in pg.inner_text("#image-msg") and "2 / 8" in pg.inner_text("#pos") and len(fetched) == seen
+    ctx.close()
 
 
 def test_a_new_workspace_says_what_to_do_and_an_admin_starts_a_dataset_in_the_ui(page, tmp_path, photos4):

@@ -15,7 +15,7 @@ const el = (tag, attrs = {}, ...kids) => {
 };
 const PAGE = 60;
 const S = { me: null, ds: null, ids: [], items: [], offset: 0, selected: new Set(), selStart: null, pos: 0, image: null, counts: {},
-            shownAt: 0, hiddenAt: 0, undo: [], checked: new Set(), search: "", polling: null, watch: null,
+            shownAt: 0, hiddenAt: 0, undo: [], checked: new Set(), search: "", polling: null, watch: null, followed: new Set(),
             saving: false, loading: false, nav: 0, claimChain: Promise.resolve(), back: null, watchNote: null, order: null, view: null, restoring: false, applied: {}, conflicts: [], hashAt: -Infinity, hashTimer: null,
             dsSeq: 0, dsPending: null, shown: new Set(), reorder: false };
 const pct = (x) => (x === null || x === undefined ? "" : `${Math.round(x * 100)}%`);
@@ -707,11 +707,15 @@ async function pollJobs() {
   $("#job-strip").replaceChildren(...running.map((j) => el("div", {}, `${j.kind}: ${j.stage} `, prog(j), j.total ? ` ${j.done}/${j.total}` : "")));
   const wasRunning = S.polling !== null;
   clearTimeout(S.polling); S.polling = null;
+  running.forEach((j) => S.followed.add(j.id));
   if (running.length) { S.polling = setTimeout(pollJobs, 1000); return; }
   if (!wasRunning && S.watch === null) return;
+  const ended = jobs.filter((j) => S.followed.has(j.id)); S.followed.clear();
   const job = jobs.find((j) => j.id === S.watch);
   S.watch = null;
   const said = S.watchNote; S.watchNote = null;
+  const here = (j) => S.ds && (j.params.dataset ?? j.params.name) === S.ds.name;  // an import names its dataset `name`
+  if (!job && !ended.some(here)) return;  // someone's job on another dataset: nothing on this screen changed
   if (job && (job.status === "failed" || job.status === "cancelled")) {
     const why = `${job.kind} ${job.status === "failed" ? "failed" : "stopped"}: ${job.error}`;
     flash("#grid-msg", why, true); flash("#admin-msg", why, true);
