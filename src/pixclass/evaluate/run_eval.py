@@ -16,26 +16,10 @@ from pixclass.evaluate.bootstrap import bootstrap_cis
 from pixclass.evaluate.calibration import expected_calibration_error
 from pixclass.evaluate.task_metrics import metrics_for
 from pixclass.evaluate.plots import binary_curves_png, confusion_matrix_png, history_png
-from pixclass.io.images import normalize
+from pixclass.evaluate.scores import probs_for
 from pixclass.store import Workspace
 
 Progress = Callable[[str, int, int], None]
-
-
-def probs_for(run_dir: Path, manifest: Manifest, images: np.ndarray) -> np.ndarray:
-    """Probabilities from the run's torch checkpoint, or from model.onnx for an exported artifact."""
-    if (run_dir / "model.pt").is_file():
-        from pixclass.models.embed import predict_probs
-        from pixclass.models.registry import load_checkpoint
-
-        model, _ = load_checkpoint(run_dir)
-        return predict_probs(model, images)
-    from pixclass.models.embed import ort_session
-
-    sess = ort_session(run_dir / manifest.files.get("onnx", "model.onnx"))
-    pre = manifest.preprocess
-    return np.concatenate([sess.run(None, {"input": normalize(images[i : i + 64], pre.mean, pre.std)})[0]
-                           for i in range(0, len(images), 64)])
 
 
 def evaluate_run(ws: Workspace, run_dir: str | Path, *, split: str = "test", dataset: str | None = None,
@@ -44,7 +28,8 @@ def evaluate_run(ws: Workspace, run_dir: str | Path, *, split: str = "test", dat
     manifest = Manifest.load(run_dir)
     dataset = dataset or manifest.dataset
     schema, data = load_splits(ws, dataset, manifest.preprocess.img_size, splits=(split,),
-                               progress=(lambda d, t: progress("decode", d, t)) if progress else None)
+                               progress=(lambda d, t: progress("decode", d, t)) if progress else None,
+                               decode=not (run_dir / "model.pt").is_file())  # a run scores its cached images itself
     part = data[split]
     if len(part) == 0:
         raise DataError(f"Dataset {dataset!r} has no labeled images in split {split!r}.")
@@ -60,7 +45,7 @@ def evaluate_run(ws: Workspace, run_dir: str | Path, *, split: str = "test", dat
         labels = np.array([lookup[schema.classes[y]] for y in part.labels])
     else:
         labels = part.labels
-    probs = probs_for(run_dir, manifest, part.images)
+    probs = probs_for(ws, run_dir, manifest, part, progress=progress)
     metrics = metrics_for(manifest.schema, labels, probs, manifest.thresholds)
     metrics.update(split=split, dataset=dataset, run=str(run_dir), task=manifest.schema.task)
     out = run_dir / f"eval-{split}"

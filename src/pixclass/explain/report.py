@@ -19,7 +19,7 @@ from pixclass.errors import DataError
 from pixclass.evaluate.calibration import fit_temperature, save_temperature, stored_temperature
 from pixclass.evaluate.report import (GalleryItem, ReportInputs, losses, misclassified_indices, top_loss_indices,
                                       write_report)
-from pixclass.evaluate.run_eval import probs_for
+from pixclass.evaluate.scores import probs_for
 from pixclass.explain.cam import LABELS, check_method, heatmaps
 from pixclass.store import Workspace
 
@@ -64,12 +64,12 @@ def build_run_report(ws: Workspace, run_dir: str | Path, out: str | Path, *, spl
     if len(part) == 0:
         raise DataError(f"Dataset {dataset!r} has no labeled images in split {split!r}.")
     labels = _labels_for(manifest.classes, schema.classes, part.labels, dataset)
-    probs = probs_for(run_dir, manifest, part.images)
+    probs = probs_for(ws, run_dir, manifest, part, progress=progress)
     temp = stored_temperature(manifest)
     if temperature and split != "val" and len(data["val"]):
         val = data["val"]
         temp = fit_temperature(_labels_for(manifest.classes, schema.classes, val.labels, dataset),
-                               probs_for(run_dir, manifest, val.images))
+                               probs_for(ws, run_dir, manifest, val))
         save_temperature(run_dir, temp)
         log.info("temperature %.3f stored in %s", temp, run_dir / "manifest.json")
     classes = list(manifest.classes)

@@ -26,10 +26,10 @@ from sqlalchemy.orm import Session
 
 from pixclass.artifact import Manifest
 from pixclass.config import TrainConfig
-from pixclass.data.cache import broken_entries, broken_message, keep_decodable
-from pixclass.data.embeddings import (DEFAULT_MODEL, EmbeddingCache, agrees_with_cache, cached_backbone,
-                                     embed_decodable)
+from pixclass.data.cache import keep_decodable
+from pixclass.data.embeddings import DEFAULT_MODEL, EmbeddingCache, embed_decodable
 from pixclass.errors import ConfigError, DataError
+from pixclass.evaluate.scores import decodable_probs, run_probs  # noqa: F401 - run_probs: this module's API too
 from pixclass.store import Workspace, records
 from pixclass.store.tables import Annotation, Dataset, Image
 
@@ -173,59 +173,6 @@ class Queue:
 
     def to_dict(self) -> dict:
         return {"image_ids": self.image_ids, "scores": self.scores, "strategy": self.strategy, "run_id": self.run_id}
-
-
-def _probs(model, logits: np.ndarray) -> np.ndarray:
-    """Class probabilities (N, K) from the network's (or head's) outputs, as ``pixclass predict`` computes them:
-    the model's own ``probs`` (softmax, or an independent sigmoid per class for multi-label runs)."""
-    import torch
-
-    with torch.no_grad():
-        return model.probs(torch.from_numpy(np.ascontiguousarray(logits, np.float32))).float().numpy()
-
-
-def run_probs(ws: Workspace, run_dir: str | Path, items: list[records.Item], *, workers: int = 2,
-              progress: Progress | None = None) -> np.ndarray:
-    """Class probabilities (N, K) of a trained run for the given images (rows of a multi-label run are independent
-    sigmoids and need not sum to 1).
-
-    Linear runs on pretrained weights reuse the cached embeddings (only the head is applied); other runs go through
-    the whole network over the decoded-image cache. A file that no longer decodes raises a DataError naming it;
-    ``decodable_probs`` skips such files instead."""
-    probs, broken = decodable_probs(ws, run_dir, items, workers=workers, progress=progress)
-    if broken:
-        raise DataError(broken_message(broken_entries([it.path for it in items], broken)))
-    return probs
-
-
-def decodable_probs(ws: Workspace, run_dir: str | Path, items: list[records.Item], *, workers: int = 2,
-                    progress: Progress | None = None) -> tuple[np.ndarray, dict[int, str]]:
-    """(class probabilities (M, K) of the items whose image decodes, in order; {position: reason} of the others).
-
-    Probabilities are those ``pixclass predict`` gives with the same run: softmax rows, or for a multi-label run one
-    sigmoid per class (see pixclass.decision)."""
-    from pixclass.data.cache import ImageCache
-    from pixclass.models.embed import head_probs, run_batches
-    from pixclass.models.registry import load_checkpoint
-
-    m = Manifest.load(run_dir)
-    if not items:
-        return np.zeros((0, len(m.classes)), np.float32), {}
-    model, _ = load_checkpoint(run_dir)
-    if cached_backbone({**m.config, "mode": m.mode}):
-        emb, broken = embed_decodable(ws, items, model=m.model, img_size=m.preprocess.img_size, workers=workers,
-                                      progress=progress)
-        if not len(emb):
-            return np.zeros((0, len(m.classes)), np.float32), broken
-        if agrees_with_cache(ws, model, items, model=m.model, img_size=m.preprocess.img_size):
-            return head_probs(model, emb), broken
-    images, broken = ImageCache(ws.cache_dir, m.preprocess.img_size).get_decodable(
-        [it.path for it in items], [it.sha256 for it in items], workers=workers)
-    if not len(images):
-        return np.zeros((0, len(m.classes)), np.float32), broken
-    logits = run_batches(model, images, model.mean, model.std,
-                         progress=(lambda d, t: progress("predict", d, t)) if progress else None)
-    return _probs(model, logits), broken
 
 
 class ProbCache:
