@@ -371,8 +371,8 @@ def test_class_lists_past_ten_are_searchable(server, page):
     assert newest(2) == [["pear"], ["grape"]]
 
     before = len(human(ws))
-    open_first("fruit-tags")  # a new dataset starts with an empty search
-    assert pg.input_value("#taxonomy-search") == ""
+    open_first("fruit-tags")  # a new dataset starts with an empty search, and no word of the last image's label
+    assert pg.input_value("#taxonomy-search") == "" and pg.inner_text("#image-msg") == ""
     pg.keyboard.press("/")
     pg.keyboard.type("an")  # banana, mango, orange
     pg.wait_for_function("document.querySelectorAll('#picker label').length === 3")

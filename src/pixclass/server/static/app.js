@@ -40,6 +40,7 @@ const shown = () => S.ds.classes.filter((c) => c.toLowerCase().includes(S.search
 function show(view) {
   if (view !== "image") S.nav += 1;  // an image still loading must not bring the image view back (see openImage)
   if (S.view === "image" && view !== "image" && S.image && S.me && S.me.role !== "viewer") claimOp(S.image.id, "DELETE").catch(() => {});  // let others have it
+  if (view === "image" && S.view !== "image") flash("#image-msg", "");  // "Saved ..." was about an image of the last visit
   S.view = view;
   for (const v of ["login", "grid", "image", "review", "classes", "jobs", "admin"]) $(`#${v}-view`).hidden = v !== view;
   document.querySelectorAll(".tab").forEach((b) => b.classList.toggle("active", b.dataset.tab === view));
