@@ -113,6 +113,16 @@ def copy_photos(photos4: Path, root: Path, labeled: slice, unlabeled: slice) -> 
     return lab, unl
 
 
+def label_unlabeled(pg, dataset: str, n: int) -> None:
+    """Open ``dataset``'s unlabeled images (``n`` of them) in the grid, then the first in the image view."""
+    pg.select_option("#dataset", dataset)
+    pg.select_option("#f-status", "unlabeled")
+    pg.click("#apply-filters")
+    pg.wait_for_function(f"document.querySelector('#count').textContent === '{n} images'")
+    pg.locator("#grid .card img").first.click()
+    pg.wait_for_selector(f"#pos:has-text('1 / {n}')")
+
+
 def human(ws: Workspace) -> list[Annotation]:
     with ws.session() as s:
         return list(s.scalars(select(Annotation).where(Annotation.source == "human").order_by(Annotation.id)))
@@ -603,12 +613,7 @@ def test_held_key_and_double_tap_label_only_images_on_screen(server, page, tmp_p
     with ws.session() as s:
         ids = [it.image_id for it in records.items(s, records.get_dataset(s, "burst"), labeled=False)]
     ctx, pg = logged_in_page(page, base, "ann", "ann-pw")
-    pg.select_option("#dataset", "burst")
-    pg.select_option("#f-status", "unlabeled")
-    pg.click("#apply-filters")
-    pg.wait_for_selector("#count:has-text('12 images')")
-    pg.locator("#grid .card img").first.click()
-    pg.wait_for_selector("#pos:has-text('1 / 12')")
+    label_unlabeled(pg, "burst", 12)
 
     pg.keyboard.down("2")  # held: one keydown, then auto-repeats
     for _ in range(6):
@@ -723,12 +728,7 @@ def test_a_job_on_another_dataset_leaves_the_labeling_view_alone(server, page, t
     status = lambda: pg.request.get(f"{base}/api/jobs/{job['id']}").json()["status"]  # noqa: E731
     pg.reload()  # the page sees the job running and follows it
     pg.wait_for_selector("#job-strip:has-text('train')")
-    pg.select_option("#dataset", "calm")
-    pg.select_option("#f-status", "unlabeled")
-    pg.click("#apply-filters")
-    pg.wait_for_function("document.querySelector('#count').textContent === '8 images'")
-    pg.locator("#grid .card img").first.click()
-    pg.wait_for_selector("#pos:has-text('1 / 8')")
+    label_unlabeled(pg, "calm", 8)
     fetched = []
     pg.on("request", lambda r: fetched.append(r.url) if re.search(r"/api/images/\d+$", r.url) else None)
     pg.keyboard.press("1")
