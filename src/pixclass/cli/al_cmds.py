@@ -125,7 +125,7 @@ def _predictions(ws, dataset: str, run_dir: Path | None, quiet: bool):
     from pixclass.decision import decide
     from pixclass.io.labelstudio import TaskPrediction, stored_predictions
     from pixclass.store import records
-    from pixclass.train.active import run_probs
+    from pixclass.evaluate.scores import run_probs
 
     preds, path, version = stored_predictions(ws, dataset, run_dir)
     if preds or not path:

@@ -29,7 +29,7 @@ from pixclass.config import TrainConfig
 from pixclass.data.cache import keep_decodable
 from pixclass.data.embeddings import DEFAULT_MODEL, EmbeddingCache, embed_decodable
 from pixclass.errors import ConfigError, DataError
-from pixclass.evaluate.scores import decodable_probs, run_probs  # noqa: F401 - run_probs: this module's API too
+from pixclass.evaluate.scores import decodable_probs
 from pixclass.store import Workspace, records
 from pixclass.store.tables import Annotation, Dataset, Image
 

@@ -7,9 +7,10 @@ import pytest
 
 from pixclass.config import TrainConfig
 from pixclass.errors import DataError
+from pixclass.evaluate.scores import run_probs
 from pixclass.io.importer import import_dataset
 from pixclass.store import Workspace, records
-from pixclass.train.active import label_queue, run_probs
+from pixclass.train.active import label_queue
 from pixclass.train.run import train
 
 

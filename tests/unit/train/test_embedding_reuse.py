@@ -5,10 +5,10 @@ import pytest
 
 from pixclass.config import TrainConfig
 from pixclass.data.embeddings import EmbeddingCache
+from pixclass.evaluate.scores import decodable_probs
 from pixclass.io.importer import import_dataset
 from pixclass.models.weights import offline_package_file
 from pixclass.store import Workspace, records
-from pixclass.train.active import decodable_probs
 from pixclass.train.run import train
 
 pytestmark = pytest.mark.skipif(offline_package_file("mobilenetv2_100") is None,

@@ -11,6 +11,7 @@ from pixclass.cli.al_cmds import _predictions
 from pixclass.config import TrainConfig
 from pixclass.data.cache import ImageCache
 from pixclass.data.embeddings import embed_decodable
+from pixclass.evaluate.scores import decodable_probs, run_probs
 from pixclass.export.onnx import export_run
 from pixclass.inference.batch import predict_paths
 from pixclass.io.images import normalize
@@ -20,7 +21,6 @@ from pixclass.models.embed import predict_probs
 from pixclass.models.registry import load_checkpoint
 from pixclass.models.weights import offline_package_file
 from pixclass.store import Workspace, records
-from pixclass.train.active import decodable_probs, run_probs
 from pixclass.train.run import train
 
 CLASSES = ("hat", "pants", "shoes")
