@@ -4,7 +4,9 @@ POST /api/train with an unknown model name."""
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import select
 
+from pixclass.store.tables import Annotation
 from tests.integration.server_fixtures import PASSWORDS, basic, make_server, tiny_source
 
 EVENT = "ANNOTATION_CREATED"
@@ -68,7 +70,15 @@ def test_ls_predict_and_setup_still_answer_well_formed_requests(srv):
     ({"action": EVENT, "annotation": {"result": [{"value": {"taxonomy": ["hat"]}}]}},
      "field 'annotation.result[0].value.taxonomy' must be a list of paths (lists of names)."),
     ({"action": EVENT, "annotation": {"lead_time": "slow", "result": []}},
-     "field 'annotation.lead_time' must be a number of seconds."),
+     "field 'annotation.lead_time' must be a number of seconds (0 or more); got 'slow'."),
+    ({"action": EVENT, "annotation": {"lead_time": -5, "result": []}},
+     "field 'annotation.lead_time' must be a number of seconds (0 or more); got -5."),
+    ({"action": EVENT, "annotation": {"id": {"a": 1}, "result": []}},
+     "field 'annotation.id' must be Label Studio's annotation id, a number or a string; got an object."),
+    ({"action": EVENT, "annotation": {"completed_by": [1], "result": []}},
+     "field 'annotation.completed_by' must be a user id or a user object; got a list."),
+    ({"action": "ANNOTATIONS_CREATED", "task": [{}, {}], "annotation": [{"id": 1}, {"id": True}]},
+     "field 'annotation[1].id' must be Label Studio's annotation id, a number or a string; got a boolean."),
 ])
 def test_ls_webhook_malformed_annotation_is_400_naming_the_field(srv, body, detail):
     r = post(srv, "/webhook", json=body)
@@ -91,6 +101,24 @@ def test_ls_webhook_bad_bodies_and_harmless_oddities(srv):
                                         "annotation": {"result": [{"value": {"choices": ["hat"]}}]}})
         assert r.status_code == 201 and r.json() == {"status": "ok", "stored": 0,
                                                      "reason": "task image not registered in pixclass"}
+
+
+def test_ls_webhook_never_stores_two_labels_on_a_single_label_image(srv):
+    """A Choices control with choice="multiple" on a binary or multiclass dataset: the vote is not stored (it would
+    make the dataset untrainable), and the answer says why."""
+    image_id = srv.client("view").get("/api/datasets/cloth/images").json()["ids"][0]
+    with srv.ws.session() as s:
+        before = len(s.scalars(select(Annotation)).all())
+    r = post(srv, "/webhook", json={"action": EVENT, "task": {"data": {"pixclass_image_id": image_id}},
+                                    "annotation": {"id": 77, "result": [{"value": {"choices": ["hat", "shoes"]}}]}})
+    assert r.status_code == 201 and r.json() == {"status": "ok", "stored": 0, "image_id": image_id, "reason":
+                                                 "a binary image takes exactly one label; got ['hat', 'shoes']"}
+    r = post(srv, "/webhook", json={"action": EVENT, "task": {"data": {"pixclass_image_id": image_id}},
+                                    "annotation": {"result": [{"value": {"choices": ["shoes", "shoes"]}}]}})
+    assert r.status_code == 201 and r.json()["stored"] == 1  # the same class twice is one label
+    with srv.ws.session() as s:
+        added = s.scalars(select(Annotation).order_by(Annotation.id)).all()[before:]
+    assert [(a.labels, a.author) for a in added] == [(["shoes"], "label-studio")]  # no author given: not "None"
 
 
 def test_train_unknown_model_is_rejected_before_a_job_is_queued(srv):

@@ -262,6 +262,8 @@ def _check_webhook_body(body: dict) -> None:
         for key in ("task", "annotation"):
             if not isinstance(body.get(key), list) or not all(isinstance(x, dict) for x in body[key]):
                 raise HTTPException(400, f"field '{key}' must be a list of objects for ANNOTATIONS_CREATED.")
+        for i, annotation in enumerate(body["annotation"]):
+            _check_annotation(annotation, f"annotation[{i}]")
         return
     if body.get("action") not in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED"):
         return
@@ -270,9 +272,22 @@ def _check_webhook_body(body: dict) -> None:
             raise HTTPException(400, f"field '{key}' must be an object.")
     if not isinstance((body.get("task") or {}).get("data") or {}, dict):
         raise HTTPException(400, "field 'task.data' must be an object.")
-    lead = (body.get("annotation") or {}).get("lead_time")
-    if lead is not None and (isinstance(lead, bool) or not isinstance(lead, (int, float))):
-        raise HTTPException(400, "field 'annotation.lead_time' must be a number of seconds.")
+    _check_annotation(body.get("annotation") or {}, "annotation")
+
+
+def _check_annotation(annotation: dict, where: str) -> None:
+    """The fields of a Label Studio annotation that pixclass stores: its id, its author and its time spent."""
+    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+    lead = annotation.get("lead_time")
+    if lead is not None and not (number(lead) and 0 <= lead < float("inf")):
+        raise HTTPException(400, f"field '{where}.lead_time' must be a number of seconds (0 or more); got {lead!r}.")
+    if annotation.get("id") is not None and not (isinstance(annotation["id"], str) or number(annotation["id"])):
+        raise HTTPException(400, f"field '{where}.id' must be Label Studio's annotation id, a number or a string; "
+                                 f"got {_json_type(annotation['id'])}.")
+    by = annotation.get("completed_by")
+    if by is not None and not (isinstance(by, (str, dict)) or number(by)):
+        raise HTTPException(400, f"field '{where}.completed_by' must be a user id or a user object; got "
+                                 f"{_json_type(by)}.")
 
 
 @router.get("/health")
@@ -505,7 +520,11 @@ def _store(request: Request, config: str | None, project: tuple[int, str] | None
     ws, settings = request.app.state.ws, request.app.state.settings
     labels_from_result(annotation.get("result", []))  # a malformed result is a 400 whatever the image
     by = annotation.get("completed_by")
-    author = f"label-studio:{by.get('email', by.get('id')) if isinstance(by, dict) else ls_user(settings.label_studio_url, settings.label_studio_api_key, by)}"[:200]
+    if isinstance(by, dict):
+        who = by.get("email", by.get("id"))
+    else:
+        who = None if by is None else ls_user(settings.label_studio_url, settings.label_studio_api_key, by)
+    author = "label-studio" if who is None else f"label-studio:{who}"[:200]  # no author given: Label Studio's
     external = f"label-studio:{annotation['id']}"[:100] if annotation.get("id") is not None else None
     with ws.session() as s:
         im = _find_image(s, task, project[0] if project else None)
@@ -528,9 +547,14 @@ def _store(request: Request, config: str | None, project: tuple[int, str] | None
             return {"status": "ok", "stored": 0, "reason": "task image not registered in pixclass"
                     if im is None else "no choices in the annotation"}
         ds = s.get(Dataset, im.dataset_id)
-        unknown = [x for x in labels if x not in records.load_schema(s, ds).classes]
+        schema = records.load_schema(s, ds)
+        unknown = [x for x in labels if x not in schema.classes]
         if unknown:
             return {"status": "ok", "stored": 0, "reason": f"unknown classes {unknown}"}
+        labels = list(dict.fromkeys(labels))
+        if schema.task != "multilabel" and len(labels) != 1:  # a Choices control with choice="multiple"
+            return {"status": "ok", "stored": 0, "image_id": im.id,
+                    "reason": f"a {schema.task} image takes exactly one label; got {labels}"}
         same = s.scalar(select(Annotation).where(Annotation.image_id == im.id, Annotation.external_id == external
                                                  if external else Annotation.author == author)
                         .order_by(Annotation.id.desc()).limit(1))
