@@ -15,6 +15,16 @@ TaskKind = Literal["binary", "multiclass", "multilabel", "hierarchical"]
 TASKS: tuple[str, ...] = ("binary", "multiclass", "multilabel", "hierarchical")
 
 
+def clean_class_name(name: str) -> str:
+    """A class name as stored: without surrounding whitespace. DataError if nothing is left or it is too long."""
+    clean = name.strip()
+    if not clean:
+        raise DataError(f"Class name {name!r} is empty. Give a name with letters or digits.")
+    if len(clean) > 300:
+        raise DataError(f"Class name {clean[:40]!r}... is {len(clean)} characters long; at most 300.")
+    return clean
+
+
 @dataclass(frozen=True)
 class LabelSchema:
     """Task kind plus the ordered class names. ``classes[i]`` is the name of class index ``i``."""

@@ -330,6 +330,36 @@ def test_bulk_tagging_and_class_editing(srv):
     assert names == {"hat", "bottoms", "shoes", "t-shirt"}
 
 
+def test_class_names_and_task_kinds_are_checked_before_anything_is_stored(srv, tmp_path, photos4):
+    """Blank class or user names, a third class on a binary dataset, and a task kind that an existing dataset does
+    not have are 400s naming the problem, and leave the classes and labels as they were."""
+    admin = srv.client("root")
+    before = admin.get("/api/datasets/cloth").json()["classes"]
+    hats = ids(srv, label="hat")
+    for path, body in (("rename", {"old": "hat", "new": "   "}), ("merge", {"sources": ["hat"], "target": "\t "})):
+        r = admin.post(f"/api/datasets/cloth/classes/{path}", json=body)
+        assert r.status_code == 400 and "is empty" in r.json()["detail"], r.text
+    assert admin.get("/api/datasets/cloth").json()["classes"] == before and ids(srv, label="hat") == hats
+    r = admin.post("/api/datasets/cloth/classes/rename", json={"old": "hat", "new": " cap\t"})
+    assert r.json()["classes"][0] == "cap" and ids(srv, label="cap") == hats  # stored without the blanks
+
+    assert admin.post("/api/datasets", json={"name": "blank", "classes": ["ok", " "]}).status_code == 400
+    r = admin.post("/api/datasets", json={"name": "yesno", "task": "binary", "classes": ["a", "b", "c"]})
+    assert r.status_code == 400 and "A binary dataset has two classes" in r.json()["detail"]
+    assert admin.post("/api/datasets", json={"name": "yesno", "task": "binary", "classes": ["no", "yes"]}).is_success
+    r = admin.post("/api/datasets/yesno/classes", json={"names": ["maybe"]})
+    assert r.status_code == 400 and admin.get("/api/datasets/yesno").json()["classes"] == ["no", "yes"]
+    assert [d["name"] for d in admin.get("/api/datasets").json()] == ["cloth", "yesno"]
+
+    for task in ("bogus", "multilabel"):  # refused before a job is queued
+        r = admin.post("/api/datasets/import", json={"src": str(photos4), "name": "cloth", "task": task})
+        assert r.status_code == 400, r.text
+    assert "'cloth' is a multiclass dataset; it cannot become multilabel" in r.json()["detail"]
+    assert admin.get("/api/jobs").json() == []
+    r = admin.post("/api/users", json={"name": "  ", "role": "annotator", "password": "pw-long"})
+    assert r.status_code == 400 and "spaces around it" in r.json()["detail"]
+
+
 def test_multilabel_bulk_add_and_remove(tmp_path, photos4):
     srv = make_server(tmp_path / "ws", photos4, task="multilabel")
     sel = ids(srv, label="hat")[:3]

@@ -19,7 +19,7 @@ from pixclass.io.sources import Entry, read_source
 from pixclass.schema import LabelSchema
 from pixclass.store import Workspace
 from pixclass.store import records
-from pixclass.store.tables import Annotation, Image
+from pixclass.store.tables import Annotation, Dataset, Image
 
 log = logging.getLogger(__name__)
 
@@ -145,10 +145,17 @@ def import_dataset(ws: Workspace, src: str | Path, name: str, *, task: str | Non
     src = Path(src).expanduser().resolve()
     entries = read_source(src, document_root=document_root, ls_data_dir=ls_data_dir, from_name=from_name)
     result = ImportResult(dataset=name)
-    with ws.session() as s:
-        ds = records.get_or_create_dataset(s, name, task=task, source=str(src))
-        known_paths, known_hashes = records.known_paths_and_hashes(s, ds)
-        old_schema = records.load_schema(s, ds)
+    with ws.session() as s:  # a new dataset is created with its first images: a refused import leaves none behind
+        ds = s.scalar(select(Dataset).where(Dataset.name == name))
+        if ds is None:
+            records.check_dataset_name(name)
+            known_paths, known_hashes = set(), set()
+            old_schema = LabelSchema(task or "multiclass", ())  # type: ignore[arg-type]
+        else:
+            known_paths, known_hashes = records.known_paths_and_hashes(s, ds)
+            old_schema = records.load_schema(s, ds)
+    if task is not None and old_schema.classes:  # before reading any image: the dataset's kind does not change
+        records.check_task(name, old_schema.task, LabelSchema(task, old_schema.classes))  # type: ignore[arg-type]
     todo = [e for e in entries if str(e.path) not in known_paths]
     result.skipped_existing = len(entries) - len(todo)
     again = {str(e.path): e for e in entries if e.labels and str(e.path) in known_paths}  # stored already
@@ -178,7 +185,8 @@ def import_dataset(ws: Workspace, src: str | Path, name: str, *, task: str | Non
                 progress(n, len(todo))
 
     multi = sum(len(e.labels) > 1 for e, _ in infos)
-    if task is None and multi >= max(2, 0.02 * len(infos)):  # many images under several classes: multi-label
+    if task is None and not old_schema.classes and multi >= max(2, 0.02 * len(infos)):  # a new dataset with many
+        # images under several classes: multi-label (a dataset with classes keeps its task)
         task = "multilabel"
     multi_votes = any(len(v.labels) > 1 for e, _ in infos for v in getattr(e, "votes", ()))
     if task != "multilabel" and (task or old_schema.task) != "multilabel" and (multi or multi_votes):
@@ -204,7 +212,7 @@ def import_dataset(ws: Workspace, src: str | Path, name: str, *, task: str | Non
     split_of = dict(zip(need, splits))
 
     with ws.session() as s:
-        ds = records.get_dataset(s, name)
+        ds = records.get_or_create_dataset(s, name, task=task, source=str(src))
         records.save_schema(s, ds, schema)
         images = [
             Image(dataset_id=ds.id, path=info.path, sha256=info.sha256, width=info.width, height=info.height,

@@ -7,7 +7,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import delete, select
 
 from pixclass.errors import DataError
-from pixclass.schema import LabelSchema
+from pixclass.schema import LabelSchema, clean_class_name
 from pixclass.server.auth import Principal, require
 from pixclass.server import views
 from pixclass.server.labeling import dataset_info, ws_of
@@ -62,11 +62,9 @@ def _relabel(s, ds: Dataset, mapping: dict[str, str]) -> int:
 def add_classes(name: str, body: NewClasses, request: Request, _: Principal = Depends(require("admin"))) -> dict:
     """Create classes in bulk (appended in the given order; existing names are left as they are and listed in
     ``existing``). A name that differs from another only in letter case is refused: it would be a second class."""
-    names = list(dict.fromkeys(n.strip() for n in body.names if n.strip()))
+    names = list(dict.fromkeys(clean_class_name(n) for n in body.names if n.strip()))
     if not names:
         raise DataError("No class names given: one name per line.")
-    if any(len(n) > 300 for n in names):
-        raise DataError("Class names are at most 300 characters.")
     with ws_of(request).session() as s:
         ds = records.lock_dataset(s, records.get_dataset(s, name))  # one class-list change at a time
         schema = records.load_schema(s, ds)
@@ -86,15 +84,16 @@ def rename_class(name: str, body: Rename, request: Request, _: Principal = Depen
     with ws_of(request).session() as s:
         ds = records.lock_dataset(s, records.get_dataset(s, name))  # one class-list change at a time
         records.load_schema(s, ds).index(body.old)
-        if body.new.strip() == body.old:
+        new = clean_class_name(body.new)
+        if new == body.old:
             raise DataError(f"Class {body.old!r} already has that name; give a different new name.")
         row = s.scalar(select(LabelClass).where(LabelClass.dataset_id == ds.id, LabelClass.name == body.old))
-        if s.scalar(select(LabelClass).where(LabelClass.dataset_id == ds.id, LabelClass.name == body.new)):
-            raise HTTPException(409, f"Class {body.new!r} exists; merge into it instead.")
-        row.name = body.new
+        if s.scalar(select(LabelClass).where(LabelClass.dataset_id == ds.id, LabelClass.name == new)):
+            raise HTTPException(409, f"Class {new!r} exists; merge into it instead.")
+        row.name = new
         if ds.positive == body.old:
-            ds.positive = body.new
-        changed = _relabel(s, ds, {body.old: body.new})
+            ds.positive = new
+        changed = _relabel(s, ds, {body.old: new})
         s.flush()
         out = {**dataset_info(s, ds), "relabeled": changed}
     request.app.state.models.forget()  # loaded models answer in today's names
@@ -109,15 +108,16 @@ def merge_classes(name: str, body: Merge, request: Request, _: Principal = Depen
         schema = records.load_schema(s, ds)
         for src in body.sources:
             schema.index(src)
-        sources = [x for x in body.sources if x != body.target]
-        changed = _relabel(s, ds, {x: body.target for x in sources})
+        target = clean_class_name(body.target)
+        sources = [x for x in body.sources if x != target]
+        changed = _relabel(s, ds, {x: target for x in sources})
         s.execute(delete(LabelClass).where(LabelClass.dataset_id == ds.id, LabelClass.name.in_(sources)))
         s.flush()
         kept = [c for c in schema.classes if c not in sources]
         first = min((schema.classes.index(x) for x in sources), default=len(schema.classes))  # target takes
         # the place of the earliest source
         pos = sum(1 for c in schema.classes[:first] if c in kept)
-        classes = kept if body.target in kept else [*kept[:pos], body.target, *kept[pos:]]
+        classes = kept if target in kept else [*kept[:pos], target, *kept[pos:]]
         records.save_schema(s, ds, LabelSchema(ds.task, tuple(classes), ds.positive))  # type: ignore[arg-type]
         s.flush()
         out = {**dataset_info(s, ds), "relabeled": changed}

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from pixclass.errors import DataError
 from pixclass.io.images import image_media_type, thumbnail_jpeg
-from pixclass.schema import TASKS, LabelSchema
+from pixclass.schema import TASKS, LabelSchema, clean_class_name
 from pixclass.server import tasks, views
 from pixclass.server.auth import Principal, require
 from pixclass.server.views import Filters
@@ -98,7 +98,8 @@ def create_dataset(body: NewDataset, request: Request, _: Principal = Depends(re
         if s.scalar(select(Dataset).where(Dataset.name == body.name)):
             raise HTTPException(409, f"Dataset {body.name!r} exists.")
         ds = records.get_or_create_dataset(s, body.name, task=body.task, source="server")
-        records.save_schema(s, ds, LabelSchema(body.task, tuple(dict.fromkeys(body.classes))))  # type: ignore[arg-type]
+        classes = tuple(dict.fromkeys(clean_class_name(c) for c in body.classes))
+        records.save_schema(s, ds, LabelSchema(body.task, classes))  # type: ignore[arg-type]
         return dataset_info(s, ds)
 
 
@@ -116,9 +117,14 @@ def import_job(body: ImportBody, request: Request, user: Principal = Depends(req
     ws = ws_of(request)
     if not Path(body.src).exists():
         raise DataError(f"{body.src}: no such file or folder on the server.")
-    with ws.session() as s:  # a bad new name is a 400 now, not a failed job later
-        if s.scalar(select(Dataset.id).where(Dataset.name == body.name)) is None:
+    with ws.session() as s:  # a bad new name or task is a 400 now, not a failed job later
+        ds = s.scalar(select(Dataset).where(Dataset.name == body.name))
+        if ds is None:
             records.check_dataset_name(body.name)
+        if body.task is not None:
+            schema = records.load_schema(s, ds) if ds is not None else None
+            records.check_task(body.name, schema.task if schema and schema.classes else None,
+                               LabelSchema(body.task, ()))  # type: ignore[arg-type]
 
     def run(progress) -> dict:
         return import_dataset(ws, body.src, body.name, task=body.task,

@@ -13,7 +13,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from pixclass.errors import DataError
-from pixclass.schema import LabelSchema
+from pixclass.schema import LabelSchema, clean_class_name
 from pixclass.store.db import LOCK_OPTION, session_changes
 from pixclass.store.tables import Annotation, BrokenFile, Dataset, Image, LabelClass, Meta, Run, utcnow
 
@@ -92,14 +92,32 @@ def load_schema(s: Session, ds: Dataset) -> LabelSchema:
 
 
 def save_schema(s: Session, ds: Dataset, schema: LabelSchema) -> None:
-    """Store the schema: new classes are appended, existing ones keep their position."""
+    """Store the schema: new classes are appended, existing ones keep their position. A dataset with classes keeps
+    its task kind, a binary one has at most two classes, and no class name is blank (DataError, nothing stored)."""
     have = {c.name: c for c in s.scalars(select(LabelClass).where(LabelClass.dataset_id == ds.id))}
+    check_task(ds.name, ds.task if have else None, schema)
+    for name in schema.classes:
+        if name not in have:
+            clean_class_name(name)
     for pos, name in enumerate(schema.classes):
         if name in have:
             have[name].position = pos
         else:
             s.add(LabelClass(dataset_id=ds.id, name=name, position=pos))
     ds.task, ds.positive = schema.task, schema.positive
+
+
+def check_task(dataset: str, task: str | None, schema: LabelSchema) -> None:
+    """DataError unless ``schema`` may be the schema of ``dataset``, whose classes are of ``task`` (None: it has no
+    classes yet, any task goes). Binary and multiclass are both one label per image, and a dataset goes from one to
+    the other as its classes become two or more; the labels of a multi-label or hierarchical dataset fit no other."""
+    single = ("binary", "multiclass")
+    if task is not None and schema.task != task and not (task in single and schema.task in single):
+        raise DataError(f"Dataset {dataset!r} is a {task} dataset; it cannot become {schema.task}. Import into a new "
+                        f"dataset (another --name) for a {schema.task} task, or leave --task out.")
+    if schema.task == "binary" and len(schema.classes) > 2:
+        raise DataError(f"A binary dataset has two classes; {dataset!r} would have {len(schema.classes)}: "
+                        f"{', '.join(schema.classes[:10])}. Make it multiclass (--task multiclass) or multilabel.")
 
 
 def known_paths_and_hashes(s: Session, ds: Dataset) -> tuple[set[str], set[str]]:

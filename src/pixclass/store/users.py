@@ -61,8 +61,8 @@ def create_user(s: Session, name: str, role: str, password: str, *, replace: boo
     """Add an account. An existing name is an error unless ``replace``: then it gets the new role and, if the
     password differs, the new password, and all its tokens (API and session) are revoked."""
     _check_role(role)
-    if not name or len(name) > 200 or ":" in name:
-        raise ConfigError(f"User name {name!r} must be 1-200 characters without ':'.")
+    if not name.strip() or name != name.strip() or len(name) > 200 or ":" in name:
+        raise ConfigError(f"User name {name!r} must be 1-200 characters without ':' or spaces around it.")
     if len(password) < 4:
         raise ConfigError("The password must have at least 4 characters.")
     user = find_user(s, name)
