@@ -9,6 +9,8 @@ from typing import Literal
 
 from pixclass.errors import ConfigError
 
+MIN_IMG_SIZE, MAX_IMG_SIZE = 16, 1024  # the square input sizes a model may take, in pixels
+
 DEFAULT_WORKSPACE = "pixclass-workspace"
 WORKSPACE_ENV = "PIXCLASS_WORKSPACE"
 
@@ -57,7 +59,6 @@ class TrainConfig:
     def __post_init__(self) -> None:
         checks = {
             "epochs": self.epochs >= 1,
-            "img_size": self.img_size >= 16,
             "batch_size": self.batch_size >= 1,
             "lr": self.lr > 0,
             "train_scale": 0 < self.train_scale <= 2,
@@ -65,6 +66,9 @@ class TrainConfig:
         for name, ok in checks.items():
             if not ok:
                 raise ConfigError(f"The '{name}' option must be positive. Got {getattr(self, name)!r}.")
+        if not MIN_IMG_SIZE <= self.img_size <= MAX_IMG_SIZE:
+            raise ConfigError(f"The 'img_size' option must be {MIN_IMG_SIZE} to {MAX_IMG_SIZE} pixels. "
+                              f"Got {self.img_size!r}.")
         if self.mode not in ("linear", "finetune"):
             raise ConfigError(f"The 'mode' option must be 'linear' or 'finetune'. Got {self.mode!r}.")
         if self.balance not in ("weights", "sampler", "none"):

@@ -88,6 +88,15 @@ def test_linear_train_evaluate_export_predict(tmp_path, photos4):
         assert sum(by_name[f.name]["label"] == "shoes" for f in shoes) >= 2
         assert 0 < float(by_name[shoes[0].name]["score"]) <= 1
 
+    (tmp_path / "empty").mkdir()  # out-of-range options and empty inputs: errors naming them, not OOM or silence
+    for args, says in ((("train", "cloth4", "--img-size", 100_000), "must be 16 to 1024 pixels. Got 100000"),
+                       (("evaluate", run, "--split", "bogus"), "Unknown split 'bogus'. Use one of: train, val, test"),
+                       (("report", run, "--split", "validation"), "Unknown split 'validation'."),
+                       (("predict", run, tmp_path / "new", "--top-k", 0), "'top-k' option must be at least 1"),
+                       (("predict", run, tmp_path / "empty"), f"No image files in {tmp_path / 'empty'}")):
+        res = cli(*args, ws=ws, ok=False)
+        assert res.exit_code == 2 and says in " ".join(res.output.split()), res.output
+
 
 @NEED_WEIGHTS
 def test_predictor_runs_without_torch(tmp_path, photos4):

@@ -41,6 +41,12 @@ def test_curate_cli_contract_and_fix_loop(tmp_path, photos4):
     assert [f["path"] for f in listed["findings"]] == [f["path"] for f in near]
     bad = runner.invoke(app, ["issues-list", "d", "--kind", "near_dupe", *ws])
     assert bad.exit_code == 2 and "near_duplicate" in bad.output
+    bad = runner.invoke(app, ["issues-list", "d", "--status", "bogus", *ws])
+    assert bad.exit_code == 2 and "Unknown status 'bogus'" in bad.output
+    for args, says in ((["--kind", "near_dupe"], "Did you mean near_duplicate"), (["--id", "99999"], "id 99999"),
+                       (["--path", str(src / "nope.jpg")], str(src / "nope.jpg"))):  # named, not "0 updated"
+        bad = runner.invoke(app, ["curate-fix", "d", "--action", "dismiss", *args, *ws])
+        assert bad.exit_code == 2 and says in " ".join(bad.output.split()), bad.output
 
     fix = runner.invoke(app, ["curate-fix", "d", "--kind", "near_duplicate", "--action", "exclude", "--json", *ws])
     assert "zz_copy.jpg" in {Path(p).name for p in json.loads(fix.stdout)["excluded"]}

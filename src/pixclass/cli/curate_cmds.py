@@ -77,17 +77,13 @@ def issues_list(
     workspace: WorkspaceOpt = None, db_url: DbOpt = None, json_out: JsonOpt = False,
 ) -> None:
     """List the findings of the newest curate run, worst first."""
-    from pixclass.curate import KINDS
-    from pixclass.errors import ConfigError, DataError
+    from pixclass.curate.run import check_kind
+    from pixclass.errors import DataError
     from pixclass.store import records
     from pixclass.store.findings import latest_curate_run, list_findings
 
-    if kind and kind not in KINDS:
-        import difflib
-
-        close = difflib.get_close_matches(kind, KINDS, n=2)
-        raise ConfigError(f"Unknown kind {kind!r}.{' Did you mean ' + ', '.join(close) + '?' if close else ''} "
-                          f"Kinds: {', '.join(KINDS)}.")
+    if kind:
+        check_kind(kind)
     ws = open_ws(workspace, db_url)
     with ws.session() as s:
         run = latest_curate_run(s, records.get_dataset(s, name))

@@ -6,9 +6,11 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
+from pixclass.curate.run import check_kind
 from pixclass.errors import ConfigError, DataError
 from pixclass.store import Workspace, records
 from pixclass.store.findings import latest_curate_run, list_findings
@@ -42,6 +44,8 @@ def apply_fix(ws: Workspace, dataset: str, action: str, *, kind: str | None = No
     if not (kind or ids or paths):
         raise ConfigError("Say which findings to act on: --kind KIND, --id N or --path FILE "
                           "(see `pixclass issues-list DATASET`).")
+    if kind:
+        check_kind(kind)
     if action == "relabel" and kind not in (None, "label_error"):
         raise ConfigError("--action relabel applies the suggested label of label_error findings; use "
                           "--kind label_error.")
@@ -51,7 +55,17 @@ def apply_fix(ws: Workspace, dataset: str, action: str, *, kind: str | None = No
         run = latest_curate_run(s, ds)
         if run is None:
             raise DataError(f"Dataset {dataset!r} has no curate findings yet. Run `pixclass curate {dataset}` first.")
-        found = list_findings(s, run, kind=kind, min_score=min_score, paths=paths, ids=ids)
+        given = {p: str(Path(p).expanduser().resolve()) for p in paths or ()}  # as typed, and absolute
+        match = [*given, *given.values()] if given else None
+        found = list_findings(s, run, kind=kind, min_score=min_score, paths=match, ids=ids)
+        if ids or given:  # a mistyped id or path is named, instead of "0 findings updated"
+            known_ids = {f.id for f in list_findings(s, run, ids=ids)} if ids else set()
+            known_paths = {f.path for f in list_findings(s, run, paths=match)} if given else set()
+            missing = [f"id {i}" for i in sorted(set(ids or ()) - known_ids)] + [
+                p for p, full in given.items() if p not in known_paths and full not in known_paths]
+            if missing:
+                raise DataError(f"Curate run {run.id} of {dataset!r} has no finding for {', '.join(missing)}. "
+                                f"`pixclass issues-list {dataset}` lists them (id and path).")
         if action == "relabel":
             found = [f for f in found if f.kind == "label_error"]
         for f in found:

@@ -35,6 +35,16 @@ KINDS = ("exact_duplicate", "near_duplicate", "leakage", "broken", "odd_size", "
          "low_information", "grayscale", "outlier", "label_error")
 
 
+def check_kind(kind: str) -> None:
+    """ConfigError naming the kinds (and the closest ones) unless ``kind`` is a kind of finding."""
+    if kind not in KINDS:
+        import difflib
+
+        close = difflib.get_close_matches(kind, KINDS, n=2)
+        raise ConfigError(f"Unknown kind {kind!r}.{' Did you mean ' + ', '.join(close) + '?' if close else ''} "
+                          f"Kinds: {', '.join(KINDS)}.")
+
+
 @dataclass(frozen=True)
 class CurateConfig:
     model: str = "mobilenetv2_100"  # embedding backbone (offline ImageNet weights)

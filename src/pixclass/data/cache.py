@@ -23,7 +23,8 @@ except ImportError:  # Windows: threads of one process are still kept apart
 
 import numpy as np
 
-from pixclass.errors import DataError
+from pixclass.config import MAX_IMG_SIZE, MIN_IMG_SIZE
+from pixclass.errors import ConfigError, DataError
 from pixclass.io.images import load_rgb
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,9 @@ class ImageCache:
     """Decoded square images at one resolution, memory-mapped from the workspace cache directory."""
 
     def __init__(self, directory: str | Path, size: int) -> None:
+        if not MIN_IMG_SIZE <= size <= MAX_IMG_SIZE:  # 100,000 px is 30 GB per image: refused, not out of memory
+            raise ConfigError(f"The image size (--img-size) must be {MIN_IMG_SIZE} to {MAX_IMG_SIZE} pixels. "
+                              f"Got {size!r}.")
         self.directory = Path(directory)
         self.size = size
 

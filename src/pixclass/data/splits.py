@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pixclass.data.cache import ImageCache, broken_entries, broken_message, keep_decodable
-from pixclass.errors import DataError
+from pixclass.errors import ConfigError, DataError
 from pixclass.schema import LabelSchema
 from pixclass.store import Workspace, records
+
+SPLITS = ("train", "val", "test")  # as the importer stores them ("validation" folders become "val")
 
 Progress = Callable[[int, int], None]
 
@@ -61,6 +63,9 @@ def load_splits(ws: Workspace, dataset: str, size: int, *, splits: tuple[str, ..
     A file that no longer decodes (deleted, truncated, overwritten since import) raises a DataError naming it; with
     ``skip_broken`` it is left out instead and listed in its split's ``skipped``. ``decode=False``: items and labels
     only (``images`` None), for a caller that reads cached embeddings instead and sorts out broken files itself."""
+    unknown = [sp for sp in splits if sp not in SPLITS]
+    if unknown:
+        raise ConfigError(f"Unknown split {unknown[0]!r}. Use one of: {', '.join(SPLITS)}.")
     with ws.session() as s:
         ds = records.get_dataset(s, dataset)
         schema = records.load_schema(s, ds)

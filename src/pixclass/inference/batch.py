@@ -16,6 +16,8 @@ Progress = Callable[[int, int], None]
 
 def predict_paths(source: str | Path, paths: Sequence[str | Path], *, k: int = 5,
                   progress: Progress | None = None) -> list[Prediction]:
+    if k < 1:
+        raise ConfigError(f"The 'top-k' option must be at least 1. Got {k!r}.")
     source = Path(source)
     manifest = Manifest.load(source)
     if (source / manifest.files.get("onnx", "model.onnx")).is_file() and "onnx" in manifest.files:

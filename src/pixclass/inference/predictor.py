@@ -46,6 +46,9 @@ def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
             out.append(p)
         else:
             raise DataError(f"{p}: no such file or folder.")
+    if paths and not out:
+        raise DataError(f"No image files in {', '.join(map(str, paths))} (looked for "
+                        f"{', '.join(sorted(IMAGE_EXTENSIONS))}, in subfolders too).")
     return out
 
 

@@ -7,6 +7,7 @@ from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 
+from pixclass.config import MAX_IMG_SIZE, MIN_IMG_SIZE
 from pixclass.errors import DataError
 from pixclass.server import tasks
 from pixclass.server.auth import Principal, require
@@ -127,7 +128,7 @@ class TrainBody(BaseModel):
     dataset: str
     mode: str = Field("linear", pattern="^(linear|finetune)$")
     model: str = "mobilenetv2_100"
-    img_size: int = Field(224, ge=16, le=1024)
+    img_size: int = Field(224, ge=MIN_IMG_SIZE, le=MAX_IMG_SIZE)
     epochs: int = Field(10, ge=1, le=1000)
     time_budget: float | None = Field(None, gt=0)
 

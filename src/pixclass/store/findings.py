@@ -14,6 +14,7 @@ from datetime import datetime
 from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from pixclass.errors import ConfigError
 from pixclass.store.tables import Base, Dataset, utcnow
 
 STATUSES = ("open", "excluded", "review", "dismissed", "relabeled")
@@ -73,6 +74,8 @@ def list_findings(s: Session, run: CurateRun, *, kind: str | None = None, status
                   min_score: float | None = None, paths: list[str] | None = None,
                   ids: list[int] | None = None) -> list[Finding]:
     """Findings of one curate run, worst first within each kind."""
+    if status and status not in STATUSES:
+        raise ConfigError(f"Unknown status {status!r}. Use one of: {', '.join(STATUSES)}.")
     q = select(Finding).where(Finding.run_id == run.id)
     if kind:
         q = q.where(Finding.kind == kind)
