@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from pixclass.artifact import Manifest
-from pixclass.data.cache import broken_entries, broken_message
+from pixclass.data.cache import ImageCache, broken_entries, broken_message
 from pixclass.data.embeddings import agrees_with_cache, cached_backbone, embed_decodable
 from pixclass.data.splits import SplitData
 from pixclass.errors import DataError
@@ -49,7 +49,6 @@ def decodable_probs(ws: Workspace, run_dir: str | Path, items: list[records.Item
 
     Probabilities are those ``pixclass predict`` gives with the same run: softmax rows, or for a multi-label run one
     sigmoid per class (see pixclass.decision)."""
-    from pixclass.data.cache import ImageCache
     from pixclass.models.embed import head_probs, run_batches
     from pixclass.models.registry import load_checkpoint
 
